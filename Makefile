@@ -1,0 +1,46 @@
+# Parley: two commands.
+#   make serve [MODEL=path/to/model.gguf] [PORT=8000]   set up, build, run on http://127.0.0.1:8000
+#   make test                                           set up, build, run every test
+# Everything runs through scripts/run: natively on a host with the packages of
+# scripts/packages.txt, otherwise inside the Debian sid sysroot that scripts/setup makes.
+
+MODEL ?= $(wildcard ../shared/models/stories260K.gguf)
+PORT ?= 8000
+ARGS ?=
+RUN := scripts/run
+
+.PHONY: setup build serve test unit integration e2e bench format clean
+
+setup:
+	@scripts/setup
+
+build: setup
+	@$(RUN) bash -c 'cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release > build.log 2>&1 || { cat build.log; exit 1; }; ninja -C build'
+
+node_modules/.parley-stamp: package.json package-lock.json .npmrc | setup
+	@$(RUN) npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+serve: build
+	@$(RUN) build/parley serve --port $(PORT) $(if $(MODEL),--model $(MODEL)) $(ARGS)
+
+test: build node_modules/.parley-stamp
+	@$(RUN) tests/run-all
+
+unit: build
+	@$(RUN) bash -c 'cd build && ctest --output-on-failure'
+
+integration: build node_modules/.parley-stamp
+	@$(RUN) node --test --test-concurrency=1 tests/integration/
+
+e2e: build node_modules/.parley-stamp
+	@$(RUN) node --test tests/e2e/
+
+bench: build node_modules/.parley-stamp
+	@$(RUN) node bench/latency.mjs
+
+format:
+	@$(RUN) bash -c 'clang-format -i src/*/*.cpp src/*/*.h tests/unit/*.cpp'
+
+clean:
+	rm -rf build

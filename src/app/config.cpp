@@ -1,0 +1,235 @@
+#include "app/config.h"
+
+#include <nlohmann/json.hpp>
+
+#include <charconv>
+#include <fstream>
+#include <iterator>
+#include <sstream>
+
+namespace parley {
+
+using json = nlohmann::json;
+
+namespace {
+
+bool to_int(const std::string &s, int &out) {
+    auto r = std::from_chars(s.data(), s.data() + s.size(), out);
+    return r.ec == std::errc() && r.ptr == s.data() + s.size();
+}
+
+bool to_float(const std::string &s, float &out) {
+    try {
+        size_t n = 0;
+        out = std::stof(s, &n);
+        return n == s.size();
+    } catch (...) {
+        return false;
+    }
+}
+
+// Sets one setting by flag name (without dashes). Returns an error line or empty.
+std::string set(app_config &c, const std::string &key, const std::string &v) {
+    auto need_int = [&](int &dst) -> std::string {
+        return to_int(v, dst) ? "" : "--" + key + " needs an integer, got '" + v + "'";
+    };
+    auto need_float = [&](float &dst) -> std::string {
+        return to_float(v, dst) ? "" : "--" + key + " needs a number, got '" + v + "'";
+    };
+    if (key == "host") c.server.host = v;
+    else if (key == "port") return need_int(c.server.port);
+    else if (key == "api-key") c.server.api_key = v;
+    else if (key == "allow-origin") c.server.allowed_origins.push_back(v);
+    else if (key == "io-threads") return need_int(c.server.io_threads);
+    else if (key == "model") c.llm.model_path = v;
+    else if (key == "ctx") return need_int(c.llm.context);
+    else if (key == "slots") return need_int(c.llm.slots);
+    else if (key == "threads") return need_int(c.llm.threads);
+    else if (key == "chat-template") c.llm.chat_template = v;
+    else if (key == "max-tokens") return need_int(c.session.max_tokens);
+    else if (key == "temperature") return need_float(c.session.sampling.temperature);
+    else if (key == "top-k") return need_int(c.session.sampling.top_k);
+    else if (key == "top-p") return need_float(c.session.sampling.top_p);
+    else if (key == "min-p") return need_float(c.session.sampling.min_p);
+    else if (key == "repeat-penalty") return need_float(c.session.sampling.repeat_penalty);
+    else if (key == "seed") {
+        int seed = 0;
+        if (!to_int(v, seed) || seed < 0) return "--seed needs a non-negative integer";
+        c.session.sampling.seed = uint32_t(seed);
+    } else if (key == "system-prompt") c.session.system_prompt = v;
+    else if (key == "tts") c.tts.engine = v;
+    else if (key == "voice") c.session.tts.voice = c.tts.defaults.voice = v;
+    else if (key == "rate") {
+        if (std::string e = need_int(c.session.tts.rate_wpm); !e.empty()) return e;
+        c.tts.defaults.rate_wpm = c.session.tts.rate_wpm;
+    } else if (key == "audio-rate") return need_int(c.session.audio_out_rate);
+    else if (key == "asr") c.asr.engine = v;
+    else if (key == "asr-model-dir") c.asr.model_dir = v;
+    else if (key == "db") c.db_path = v;
+    else if (key == "log-level") c.log_level = v;
+    else if (key == "output" || key == "o" || key == "wav") c.wav_out = v;
+    else return "unknown option --" + key;
+    return {};
+}
+
+bool is_switch(const std::string &key) { return key == "verbose" || key == "no-warmup"; }
+
+std::string set_switch(app_config &c, const std::string &key) {
+    if (key == "verbose") {
+        c.llm.verbose = true;
+        c.log_level = "debug";
+    } else if (key == "no-warmup") {
+        c.llm.warmup = false;
+    }
+    return {};
+}
+
+} // namespace
+
+bool is_loopback(const std::string &host) {
+    return host == "localhost" || host == "::1" || host.starts_with("127.");
+}
+
+std::string app_config::validate() const {
+    if (server.port < 0 || server.port > 65535) return "port must be 0..65535";
+    if (!is_loopback(server.host) && server.api_key.empty())
+        return "listening on " + server.host + " needs an API key (--api-key KEY); "
+               "loopback addresses need none";
+    if (server.io_threads < 1 || server.io_threads > 64) return "io-threads must be 1..64";
+    if (llm.context < 64 || llm.context > 1 << 20) return "ctx must be 64..1048576 tokens";
+    if (llm.slots < 1 || llm.slots > 64) return "slots must be 1..64";
+    if (llm.threads < 0 || llm.threads > 256) return "threads must be 0 (all cores)..256";
+    if (session.max_tokens < 1 || session.max_tokens > 8192) return "max-tokens must be 1..8192";
+    if (session.max_tokens >= llm.context) return "max-tokens must be smaller than ctx";
+    if (session.sampling.temperature < 0 || session.sampling.temperature > 5)
+        return "temperature must be 0..5";
+    if (session.sampling.top_p <= 0 || session.sampling.top_p > 1) return "top-p must be in (0, 1]";
+    if (session.sampling.top_k < 0) return "top-k must be >= 0";
+    if (session.sampling.min_p < 0 || session.sampling.min_p > 1) return "min-p must be 0..1";
+    if (session.sampling.repeat_penalty <= 0) return "repeat-penalty must be > 0";
+    if (session.audio_out_rate < 8000 || session.audio_out_rate > 48000)
+        return "audio-rate must be 8000..48000 Hz";
+    if (session.tts.rate_wpm < 80 || session.tts.rate_wpm > 450) return "rate must be 80..450 words per minute";
+    if (tts.engine != "espeak" && tts.engine != "none") return "tts must be espeak or none";
+    if (asr.engine != "pocketsphinx" && asr.engine != "none") return "asr must be pocketsphinx or none";
+    if (session.system_prompt.size() > 4096) return "system-prompt is limited to 4096 bytes";
+    if (log_level != "debug" && log_level != "info" && log_level != "warn" && log_level != "error")
+        return "log-level must be debug, info, warn or error";
+    return {};
+}
+
+std::string app_config::to_string() const {
+    std::ostringstream o;
+    o << "host=" << server.host << " port=" << server.port << " model=" << (llm.model_path.empty() ? "-" : llm.model_path)
+      << " ctx=" << llm.context << " slots=" << llm.slots << " asr=" << asr.engine << " tts=" << tts.engine
+      << " voice=" << session.tts.voice << " db=" << db_path;
+    return o.str();
+}
+
+std::string apply_config_json(app_config &cfg, const std::string &text) {
+    json j = json::parse(text, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) return "config file is not a JSON object";
+    for (auto &[k, v] : j.items()) {
+        std::string key = k;
+        for (char &ch : key)
+            if (ch == '_') ch = '-';
+        std::vector<json> values = v.is_array() ? std::vector<json>(v.begin(), v.end()) : std::vector<json>{v};
+        for (const json &x : values) {
+            std::string err;
+            if (x.is_boolean()) {
+                if (!is_switch(key)) return "config key " + k + " is not a switch";
+                if (x.get<bool>()) err = set_switch(cfg, key);
+            } else if (x.is_string()) {
+                err = set(cfg, key, x.get<std::string>());
+            } else if (x.is_number()) {
+                err = set(cfg, key, x.dump());
+            } else {
+                return "config key " + k + " has an unsupported value";
+            }
+            if (!err.empty()) return "config: " + err;
+        }
+    }
+    return {};
+}
+
+std::string parse_args(app_config &cfg, const std::vector<std::string> &args,
+                       std::vector<std::string> *positional) {
+    // The config file first, so that flags override it.
+    for (size_t i = 0; i < args.size(); ++i) {
+        std::string path;
+        if (args[i] == "--config" && i + 1 < args.size()) path = args[i + 1];
+        else if (args[i].starts_with("--config=")) path = args[i].substr(9);
+        else continue;
+        std::ifstream f(path);
+        if (!f) return "cannot read config file " + path;
+        std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+        if (std::string err = apply_config_json(cfg, text); !err.empty()) return path + ": " + err;
+    }
+    for (size_t i = 0; i < args.size(); ++i) {
+        const std::string &a = args[i];
+        if (a == "-o") {
+            if (i + 1 >= args.size()) return "-o needs a file name";
+            cfg.wav_out = args[++i];
+            continue;
+        }
+        if (!a.starts_with("--") || a == "--") {
+            if (positional) positional->push_back(a);
+            continue;
+        }
+        std::string key = a.substr(2), value;
+        size_t eq = key.find('=');
+        bool has_value = eq != std::string::npos;
+        if (has_value) {
+            value = key.substr(eq + 1);
+            key = key.substr(0, eq);
+        }
+        if (key == "config") {
+            if (!has_value) ++i;
+            continue;
+        }
+        if (is_switch(key)) {
+            set_switch(cfg, key);
+            continue;
+        }
+        if (!has_value) {
+            if (i + 1 >= args.size()) return "--" + key + " needs a value";
+            value = args[++i];
+        }
+        if (std::string err = set(cfg, key, value); !err.empty()) return err;
+    }
+    return {};
+}
+
+std::string usage() {
+    return R"(usage: parley COMMAND [options]
+
+commands:
+  serve                   start the server (http://127.0.0.1:8000 by default)
+  chat                    typed conversation in the terminal (--wav FILE saves the speech)
+  transcribe FILE.wav     print the transcript of a WAV file
+  say "TEXT" -o OUT.wav   speak text into a WAV file
+
+options (also as keys of a JSON file given with --config FILE):
+  --host ADDR             listen address (default 127.0.0.1; others need --api-key)
+  --port N                listen port (default 8000)
+  --api-key KEY           required as a bearer token, ?api_key= or WebSocket subprotocol parley-key.KEY
+  --allow-origin ORIGIN   also accept WebSocket connections from this page origin (* for any)
+  --model FILE.gguf       language model (none: transcription only)
+  --ctx N                 context tokens per session (default 2048, capped at the model's)
+  --slots N               sessions with their own KV cache (default 8)
+  --threads N             LLM threads (default: all cores)
+  --chat-template NAME    llama.cpp template name, or "plain" (default: the model's own)
+  --max-tokens N          reply length limit (default 128)
+  --temperature T --top-k K --top-p P --min-p P --repeat-penalty R --seed S
+  --system-prompt TEXT
+  --tts espeak|none       speech output engine (default espeak)
+  --voice NAME --rate WPM espeak-ng voice (default en-us) and speed (default 175)
+  --audio-rate HZ         sample rate of the audio sent to clients (default 22050)
+  --asr pocketsphinx|none --asr-model-dir DIR
+  --db FILE               conversation store (default data/parley.db)
+  --log-level LEVEL       debug, info, warn, error
+  --verbose               engine logs too
+)";
+}
+
+} // namespace parley

@@ -1,0 +1,43 @@
+// Parley's settings: one struct with its defaults, filled from a JSON config file and the
+// command line (flags win), checked by validate(). Used by main, the server and the tests.
+#pragma once
+
+#include "asr/asr.h"
+#include "core/session.h"
+#include "llm/llm.h"
+#include "net/server.h"
+#include "tts/tts.h"
+
+#include <string>
+#include <vector>
+
+namespace parley {
+
+struct app_config {
+    server_options server;
+    llm_config llm;
+    asr_config asr;
+    tts_config tts;
+    session_config session;
+    std::string db_path = "data/parley.db";
+    std::string log_level = "info";
+    std::string wav_out;  // chat: write the spoken replies here; say: output file
+
+    // Empty when valid; otherwise one readable line.
+    std::string validate() const;
+    std::string to_string() const;
+};
+
+// Applies flags ("--port 9000", "--port=9000"); a "--config FILE" is read first. Arguments that
+// are not flags go to positional. Returns an error line, or empty.
+std::string parse_args(app_config &cfg, const std::vector<std::string> &args,
+                       std::vector<std::string> *positional);
+
+// Applies a JSON object of settings (keys as the flags, with underscores).
+std::string apply_config_json(app_config &cfg, const std::string &json_text);
+
+bool is_loopback(const std::string &host);
+
+std::string usage();
+
+} // namespace parley

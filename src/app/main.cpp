@@ -1,0 +1,228 @@
+// parley: serve | chat | transcribe | say. Exit codes: 0 ok, 1 runtime failure, 2 bad input
+// (arguments, files, models).
+#include "app/config.h"
+#include "audio/resampler.h"
+#include "audio/wav.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "core/worker.h"
+#include "llm/conversation.h"
+#include "net/server.h"
+#include "store/store.h"
+
+#include <condition_variable>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <mutex>
+#include <unistd.h>
+
+using namespace parley;
+
+namespace {
+
+int fail(const std::string &message, int code = 2) {
+    fprintf(stderr, "parley: %s\n", message.c_str());
+    return code;
+}
+
+void apply_log_level(const std::string &level) {
+    log_set_level(level == "debug" ? LOG_LEVEL_DEBUG
+                  : level == "warn" ? LOG_LEVEL_WARN
+                  : level == "error" ? LOG_LEVEL_ERROR
+                                     : LOG_LEVEL_INFO);
+}
+
+int cmd_serve(app_config &cfg) {
+    metrics stats;
+    std::unique_ptr<asr_engine> asr;
+    std::unique_ptr<llm_engine> llm;
+    std::unique_ptr<tts_engine> tts;
+    server_info info;
+    try {
+        if (cfg.asr.engine != "none") {
+            asr = make_asr_engine(cfg.asr);
+            info.asr = asr->name();
+        }
+    } catch (const std::exception &e) {
+        return fail(e.what());
+    }
+    if (!cfg.llm.model_path.empty()) {
+        try {
+            llm = make_llm_engine(cfg.llm);
+            info.llm = llm->name();
+            info.llm_load_ms = llm->load_ms();
+        } catch (const std::exception &e) {
+            return fail(e.what());
+        }
+    } else {
+        log_warn("no language model: transcription only. Give one with --model FILE.gguf "
+                 "(make serve MODEL=FILE.gguf)");
+    }
+    try {
+        tts = make_tts_engine(cfg.tts);
+        if (tts) info.tts = tts->name();
+    } catch (const std::exception &e) {
+        return fail(e.what());
+    }
+    std::unique_ptr<store> db;
+    try {
+        std::filesystem::path p(cfg.db_path);
+        if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());
+        db = std::make_unique<store>(cfg.db_path);
+    } catch (const std::exception &e) {
+        return fail(e.what());
+    }
+    worker tts_worker("tts");
+    session_engines eng{asr.get(), llm.get(), tts.get(), &tts_worker, db.get(), &stats};
+    try {
+        server srv(cfg.server, eng, cfg.session, info);
+        log_info("listening on http://%s:%d (%s)", cfg.server.host.c_str(), srv.port(), cfg.to_string().c_str());
+        srv.run();
+    } catch (const std::exception &e) {
+        return fail(e.what(), 1);
+    }
+    log_info("stopped; %lld turns stored", (long long)db->count_turns());
+    return 0;
+}
+
+int cmd_transcribe(app_config &cfg, const std::vector<std::string> &pos) {
+    if (pos.size() != 1) return fail("usage: parley transcribe FILE.wav");
+    pcm_audio audio;
+    try {
+        audio = read_wav(pos[0]);
+    } catch (const std::exception &e) {
+        return fail(e.what());
+    }
+    try {
+        cfg.asr.pool = 1;
+        auto asr = make_asr_engine(cfg.asr);
+        auto stream = asr->open();
+        std::vector<int16_t> s16k = resample(audio.samples, audio.sample_rate, ASR_SAMPLE_RATE);
+        stream->accept(s16k);
+        printf("%s\n", stream->finish().c_str());
+    } catch (const std::exception &e) {
+        return fail(e.what(), 1);
+    }
+    return 0;
+}
+
+int cmd_say(app_config &cfg, const std::vector<std::string> &pos) {
+    if (pos.size() != 1 || cfg.wav_out.empty()) return fail("usage: parley say \"TEXT\" -o OUT.wav");
+    try {
+        auto tts = make_tts_engine(cfg.tts);
+        if (!tts) return fail("--tts none cannot speak");
+        if (std::string err = tts->check(cfg.session.tts); !err.empty()) return fail(err);
+        tts_result r = tts->synthesize(pos[0], cfg.session.tts);
+        std::vector<int16_t> pcm = resample(r.pcm, r.sample_rate, cfg.session.audio_out_rate);
+        write_wav(cfg.wav_out, pcm, cfg.session.audio_out_rate);
+        fprintf(stderr, "parley: wrote %.2f s of speech to %s\n",
+                double(pcm.size()) / cfg.session.audio_out_rate, cfg.wav_out.c_str());
+    } catch (const wav_error &e) {
+        return fail(e.what());
+    } catch (const std::exception &e) {
+        return fail(e.what(), 1);
+    }
+    return 0;
+}
+
+int cmd_chat(app_config &cfg) {
+    if (cfg.llm.model_path.empty()) return fail("chat needs a model: --model FILE.gguf");
+    std::unique_ptr<llm_engine> llm;
+    std::unique_ptr<tts_engine> tts;
+    try {
+        cfg.llm.slots = 1;
+        llm = make_llm_engine(cfg.llm);
+        if (!cfg.wav_out.empty()) {
+            tts = make_tts_engine(cfg.tts);
+            if (!tts) return fail("--wav needs a TTS engine");
+            if (std::string err = tts->check(cfg.session.tts); !err.empty()) return fail(err);
+        }
+    } catch (const std::exception &e) {
+        return fail(e.what());
+    }
+    int slot = llm->acquire_slot();
+    std::vector<turn_record> history;
+    std::vector<int16_t> speech;
+    std::string line;
+    bool tty = isatty(0);
+    int64_t turn_id = 1;
+    while (true) {
+        if (tty) fprintf(stderr, "> ");
+        if (!std::getline(std::cin, line)) break;
+        if (line.find_first_not_of(" \t") == std::string::npos) continue;
+        std::mutex m;
+        std::condition_variable cv;
+        bool done = false;
+        llm_result result;
+        llm_request req;
+        req.slot = slot;
+        req.sampling = cfg.session.sampling;
+        req.max_tokens = cfg.session.max_tokens;
+        req.messages = [&](int budget, const token_counter &count) {
+            return fit_history(cfg.session.system_prompt, history, line, budget, count);
+        };
+        req.on_piece = [](std::string_view piece) {
+            fwrite(piece.data(), 1, piece.size(), stdout);
+            fflush(stdout);
+        };
+        req.on_done = [&](const llm_result &r) {
+            std::lock_guard lock(m);
+            result = r;
+            done = true;
+            cv.notify_one();
+        };
+        llm->submit(std::move(req));
+        {
+            std::unique_lock lock(m);
+            cv.wait(lock, [&] { return done; });
+        }
+        printf("\n");
+        fflush(stdout);
+        if (result.stop_reason == "error") fprintf(stderr, "parley: %s\n", result.error.c_str());
+        turn_record rec;
+        rec.turn_id = turn_id++;
+        rec.user = line;
+        rec.assistant = result.text;
+        history.push_back(rec);
+        if (tts && tts_speakable(result.text)) {
+            tts_result r = tts->synthesize(result.text, cfg.session.tts);
+            std::vector<int16_t> pcm = resample(r.pcm, r.sample_rate, cfg.session.audio_out_rate);
+            speech.insert(speech.end(), pcm.begin(), pcm.end());
+        }
+    }
+    if (tts) {
+        try {
+            write_wav(cfg.wav_out, speech, cfg.session.audio_out_rate);
+        } catch (const std::exception &e) {
+            return fail(e.what());
+        }
+    }
+    return 0;
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+    std::vector<std::string> args(argv + 1, argv + argc);
+    if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+        fputs(usage().c_str(), args.empty() ? stderr : stdout);
+        return args.empty() ? 2 : 0;
+    }
+    if (args[0] == "--version") {
+        printf("parley 0.1.0\n");
+        return 0;
+    }
+    std::string cmd = args[0];
+    args.erase(args.begin());
+    app_config cfg;
+    std::vector<std::string> positional;
+    if (std::string err = parse_args(cfg, args, &positional); !err.empty()) return fail(err);
+    if (std::string err = cfg.validate(); !err.empty()) return fail(err);
+    apply_log_level(cfg.log_level);
+    if (cmd == "serve") return positional.empty() ? cmd_serve(cfg) : fail("serve takes no arguments");
+    if (cmd == "transcribe") return cmd_transcribe(cfg, positional);
+    if (cmd == "say") return cmd_say(cfg, positional);
+    if (cmd == "chat") return cmd_chat(cfg);
+    return fail("unknown command '" + cmd + "'\n" + usage());
+}

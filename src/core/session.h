@@ -1,0 +1,126 @@
+// A conversation session: the voice pipeline for one connected client.
+//
+// The network layer calls on_text()/on_binary() from its I/O threads; they only validate and
+// hand work on, never wait on a model. Audio decoding and turn start run on the session's own
+// worker; LLM tokens arrive on the LLM worker, speech is made on the shared TTS worker. Output
+// goes through session_output in protocol order: for each phrase its text_chunk, then (when
+// has_audio) its audio. close() cancels the turn, frees the KV slot and joins the worker; call
+// it exactly once, from the network layer, when the connection ends.
+#pragma once
+
+#include "asr/asr.h"
+#include "core/clock.h"
+#include "core/protocol.h"
+#include "llm/conversation.h"
+#include "llm/llm.h"
+#include "text/phrase-chunker.h"
+#include "tts/tts.h"
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace parley {
+
+class worker;
+class store;
+class resampler;
+struct metrics;
+
+class session_output {
+  public:
+    virtual ~session_output() = default;
+    // Thread-safe; messages go out in the order of the calls.
+    virtual void send_text(std::string message) = 0;
+    virtual void send_binary(std::string bytes) = 0;
+};
+
+struct session_engines {
+    asr_engine *asr = nullptr;   // null: no speech input
+    llm_engine *llm = nullptr;   // null: no model (transcription still works)
+    tts_engine *tts = nullptr;   // null: text-only replies
+    worker *tts_worker = nullptr;
+    store *db = nullptr;         // null: history in memory only
+    metrics *stats = nullptr;    // null: not counted
+};
+
+struct session_config {
+    std::string system_prompt =
+        "You are Parley, a friendly voice assistant. Answer in one or two short sentences.";
+    sampling_params sampling;
+    int max_tokens = 128;
+    tts_params tts;
+    int audio_out_rate = 22050;  // sample rate of the audio sent to clients
+    int partial_interval_ms = 300;
+    phrase_chunker_params chunker;
+};
+
+class session : public std::enable_shared_from_this<session> {
+  public:
+    session(const session_engines &engines, const session_config &config,
+            std::shared_ptr<session_output> out);
+    ~session();
+
+    // Sends `ready` with a new session id (or resumes `resume_id` when it exists).
+    void open(const std::string &resume_id = {});
+    void on_text(std::string_view message);
+    void on_binary(std::string_view bytes);
+    void close();
+
+    std::string id() const;
+
+  private:
+    struct turn;
+    enum tts_state { TTS_STATE_OFF, TTS_STATE_PENDING, TTS_STATE_OK, TTS_STATE_FAILED };
+
+    void handle_start(const start_params &p);
+    void handle_stop(mono_time t_stop);
+    void handle_text(const std::string &text, mono_time t0);
+    void error(const std::string &code, const std::string &message);
+    void post(std::function<void()> task);
+
+    // Session worker.
+    void feed_audio(std::vector<int16_t> pcm);
+    void finish_utterance(mono_time t_stop);
+    void start_turn(const std::string &user_text, mono_time t0, mono_time t_transcript);
+
+    // Turn pipeline (any thread; each takes the turn's lock).
+    void on_piece(const std::shared_ptr<turn> &t, std::string_view piece);
+    void on_llm_done(const std::shared_ptr<turn> &t, const llm_result &r);
+    void pump(const std::shared_ptr<turn> &t);
+    void synthesize(const std::shared_ptr<turn> &t, std::string text, std::string chunk_id);
+    void finish_turn_locked(const std::shared_ptr<turn> &t);
+    void cancel_turn(const std::shared_ptr<turn> &t, bool notify);
+    void record_turn(const std::shared_ptr<turn> &t, bool interrupted);
+    void tts_checked(bool ok);
+
+    session_engines eng_;
+    session_config cfg_;
+    std::shared_ptr<session_output> out_;
+
+    mutable std::mutex m_;
+    std::string id_;
+    std::vector<turn_record> history_;
+    int64_t next_turn_id_ = 1;
+    std::shared_ptr<turn> current_;
+    bool started_ = false;   // a start was received
+    bool recording_ = false; // between start and stop
+    bool closed_ = false;
+    int in_rate_ = 16000;
+    bool tts_wanted_ = true;
+    tts_params tts_params_;
+    std::atomic<int> tts_state_{TTS_STATE_OFF};
+    int slot_ = -1;
+
+    // Session worker only.
+    std::unique_ptr<asr_stream> asr_;
+    std::unique_ptr<resampler> in_resampler_;
+    size_t since_partial_ = 0;
+    std::string last_partial_;
+
+    std::unique_ptr<worker> worker_;
+};
+
+} // namespace parley

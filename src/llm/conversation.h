@@ -1,0 +1,32 @@
+// Conversation memory: the turns of a session and the prompt built from them.
+//
+// fit_history() keeps the system prompt and the new user message, and as many of the most
+// recent turns as fit in the token budget (the oldest go first). Pure functions; thread-safe.
+#pragma once
+
+#include "llm/llm.h"
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace parley {
+
+struct turn_record {
+    int64_t turn_id = 0;
+    std::string user;
+    std::string assistant;  // what the user got (for an interrupted turn, what was sent)
+    bool interrupted = false;
+    std::string timings_json; // the turn's timings as a JSON object
+    int64_t created_ms = 0;   // wall clock, ms since the epoch
+};
+
+using token_counter = std::function<int(const std::vector<chat_message> &)>;
+
+std::vector<chat_message> fit_history(const std::string &system_prompt,
+                                      const std::vector<turn_record> &turns,
+                                      const std::string &user_text, int budget,
+                                      const token_counter &count);
+
+} // namespace parley

@@ -1,0 +1,59 @@
+#include "llm/llm.h"
+
+namespace parley {
+
+std::unique_ptr<llm_engine> make_llm_llama(const llm_config &config);
+
+std::unique_ptr<llm_engine> make_llm_engine(const llm_config &config) {
+    return make_llm_llama(config);
+}
+
+std::string format_plain_chat(const std::vector<chat_message> &messages) {
+    std::string out;
+    for (const chat_message &m : messages) {
+        if (m.role == "system") {
+            out += m.content + "\n\n";
+        } else if (m.role == "user") {
+            out += "User: " + m.content + "\n";
+        } else {
+            out += "Assistant: " + m.content + "\n";
+        }
+    }
+    out += "Assistant:";
+    return out;
+}
+
+std::string stop_filter::push(std::string_view text) {
+    if (stopped_) return {};
+    held_.append(text);
+    for (const std::string &s : stops_) {
+        size_t at = held_.find(s);
+        if (at != std::string::npos) {
+            stopped_ = true;
+            std::string out = held_.substr(0, at);
+            held_.clear();
+            return out;
+        }
+    }
+    // Hold back the longest tail that is a prefix of some stop string.
+    size_t hold = 0;
+    for (const std::string &s : stops_) {
+        for (size_t n = std::min(s.size() - 1, held_.size()); n > hold; --n) {
+            if (held_.compare(held_.size() - n, n, s, 0, n) == 0) {
+                hold = n;
+                break;
+            }
+        }
+    }
+    std::string out = held_.substr(0, held_.size() - hold);
+    held_.erase(0, held_.size() - hold);
+    return out;
+}
+
+std::string stop_filter::flush() {
+    std::string out = stopped_ ? std::string() : held_;
+    held_.clear();
+    return out;
+}
+
+} // namespace parley

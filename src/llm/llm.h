@@ -1,0 +1,114 @@
+// Language model engines.
+//
+// One engine serves every session. submit() (any thread) queues a request; the engine's own
+// worker thread runs it and calls on_piece with whole UTF-8 characters as tokens are generated,
+// then on_done once. Both callbacks run on the worker thread and must be quick (they hand work
+// on; they never wait for the network). Requests of different slots are decoded together in
+// one batch; requests of one slot run one after another. A slot is a session's place in the KV
+// cache: the tokens of its previous turn stay there, so the next turn only evaluates what is
+// new.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace parley {
+
+struct llm_error : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+struct chat_message {
+    std::string role; // "system", "user" or "assistant"
+    std::string content;
+};
+
+struct sampling_params {
+    float temperature = 0.7f; // 0: greedy
+    int top_k = 40;
+    float top_p = 0.9f;
+    float min_p = 0.05f;
+    float repeat_penalty = 1.1f;
+    int repeat_last_n = 64;
+    uint32_t seed = 0; // 0: a new random seed per request
+};
+
+struct llm_result {
+    std::string text;           // everything generated (stop strings removed)
+    std::string stop_reason;    // "eog", "length", "stop", "context", "cancelled", "error"
+    std::string error;          // set when stop_reason is "error"
+    int prompt_tokens = 0;      // tokens in the formatted prompt
+    int cached_tokens = 0;      // of those, reused from the slot's KV cache
+    int generated_tokens = 0;
+    double queue_ms = 0;        // submit to start
+    double prompt_ms = 0;       // prompt evaluation
+    double first_token_ms = 0;  // start to first token
+    double generate_ms = 0;     // first token to end
+};
+
+struct llm_request {
+    int slot = -1;
+    // Called on the worker thread when the request starts, so it sees the latest history.
+    // Gets the prompt budget in tokens and a counter for formatted prompts.
+    std::function<std::vector<chat_message>(int budget,
+                                            const std::function<int(const std::vector<chat_message> &)> &count)>
+        messages;
+    sampling_params sampling;
+    int max_tokens = 256;
+    std::shared_ptr<std::atomic<bool>> cancel;
+    std::function<void(std::string_view piece)> on_piece;
+    std::function<void(const llm_result &result)> on_done;
+};
+
+class llm_engine {
+  public:
+    virtual ~llm_engine() = default;
+    virtual std::string name() const = 0;
+    virtual int slot_context() const = 0;
+    virtual double load_ms() const = 0;
+    // A free KV slot, or -1 when all are taken (requests then run without cache reuse).
+    virtual int acquire_slot() = 0;
+    virtual void release_slot(int slot) = 0;
+    virtual void submit(llm_request request) = 0;
+    // The prompt text the engine would evaluate (for tests and debugging).
+    virtual std::string format(const std::vector<chat_message> &messages) = 0;
+};
+
+struct llm_config {
+    std::string model_path;
+    int context = 2048;       // tokens per slot (capped at the model's training context)
+    int slots = 8;            // sessions with their own KV cache
+    int threads = 0;          // 0: all cores
+    int batch = 512;
+    std::string chat_template; // empty: the model's own, else the plain fallback
+    bool warmup = true;
+    bool verbose = false;
+};
+
+// Throws llm_error with a one-line reason naming the file when it cannot load.
+std::unique_ptr<llm_engine> make_llm_engine(const llm_config &config);
+
+// Plain fallback prompt format for models without a chat template.
+std::string format_plain_chat(const std::vector<chat_message> &messages);
+
+// Streaming filter that cuts text at the first stop string and holds back any tail that may
+// be the start of one. push() returns text safe to emit; stopped() tells when a stop was seen.
+class stop_filter {
+  public:
+    explicit stop_filter(std::vector<std::string> stops) : stops_(std::move(stops)) {}
+    std::string push(std::string_view text);
+    std::string flush();
+    bool stopped() const { return stopped_; }
+
+  private:
+    std::vector<std::string> stops_;
+    std::string held_;
+    bool stopped_ = false;
+};
+
+} // namespace parley

@@ -1,0 +1,435 @@
+#include "net/server.h"
+
+#include "core/log.h"
+#include "core/metrics.h"
+#include "net/web-assets.h"
+#include "store/store.h"
+
+#include <boost/asio.hpp>
+#include <boost/beast.hpp>
+#include <nlohmann/json.hpp>
+
+#include <deque>
+#include <mutex>
+#include <set>
+#include <thread>
+
+namespace parley {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace websocket = beast::websocket;
+using tcp = asio::ip::tcp;
+using json = nlohmann::json;
+
+namespace {
+
+constexpr size_t WS_READ_MAX = 8 << 20;      // larger frames close the connection
+constexpr size_t WS_QUEUE_MAX = 64 << 20;    // a client that stops reading is dropped
+
+std::string query_param(std::string_view target, std::string_view name) {
+    size_t q = target.find('?');
+    if (q == std::string_view::npos) return {};
+    std::string_view qs = target.substr(q + 1);
+    while (!qs.empty()) {
+        size_t amp = qs.find('&');
+        std::string_view kv = qs.substr(0, amp);
+        size_t eq = kv.find('=');
+        if (kv.substr(0, eq) == name && eq != std::string_view::npos) return std::string(kv.substr(eq + 1));
+        if (amp == std::string_view::npos) break;
+        qs = qs.substr(amp + 1);
+    }
+    return {};
+}
+
+std::string_view path_of(std::string_view target) { return target.substr(0, target.find('?')); }
+
+// Host part of an Origin ("http://host:port") for comparison with the Host header.
+std::string origin_host(std::string_view origin) {
+    size_t p = origin.find("://");
+    return std::string(p == std::string_view::npos ? origin : origin.substr(p + 3));
+}
+
+} // namespace
+
+class ws_conn;
+
+struct server::impl {
+    server_options opt;
+    session_engines eng;
+    session_config cfg;
+    server_info info;
+    asio::io_context ioc;
+    tcp::acceptor acceptor{ioc};
+    asio::signal_set signals{ioc, SIGINT, SIGTERM};
+    std::mutex conns_m;
+    std::set<std::shared_ptr<ws_conn>> conns;
+    std::atomic<bool> stopping{false};
+
+    void accept();
+    void shutdown();
+    bool authorized(const http::request<http::string_body> &req) const;
+    bool origin_ok(const http::request<http::string_body> &req) const;
+    http::response<http::string_body> handle(const http::request<http::string_body> &req);
+    void add(const std::shared_ptr<ws_conn> &c) {
+        std::lock_guard lock(conns_m);
+        conns.insert(c);
+    }
+    void remove(const std::shared_ptr<ws_conn> &c) {
+        std::lock_guard lock(conns_m);
+        conns.erase(c);
+    }
+};
+
+class ws_conn : public session_output, public std::enable_shared_from_this<ws_conn> {
+  public:
+    ws_conn(server::impl *srv, tcp::socket socket) : srv_(srv), ws_(std::move(socket)) {}
+
+    void run(http::request<http::string_body> req) {
+        resume_id_ = query_param(req.target(), "session_id");
+        std::string offered(req[http::field::sec_websocket_protocol]);
+        ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
+        ws_.read_message_max(WS_READ_MAX);
+        ws_.set_option(websocket::stream_base::decorator([offered](websocket::response_type &res) {
+            res.set(http::field::server, "parley");
+            if (offered.find("parley") != std::string::npos &&
+                (offered.find("parley,") != std::string::npos || offered == "parley" ||
+                 offered.ends_with(" parley") || offered.ends_with(",parley")))
+                res.set(http::field::sec_websocket_protocol, "parley");
+        }));
+        ws_.async_accept(req, beast::bind_front_handler(&ws_conn::on_accept, shared_from_this()));
+    }
+
+    void send_text(std::string message) override { enqueue(false, std::move(message)); }
+    void send_binary(std::string bytes) override { enqueue(true, std::move(bytes)); }
+
+    void shutdown() {
+        asio::post(ws_.get_executor(), [self = shared_from_this()] {
+            if (self->ws_.is_open())
+                self->ws_.async_close(websocket::close_code::going_away, [self](beast::error_code) {});
+        });
+    }
+
+    void close_session() {
+        std::shared_ptr<session> s;
+        {
+            std::lock_guard lock(qm_);
+            closed_ = true;
+            q_.clear();
+            s = std::move(sess_);
+        }
+        if (s) s->close();
+    }
+
+  private:
+    void on_accept(beast::error_code ec) {
+        if (ec) return;
+        srv_->add(shared_from_this());
+        auto s = std::make_shared<session>(srv_->eng, srv_->cfg, shared_from_this());
+        {
+            std::lock_guard lock(qm_);
+            sess_ = s;
+        }
+        s->open(resume_id_);
+        do_read();
+    }
+
+    void do_read() {
+        ws_.async_read(buf_, beast::bind_front_handler(&ws_conn::on_read, shared_from_this()));
+    }
+
+    void on_read(beast::error_code ec, size_t) {
+        if (ec) {
+            if (ec == websocket::error::message_too_big)
+                log_warn("ws: closing a connection that sent a message over %zu bytes", WS_READ_MAX);
+            close_session();
+            srv_->remove(shared_from_this());
+            return;
+        }
+        std::string msg = beast::buffers_to_string(buf_.data());
+        buf_.consume(buf_.size());
+        std::shared_ptr<session> s;
+        {
+            std::lock_guard lock(qm_);
+            s = sess_;
+        }
+        if (s) {
+            if (ws_.got_binary())
+                s->on_binary(msg);
+            else
+                s->on_text(msg);
+        }
+        do_read();
+    }
+
+    void enqueue(bool binary, std::string data) {
+        std::lock_guard lock(qm_);
+        if (closed_) return;
+        queued_ += data.size();
+        if (queued_ > WS_QUEUE_MAX) {
+            log_warn("ws: client is not reading; dropping the connection");
+            closed_ = true;
+            q_.clear();
+            asio::post(ws_.get_executor(), [self = shared_from_this()] {
+                beast::get_lowest_layer(self->ws_).close();
+            });
+            return;
+        }
+        q_.emplace_back(binary, std::move(data));
+        if (!writing_) {
+            writing_ = true;
+            asio::post(ws_.get_executor(), [self = shared_from_this()] { self->do_write(); });
+        }
+    }
+
+    void do_write() {
+        std::lock_guard lock(qm_);
+        if (q_.empty()) {
+            writing_ = false;
+            return;
+        }
+        auto &front = q_.front();
+        ws_.binary(front.first);
+        ws_.async_write(asio::buffer(front.second),
+                        beast::bind_front_handler(&ws_conn::on_write, shared_from_this()));
+    }
+
+    void on_write(beast::error_code ec, size_t) {
+        {
+            std::lock_guard lock(qm_);
+            if (!q_.empty()) {
+                queued_ -= q_.front().second.size();
+                q_.pop_front();
+            }
+            if (ec) {
+                closed_ = true;
+                q_.clear();
+                writing_ = false;
+                return;
+            }
+        }
+        do_write();
+    }
+
+    server::impl *srv_;
+    websocket::stream<beast::tcp_stream> ws_;
+    beast::flat_buffer buf_;
+    std::string resume_id_;
+    std::mutex qm_;
+    std::deque<std::pair<bool, std::string>> q_;
+    size_t queued_ = 0;
+    bool writing_ = false;
+    bool closed_ = false;
+    std::shared_ptr<session> sess_;
+};
+
+class http_conn : public std::enable_shared_from_this<http_conn> {
+  public:
+    http_conn(server::impl *srv, tcp::socket socket) : srv_(srv), stream_(std::move(socket)) {}
+
+    void run() {
+        asio::dispatch(stream_.get_executor(), beast::bind_front_handler(&http_conn::do_read, shared_from_this()));
+    }
+
+  private:
+    void do_read() {
+        parser_.emplace();
+        parser_->body_limit(64 * 1024);
+        stream_.expires_after(std::chrono::seconds(30));
+        http::async_read(stream_, buf_, *parser_, beast::bind_front_handler(&http_conn::on_read, shared_from_this()));
+    }
+
+    void on_read(beast::error_code ec, size_t) {
+        if (ec) {
+            beast::error_code ignored;
+            stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+            return;
+        }
+        http::request<http::string_body> req = parser_->release();
+        if (websocket::is_upgrade(req) && path_of(req.target()) == "/ws") {
+            if (!srv_->authorized(req)) return reply(error_response(req, http::status::unauthorized, "API key required"));
+            if (!srv_->origin_ok(req)) return reply(error_response(req, http::status::forbidden, "origin not allowed"));
+            stream_.expires_never();
+            std::make_shared<ws_conn>(srv_, stream_.release_socket())->run(std::move(req));
+            return;
+        }
+        reply(srv_->handle(req));
+    }
+
+    static http::response<http::string_body> error_response(const http::request<http::string_body> &req,
+                                                           http::status status, const std::string &message) {
+        http::response<http::string_body> res{status, req.version()};
+        res.set(http::field::content_type, "application/json");
+        res.body() = json({{"error", message}}).dump();
+        res.keep_alive(false);
+        res.prepare_payload();
+        return res;
+    }
+
+    void reply(http::response<http::string_body> res) {
+        auto sp = std::make_shared<http::response<http::string_body>>(std::move(res));
+        http::async_write(stream_, *sp, [self = shared_from_this(), sp](beast::error_code ec, size_t) {
+            if (ec || !sp->keep_alive()) {
+                beast::error_code ignored;
+                self->stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+                return;
+            }
+            self->do_read();
+        });
+    }
+
+    server::impl *srv_;
+    beast::tcp_stream stream_;
+    beast::flat_buffer buf_;
+    std::optional<http::request_parser<http::string_body>> parser_;
+};
+
+bool server::impl::authorized(const http::request<http::string_body> &req) const {
+    if (opt.api_key.empty()) return true;
+    std::string_view auth = req[http::field::authorization];
+    if (auth == "Bearer " + opt.api_key) return true;
+    if (query_param(req.target(), "api_key") == opt.api_key) return true;
+    std::string_view protos = req[http::field::sec_websocket_protocol];
+    std::string want = "parley-key." + opt.api_key;
+    size_t at = protos.find(want);
+    if (at != std::string_view::npos) {
+        size_t end = at + want.size();
+        bool left_ok = at == 0 || protos[at - 1] == ' ' || protos[at - 1] == ',';
+        bool right_ok = end == protos.size() || protos[end] == ',' || protos[end] == ' ';
+        if (left_ok && right_ok) return true;
+    }
+    return false;
+}
+
+bool server::impl::origin_ok(const http::request<http::string_body> &req) const {
+    std::string_view origin = req[http::field::origin];
+    if (origin.empty()) return true; // not a browser
+    for (const std::string &o : opt.allowed_origins)
+        if (o == "*" || o == origin) return true;
+    return origin_host(origin) == req[http::field::host];
+}
+
+http::response<http::string_body> server::impl::handle(const http::request<http::string_body> &req) {
+    http::response<http::string_body> res{http::status::ok, req.version()};
+    res.set(http::field::server, "parley");
+    res.keep_alive(req.keep_alive());
+    std::string path(path_of(req.target()));
+    auto json_reply = [&](http::status st, const json &body) {
+        res.result(st);
+        res.set(http::field::content_type, "application/json");
+        res.body() = body.dump(-1, ' ', false, json::error_handler_t::replace);
+        res.prepare_payload();
+        return res;
+    };
+    if (req.method() != http::verb::get && req.method() != http::verb::head)
+        return json_reply(http::status::method_not_allowed, {{"error", "only GET is supported"}});
+    if (path == "/health") {
+        return json_reply(http::status::ok, {{"status", "ok"},
+                                             {"llm", info.llm.empty() ? json(nullptr) : json(info.llm)},
+                                             {"asr", info.asr.empty() ? json(nullptr) : json(info.asr)},
+                                             {"tts", info.tts.empty() ? json(nullptr) : json(info.tts)},
+                                             {"sessions", eng.stats ? eng.stats->sessions_open.load() : 0},
+                                             {"turns", eng.stats ? eng.stats->turns.load() : 0}});
+    }
+    if (path.starts_with("/sessions/")) {
+        if (!authorized(req)) return json_reply(http::status::unauthorized, {{"error", "API key required"}});
+        std::string id = path.substr(10);
+        if (!eng.db || !eng.db->session_exists(id))
+            return json_reply(http::status::not_found, {{"error", "no such session"}});
+        json turns = json::array();
+        for (const turn_record &t : eng.db->load_turns(id)) {
+            json timings = json::parse(t.timings_json, nullptr, false);
+            turns.push_back({{"turn_id", t.turn_id},
+                             {"user", t.user},
+                             {"assistant", t.assistant},
+                             {"interrupted", t.interrupted},
+                             {"timings", timings.is_discarded() ? json::object() : timings},
+                             {"created_ms", t.created_ms}});
+        }
+        return json_reply(http::status::ok, {{"session_id", id}, {"turns", turns}});
+    }
+    if (const web_asset *a = find_web_asset(path == "/" ? "/index.html" : path)) {
+        res.set(http::field::content_type, a->mime);
+        res.set(http::field::cache_control, "no-cache");
+        res.body().assign(reinterpret_cast<const char *>(a->data), a->size);
+        res.prepare_payload();
+        return res;
+    }
+    return json_reply(http::status::not_found, {{"error", "not found"}});
+}
+
+void server::impl::accept() {
+    acceptor.async_accept(asio::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
+        if (stopping) return;
+        if (!ec) std::make_shared<http_conn>(this, std::move(socket))->run();
+        accept();
+    });
+}
+
+void server::impl::shutdown() {
+    if (stopping.exchange(true)) return;
+    log_info("shutting down: closing sessions");
+    beast::error_code ec;
+    acceptor.close(ec);
+    std::set<std::shared_ptr<ws_conn>> all;
+    {
+        std::lock_guard lock(conns_m);
+        all.swap(conns);
+    }
+    for (auto &c : all) {
+        c->close_session(); // cancels and records turns in progress
+        c->shutdown();
+    }
+    auto timer = std::make_shared<asio::steady_timer>(ioc, std::chrono::milliseconds(300));
+    timer->async_wait([this, timer](beast::error_code) { ioc.stop(); });
+}
+
+server::server(const server_options &options, const session_engines &engines, const session_config &config,
+               const server_info &info)
+    : impl_(std::make_unique<impl>()) {
+    impl_->opt = options;
+    impl_->eng = engines;
+    impl_->cfg = config;
+    impl_->info = info;
+    auto addr = asio::ip::make_address(options.host);
+    tcp::endpoint ep(addr, asio::ip::port_type(options.port));
+    beast::error_code ec;
+    impl_->acceptor.open(ep.protocol(), ec);
+    if (!ec) impl_->acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) impl_->acceptor.bind(ep, ec);
+    if (!ec) impl_->acceptor.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec)
+        throw std::runtime_error("cannot listen on " + options.host + ":" + std::to_string(options.port) +
+                                 ": " + ec.message());
+}
+
+server::~server() = default;
+
+int server::port() const { return impl_->acceptor.local_endpoint().port(); }
+
+void server::run() {
+    impl_->signals.async_wait([this](beast::error_code ec, int) {
+        if (!ec) impl_->shutdown();
+    });
+    impl_->accept();
+    std::vector<std::jthread> threads;
+    for (int i = 1; i < std::max(1, impl_->opt.io_threads); ++i)
+        threads.emplace_back([this] { impl_->ioc.run(); });
+    impl_->ioc.run();
+    for (auto &t : threads) t.join();
+    // Sessions closed by a stop() without a signal.
+    impl_->shutdown();
+    std::set<std::shared_ptr<ws_conn>> rest;
+    {
+        std::lock_guard lock(impl_->conns_m);
+        rest.swap(impl_->conns);
+    }
+    for (auto &c : rest) c->close_session();
+}
+
+void server::stop() {
+    asio::post(impl_->ioc, [this] { impl_->shutdown(); });
+}
+
+} // namespace parley

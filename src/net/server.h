@@ -1,0 +1,46 @@
+// HTTP + WebSocket server (Boost.Beast). The only part of Parley that sees Beast.
+//
+// run() serves until SIGTERM/SIGINT (or stop()), then closes every session cleanly: turns in
+// progress are cancelled and recorded, finished turns are already stored. Routes: / and its
+// assets (the page), /ws (the native protocol), /health, /sessions/{id}. Binding to anything
+// but loopback needs an API key (checked in server_config::validate()).
+#pragma once
+
+#include "core/session.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace parley {
+
+struct server_options {
+    std::string host = "127.0.0.1";
+    int port = 8000;
+    std::string api_key;                      // empty: no key needed (loopback only)
+    std::vector<std::string> allowed_origins; // besides the page's own origin; "*" allows any
+    int io_threads = 2;
+};
+
+struct server_info {
+    std::string llm, asr, tts; // engine names, empty when absent
+    double llm_load_ms = 0;
+};
+
+class server {
+  public:
+    server(const server_options &options, const session_engines &engines, const session_config &config,
+           const server_info &info);
+    ~server();
+    // Blocks until stopped. Throws std::runtime_error when the address cannot be bound.
+    void run();
+    void stop();
+    int port() const; // the bound port (useful with port 0)
+
+    struct impl; // defined in server.cpp
+
+  private:
+    std::unique_ptr<impl> impl_;
+};
+
+} // namespace parley

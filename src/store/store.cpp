@@ -1,0 +1,117 @@
+#include "store/store.h"
+
+#include <sqlite3.h>
+
+#include <chrono>
+
+namespace parley {
+
+namespace {
+
+int64_t now_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+struct stmt {
+    sqlite3_stmt *s = nullptr;
+    stmt(sqlite3 *db, const char *sql) {
+        if (sqlite3_prepare_v2(db, sql, -1, &s, nullptr) != SQLITE_OK)
+            throw store_error(std::string("sqlite: ") + sqlite3_errmsg(db));
+    }
+    ~stmt() { sqlite3_finalize(s); }
+    void bind(int i, const std::string &v) { sqlite3_bind_text(s, i, v.data(), int(v.size()), SQLITE_TRANSIENT); }
+    void bind(int i, int64_t v) { sqlite3_bind_int64(s, i, v); }
+    std::string text(int i) {
+        auto p = reinterpret_cast<const char *>(sqlite3_column_text(s, i));
+        return p ? std::string(p, size_t(sqlite3_column_bytes(s, i))) : std::string();
+    }
+};
+
+} // namespace
+
+store::store(const std::string &path) {
+    if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                        nullptr) != SQLITE_OK) {
+        std::string err = db_ ? sqlite3_errmsg(db_) : "out of memory";
+        sqlite3_close(db_);
+        throw store_error("cannot open database " + path + ": " + err);
+    }
+    sqlite3_busy_timeout(db_, 5000);
+    exec("PRAGMA journal_mode=WAL");
+    exec("PRAGMA synchronous=NORMAL");
+    exec("CREATE TABLE IF NOT EXISTS sessions ("
+         " id TEXT PRIMARY KEY, created_ms INTEGER NOT NULL)");
+    exec("CREATE TABLE IF NOT EXISTS turns ("
+         " session_id TEXT NOT NULL REFERENCES sessions(id), turn_id INTEGER NOT NULL,"
+         " user_text TEXT NOT NULL, reply_text TEXT NOT NULL, interrupted INTEGER NOT NULL,"
+         " timings TEXT NOT NULL, created_ms INTEGER NOT NULL, PRIMARY KEY (session_id, turn_id))");
+}
+
+store::~store() { sqlite3_close(db_); }
+
+void store::exec(const char *sql) {
+    char *err = nullptr;
+    if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+        std::string msg = err ? err : "unknown error";
+        sqlite3_free(err);
+        throw store_error("sqlite: " + msg);
+    }
+}
+
+void store::create_session(const std::string &id) {
+    std::lock_guard lock(m_);
+    stmt s(db_, "INSERT OR IGNORE INTO sessions (id, created_ms) VALUES (?, ?)");
+    s.bind(1, id);
+    s.bind(2, now_ms());
+    if (sqlite3_step(s.s) != SQLITE_DONE) throw store_error(std::string("sqlite: ") + sqlite3_errmsg(db_));
+}
+
+bool store::session_exists(const std::string &id) {
+    std::lock_guard lock(m_);
+    stmt s(db_, "SELECT 1 FROM sessions WHERE id = ?");
+    s.bind(1, id);
+    return sqlite3_step(s.s) == SQLITE_ROW;
+}
+
+std::vector<turn_record> store::load_turns(const std::string &session_id) {
+    std::lock_guard lock(m_);
+    stmt s(db_, "SELECT turn_id, user_text, reply_text, interrupted, timings, created_ms FROM turns"
+                " WHERE session_id = ? ORDER BY turn_id");
+    s.bind(1, session_id);
+    std::vector<turn_record> out;
+    while (sqlite3_step(s.s) == SQLITE_ROW) {
+        turn_record t;
+        t.turn_id = sqlite3_column_int64(s.s, 0);
+        t.user = s.text(1);
+        t.assistant = s.text(2);
+        t.interrupted = sqlite3_column_int(s.s, 3) != 0;
+        t.timings_json = s.text(4);
+        t.created_ms = sqlite3_column_int64(s.s, 5);
+        out.push_back(std::move(t));
+    }
+    return out;
+}
+
+void store::append_turn(const std::string &session_id, const turn_record &t) {
+    std::lock_guard lock(m_);
+    stmt s(db_, "INSERT OR REPLACE INTO turns (session_id, turn_id, user_text, reply_text,"
+                " interrupted, timings, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)");
+    s.bind(1, session_id);
+    s.bind(2, t.turn_id);
+    s.bind(3, t.user);
+    s.bind(4, t.assistant);
+    s.bind(5, int64_t(t.interrupted));
+    s.bind(6, t.timings_json.empty() ? std::string("{}") : t.timings_json);
+    s.bind(7, t.created_ms ? t.created_ms : now_ms());
+    if (sqlite3_step(s.s) != SQLITE_DONE) throw store_error(std::string("sqlite: ") + sqlite3_errmsg(db_));
+}
+
+int64_t store::count_turns() {
+    std::lock_guard lock(m_);
+    stmt s(db_, "SELECT COUNT(*) FROM turns");
+    return sqlite3_step(s.s) == SQLITE_ROW ? sqlite3_column_int64(s.s, 0) : 0;
+}
+
+} // namespace parley

@@ -1,0 +1,44 @@
+// Persistent sessions and turns in SQLite (WAL journal).
+//
+// One connection guarded by a mutex: every method is thread-safe. A turn is written in one
+// transaction when it ends, so a crash or SIGTERM never leaves half a turn, and WAL keeps
+// readers (GET /sessions/{id}) from waiting on writers. Errors throw store_error.
+#pragma once
+
+#include "llm/conversation.h"
+
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+struct sqlite3;
+
+namespace parley {
+
+struct store_error : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+class store {
+  public:
+    // ":memory:" for a private in-memory store.
+    explicit store(const std::string &path);
+    ~store();
+    store(const store &) = delete;
+    store &operator=(const store &) = delete;
+
+    void create_session(const std::string &id);
+    bool session_exists(const std::string &id);
+    std::vector<turn_record> load_turns(const std::string &session_id);
+    void append_turn(const std::string &session_id, const turn_record &turn);
+    int64_t count_turns();
+
+  private:
+    void exec(const char *sql);
+    std::mutex m_;
+    sqlite3 *db_ = nullptr;
+};
+
+} // namespace parley

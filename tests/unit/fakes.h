@@ -1,0 +1,129 @@
+// Scripted engines and a recording output for testing the session pipeline's logic.
+// Real engines have their own tests (test-engines.cpp, tests/integration).
+#pragma once
+
+#include "core/session.h"
+#include "core/worker.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+namespace parley::testing {
+
+using json = nlohmann::json;
+
+struct out_msg {
+    bool binary = false;
+    std::string data;
+    json j; // parsed when text
+};
+
+class recording_output : public session_output {
+  public:
+    void send_text(std::string m) override { push({false, m, json::parse(m)}); }
+    void send_binary(std::string b) override { push({true, std::move(b), {}}); }
+
+    // Waits until pred(messages) holds (5 s at most).
+    bool wait(const std::function<bool(const std::vector<out_msg> &)> &pred) {
+        std::unique_lock lock(m_);
+        return cv_.wait_for(lock, std::chrono::seconds(5), [&] { return pred(msgs_); });
+    }
+    bool wait_type(const std::string &type, int count = 1) {
+        return wait([&](const auto &ms) {
+            int n = 0;
+            for (auto &m : ms) n += !m.binary && m.j["type"] == type;
+            return n >= count;
+        });
+    }
+    std::vector<out_msg> all() {
+        std::lock_guard lock(m_);
+        return msgs_;
+    }
+    std::vector<json> of_type(const std::string &type) {
+        std::vector<json> out;
+        for (auto &m : all())
+            if (!m.binary && m.j["type"] == type) out.push_back(m.j);
+        return out;
+    }
+
+  private:
+    void push(out_msg m) {
+        std::lock_guard lock(m_);
+        msgs_.push_back(std::move(m));
+        cv_.notify_all();
+    }
+    std::mutex m_;
+    std::condition_variable cv_;
+    std::vector<out_msg> msgs_;
+};
+
+// Emits a fixed reply as pieces, one every piece_delay, on its own thread.
+class scripted_llm : public llm_engine {
+  public:
+    explicit scripted_llm(std::vector<std::string> pieces, std::chrono::milliseconds delay = std::chrono::milliseconds(1))
+        : pieces_(std::move(pieces)), delay_(delay) {}
+    std::string name() const override { return "scripted"; }
+    int slot_context() const override { return 4096; }
+    double load_ms() const override { return 0; }
+    int acquire_slot() override { return 0; }
+    void release_slot(int) override {}
+    std::string format(const std::vector<chat_message> &m) override { return format_plain_chat(m); }
+    void submit(llm_request req) override {
+        w_.post([this, req = std::move(req)] {
+            auto msgs = req.messages(4000, [](const std::vector<chat_message> &m) { return int(m.size()); });
+            {
+                std::lock_guard lock(m_);
+                prompts_.push_back(msgs);
+            }
+            llm_result r;
+            for (const std::string &p : pieces_) {
+                std::this_thread::sleep_for(delay_);
+                if (req.cancel && req.cancel->load()) {
+                    r.stop_reason = "cancelled";
+                    req.on_done(r);
+                    return;
+                }
+                r.text += p;
+                ++r.generated_tokens;
+                req.on_piece(p);
+            }
+            r.stop_reason = "eog";
+            req.on_done(r);
+        });
+    }
+    std::vector<std::vector<chat_message>> prompts() {
+        std::lock_guard lock(m_);
+        return prompts_;
+    }
+
+  private:
+    std::vector<std::string> pieces_;
+    std::chrono::milliseconds delay_;
+    std::mutex m_;
+    std::vector<std::vector<chat_message>> prompts_;
+    worker w_{"scripted-llm"};
+};
+
+// 10 ms of a constant per character; fails on demand.
+class scripted_tts : public tts_engine {
+  public:
+    std::string name() const override { return "scripted"; }
+    std::string check(const tts_params &p) override { return p.voice == "missing" ? "no such voice" : ""; }
+    int sample_rate() override { return 22050; }
+    tts_result synthesize(std::string_view text, const tts_params &) override {
+        if (fail_after >= 0 && calls++ >= fail_after) throw tts_error("scripted failure");
+        tts_result r;
+        r.sample_rate = 22050;
+        r.pcm.assign(text.size() * 220, 1000);
+        return r;
+    }
+    int fail_after = -1;
+    int calls = 0;
+};
+
+} // namespace parley::testing

@@ -1,0 +1,69 @@
+#include "app/config.h"
+
+#include <gtest/gtest.h>
+
+using namespace parley;
+
+TEST(config, defaults_are_valid_and_loopback) {
+    app_config c;
+    EXPECT_EQ(c.validate(), "");
+    EXPECT_EQ(c.server.host, "127.0.0.1");
+    EXPECT_EQ(c.server.port, 8000);
+}
+
+TEST(config, flags_override_and_validate) {
+    app_config c;
+    std::vector<std::string> pos;
+    EXPECT_EQ(parse_args(c, {"--port", "9001", "--model=m.gguf", "--temperature", "0.2", "file.wav"}, &pos), "");
+    EXPECT_EQ(c.server.port, 9001);
+    EXPECT_EQ(c.llm.model_path, "m.gguf");
+    EXPECT_FLOAT_EQ(c.session.sampling.temperature, 0.2f);
+    ASSERT_EQ(pos.size(), 1u);
+    EXPECT_EQ(pos[0], "file.wav");
+}
+
+TEST(config, bad_values_are_reported) {
+    app_config c;
+    EXPECT_NE(parse_args(c, {"--port", "abc"}, nullptr), "");
+    EXPECT_NE(parse_args(c, {"--bogus", "1"}, nullptr), "");
+    EXPECT_NE(parse_args(c, {"--port"}, nullptr), "");
+
+    app_config d;
+    d.server.host = "0.0.0.0";
+    EXPECT_NE(d.validate().find("API key"), std::string::npos);
+    d.server.api_key = "k";
+    EXPECT_EQ(d.validate(), "");
+
+    app_config e;
+    e.server.port = 70000;
+    EXPECT_NE(e.validate(), "");
+    app_config f;
+    f.session.sampling.top_p = 0;
+    EXPECT_NE(f.validate(), "");
+    app_config g;
+    g.tts.engine = "festival";
+    EXPECT_NE(g.validate(), "");
+    app_config h;
+    h.session.max_tokens = 4000;
+    h.llm.context = 2048;
+    EXPECT_NE(h.validate(), "");
+}
+
+TEST(config, json_file_keys_match_flags) {
+    app_config c;
+    EXPECT_EQ(apply_config_json(c, R"({"port": 8123, "voice": "en-gb", "allow_origin": ["http://a", "http://b"], "verbose": true})"), "");
+    EXPECT_EQ(c.server.port, 8123);
+    EXPECT_EQ(c.session.tts.voice, "en-gb");
+    EXPECT_EQ(c.server.allowed_origins.size(), 2u);
+    EXPECT_TRUE(c.llm.verbose);
+    EXPECT_NE(apply_config_json(c, "[1]"), "");
+    EXPECT_NE(apply_config_json(c, R"({"port": "x"})"), "");
+}
+
+TEST(config, loopback_detection) {
+    EXPECT_TRUE(is_loopback("127.0.0.1"));
+    EXPECT_TRUE(is_loopback("localhost"));
+    EXPECT_TRUE(is_loopback("::1"));
+    EXPECT_FALSE(is_loopback("0.0.0.0"));
+    EXPECT_FALSE(is_loopback("192.168.1.2"));
+}

@@ -1,0 +1,255 @@
+// The real engines: llama.cpp with stories260K, PocketSphinx on LibriVox speech, espeak-ng.
+#include "asr/asr.h"
+#include "audio/resampler.h"
+#include "audio/wav.h"
+#include "llm/conversation.h"
+#include "llm/llm.h"
+#include "tts/tts.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <sys/stat.h>
+
+using namespace parley;
+
+namespace {
+
+bool exists(const std::string &p) {
+    struct stat st;
+    return stat(p.c_str(), &st) == 0;
+}
+
+std::string model_path() {
+    if (const char *m = getenv("PARLEY_TEST_MODEL")) return m;
+    const char *src = getenv("PARLEY_SOURCE_DIR");
+    return std::string(src ? src : ".") + "/../shared/models/stories260K.gguf";
+}
+
+const std::string librivox = "/usr/share/pocketsphinx/test/data/librivox/";
+
+std::vector<std::string> words(const std::string &s) {
+    std::vector<std::string> out;
+    std::string w;
+    for (char c : s) {
+        if (std::isalnum(static_cast<unsigned char>(c)) || c == '\'') {
+            w += char(std::tolower(static_cast<unsigned char>(c)));
+        } else if (!w.empty()) {
+            out.push_back(w);
+            w.clear();
+        }
+    }
+    if (!w.empty()) out.push_back(w);
+    return out;
+}
+
+double wer(const std::string &ref, const std::string &hyp) {
+    auto r = words(ref), h = words(hyp);
+    std::vector<std::vector<size_t>> d(r.size() + 1, std::vector<size_t>(h.size() + 1));
+    for (size_t i = 0; i <= r.size(); ++i) d[i][0] = i;
+    for (size_t j = 0; j <= h.size(); ++j) d[0][j] = j;
+    for (size_t i = 1; i <= r.size(); ++i)
+        for (size_t j = 1; j <= h.size(); ++j)
+            d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + size_t(r[i - 1] != h[j - 1])});
+    return r.empty() ? 0.0 : double(d[r.size()][h.size()]) / double(r.size());
+}
+
+struct collected {
+    std::mutex m;
+    std::condition_variable cv;
+    std::string pieces;
+    bool done = false;
+    llm_result result;
+};
+
+llm_request make_request(int slot, std::vector<turn_record> *history, const std::string &user, collected &c,
+                         int max_tokens = 24) {
+    llm_request req;
+    req.slot = slot;
+    req.max_tokens = max_tokens;
+    req.sampling.temperature = 0; // greedy: repeatable
+    req.messages = [history, user](int budget, const token_counter &count) {
+        return fit_history("", *history, user, budget, count);
+    };
+    req.on_piece = [&c](std::string_view p) {
+        std::lock_guard lock(c.m);
+        c.pieces += p;
+    };
+    req.on_done = [&c](const llm_result &r) {
+        std::lock_guard lock(c.m);
+        c.result = r;
+        c.done = true;
+        c.cv.notify_all();
+    };
+    return req;
+}
+
+void wait(collected &c) {
+    std::unique_lock lock(c.m);
+    ASSERT_TRUE(c.cv.wait_for(lock, std::chrono::seconds(30), [&] { return c.done; }));
+}
+
+} // namespace
+
+TEST(llm_llama, streams_and_reuses_the_kv_cache_across_turns) {
+    if (!exists(model_path())) GTEST_SKIP() << "no test model at " << model_path();
+    llm_config cfg;
+    cfg.model_path = model_path();
+    cfg.slots = 2;
+    auto llm = make_llm_engine(cfg);
+    int slot = llm->acquire_slot();
+    ASSERT_GE(slot, 0);
+    std::vector<turn_record> history;
+    collected a;
+    llm->submit(make_request(slot, &history, "Once upon a time there was a little girl.", a));
+    wait(a);
+    EXPECT_EQ(a.result.stop_reason == "length" || a.result.stop_reason == "eog" || a.result.stop_reason == "stop", true)
+        << a.result.stop_reason;
+    EXPECT_GT(a.result.generated_tokens, 0);
+    EXPECT_EQ(a.pieces, a.result.text);
+    EXPECT_EQ(a.result.cached_tokens, 0);
+    history.push_back({1, "Once upon a time there was a little girl.", a.result.text, false, "{}", 0});
+
+    collected b;
+    llm->submit(make_request(slot, &history, "What did she do?", b));
+    wait(b);
+    EXPECT_GT(b.result.cached_tokens, 10) << "the first turn's tokens stay in the slot's cache";
+    EXPECT_GT(b.result.prompt_tokens, b.result.cached_tokens);
+    llm->release_slot(slot);
+}
+
+TEST(llm_llama, several_slots_decode_together) {
+    if (!exists(model_path())) GTEST_SKIP() << "no test model";
+    llm_config cfg;
+    cfg.model_path = model_path();
+    cfg.slots = 4;
+    auto llm = make_llm_engine(cfg);
+    std::vector<turn_record> history;
+    std::vector<std::unique_ptr<collected>> cs;
+    for (int i = 0; i < 4; ++i) {
+        cs.push_back(std::make_unique<collected>());
+        llm->submit(make_request(llm->acquire_slot(), &history, "The cat sat", *cs.back(), 32));
+    }
+    for (auto &c : cs) {
+        wait(*c);
+        EXPECT_GT(c->result.generated_tokens, 0);
+    }
+    // Greedy decoding of the same prompt gives the same text in every slot.
+    for (auto &c : cs) EXPECT_EQ(c->result.text, cs[0]->result.text);
+}
+
+TEST(llm_llama, cancel_stops_generation) {
+    if (!exists(model_path())) GTEST_SKIP() << "no test model";
+    llm_config cfg;
+    cfg.model_path = model_path();
+    auto llm = make_llm_engine(cfg);
+    std::vector<turn_record> history;
+    collected c;
+    auto req = make_request(llm->acquire_slot(), &history, "Once upon a time", c, 1000);
+    auto cancel = std::make_shared<std::atomic<bool>>(false);
+    req.cancel = cancel;
+    int seen = 0;
+    req.on_piece = [&](std::string_view) {
+        if (++seen == 5) cancel->store(true);
+    };
+    llm->submit(std::move(req));
+    wait(c);
+    EXPECT_EQ(c.result.stop_reason, "cancelled");
+    EXPECT_LE(c.result.generated_tokens, 6);
+}
+
+TEST(llm_llama, missing_and_corrupt_files_name_the_file) {
+    llm_config cfg;
+    cfg.model_path = "/nonexistent/model.gguf";
+    try {
+        make_llm_engine(cfg);
+        FAIL();
+    } catch (const llm_error &e) {
+        EXPECT_NE(std::string(e.what()).find("/nonexistent/model.gguf"), std::string::npos);
+    }
+    std::string bad = ::testing::TempDir() + "corrupt.gguf";
+    {
+        std::ofstream f(bad, std::ios::binary);
+        f << "GGUF" << std::string(100, '\x07');
+    }
+    cfg.model_path = bad;
+    try {
+        make_llm_engine(cfg);
+        FAIL();
+    } catch (const llm_error &e) {
+        EXPECT_NE(std::string(e.what()).find(bad), std::string::npos);
+    }
+    {
+        std::ofstream f(bad, std::ios::binary);
+        f << "not a model";
+    }
+    EXPECT_THROW(make_llm_engine(cfg), llm_error);
+}
+
+TEST(asr_pocketsphinx, transcribes_librivox_speech) {
+    std::string wav = librivox + "sense_and_sensibility_01_austen_64kb-0870.wav";
+    if (!exists(wav)) GTEST_SKIP() << "pocketsphinx-testdata is not installed";
+    std::ifstream ref_file(librivox + "sense_and_sensibility_01_austen_64kb-0870.txt");
+    std::stringstream ref;
+    ref << ref_file.rdbuf();
+    pcm_audio audio = read_wav(wav);
+    auto asr = make_asr_engine({});
+    auto stream = asr->open();
+    resampler rs(audio.sample_rate, ASR_SAMPLE_RATE);
+    std::string partial;
+    size_t frame = size_t(audio.sample_rate) / 50; // 20 ms
+    for (size_t i = 0; i < audio.samples.size(); i += frame) {
+        size_t n = std::min(frame, audio.samples.size() - i);
+        stream->accept(rs.process(std::span<const int16_t>(audio.samples).subspan(i, n)));
+        if (partial.empty()) partial = stream->partial();
+    }
+    stream->accept(rs.flush());
+    std::string text = stream->finish();
+    EXPECT_FALSE(partial.empty()) << "partials while the audio arrives";
+    double w = wer(ref.str(), text);
+    EXPECT_LE(w, 0.5) << "hyp: " << text << "\nref: " << ref.str();
+    // The stream is reusable for the next utterance.
+    stream->accept(rs.process(audio.samples));
+    EXPECT_FALSE(stream->finish().empty());
+}
+
+TEST(tts_espeak, speaks_with_word_timings) {
+    auto tts = make_tts_engine({});
+    ASSERT_TRUE(tts);
+    tts_params p;
+    ASSERT_EQ(tts->check(p), "");
+    tts_result r = tts->synthesize("Hello brave new world.", p);
+    EXPECT_EQ(r.sample_rate, 22050);
+    EXPECT_GT(r.pcm.size(), size_t(22050 / 2));
+    int peak = 0;
+    for (int16_t s : r.pcm) peak = std::max(peak, std::abs(int(s)));
+    EXPECT_GT(peak, 1000) << "audible speech, not silence";
+    ASSERT_EQ(r.words.size(), 4u);
+    EXPECT_EQ(r.words[0].text, "Hello");
+    int total_ms = int(r.pcm.size() * 1000 / 22050);
+    for (size_t i = 0; i < r.words.size(); ++i) {
+        EXPECT_LE(r.words[i].start_ms, r.words[i].end_ms);
+        EXPECT_LE(r.words[i].end_ms, total_ms);
+        if (i) EXPECT_GE(r.words[i].start_ms, r.words[i - 1].start_ms);
+    }
+}
+
+TEST(tts_espeak, unknown_voice_is_reported_and_the_engine_keeps_working) {
+    auto tts = make_tts_engine({});
+    tts_params bad;
+    bad.voice = "no-such-voice-xx";
+    EXPECT_NE(tts->check(bad), "");
+    EXPECT_THROW(tts->synthesize("hi", bad), tts_error);
+    EXPECT_FALSE(tts->synthesize("Still speaking.", tts_params{}).pcm.empty());
+}
+
+TEST(tts, speakable) {
+    EXPECT_TRUE(tts_speakable("Hi."));
+    EXPECT_TRUE(tts_speakable("42"));
+    EXPECT_FALSE(tts_speakable("..."));
+    EXPECT_FALSE(tts_speakable(""));
+}

@@ -1,0 +1,92 @@
+#include "core/protocol.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+using namespace parley;
+using json = nlohmann::json;
+
+namespace {
+
+std::string code_of(std::string_view msg) {
+    auto r = parse_client_message(msg);
+    if (auto *e = std::get_if<protocol_error>(&r)) return e->code;
+    return "ok";
+}
+
+} // namespace
+
+TEST(protocol, parses_start) {
+    auto r = parse_client_message(R"({"type":"start","sample_rate":44100,"tts":false,"session_id":"abc","voice":"en-gb"})");
+    ASSERT_TRUE(std::holds_alternative<client_message>(r));
+    auto m = std::get<client_message>(r);
+    EXPECT_EQ(m.type, CLIENT_MSG_START);
+    EXPECT_EQ(m.start.sample_rate, 44100);
+    EXPECT_FALSE(m.start.tts);
+    EXPECT_EQ(m.start.session_id, "abc");
+    EXPECT_EQ(m.start.voice, "en-gb");
+}
+
+TEST(protocol, defaults_of_start) {
+    auto m = std::get<client_message>(parse_client_message(R"({"type":"start"})"));
+    EXPECT_EQ(m.start.sample_rate, 16000);
+    EXPECT_TRUE(m.start.tts);
+    EXPECT_TRUE(m.start.session_id.empty());
+}
+
+TEST(protocol, rejects_bad_messages_with_codes) {
+    EXPECT_EQ(code_of("{nope"), "invalid_json");
+    EXPECT_EQ(code_of("[1,2]"), "invalid_message");
+    EXPECT_EQ(code_of(R"({"kind":"start"})"), "invalid_message");
+    EXPECT_EQ(code_of(R"({"type":"dance"})"), "unknown_type");
+    EXPECT_EQ(code_of(R"({"type":"start","sample_rate":7999})"), "bad_sample_rate");
+    EXPECT_EQ(code_of(R"({"type":"start","sample_rate":48001})"), "bad_sample_rate");
+    EXPECT_EQ(code_of(R"({"type":"start","sample_rate":"16000"})"), "bad_sample_rate");
+    EXPECT_EQ(code_of(R"({"type":"start","sample_rate":8000})"), "ok");
+    EXPECT_EQ(code_of(R"({"type":"start","sample_rate":48000})"), "ok");
+    EXPECT_EQ(code_of(R"({"type":"text"})"), "invalid_message");
+    EXPECT_EQ(code_of(R"({"type":"text","text":"  "})"), "empty_text");
+    EXPECT_EQ(code_of(json({{"type", "text"}, {"text", std::string(4097, 'a')}}).dump()), "text_too_long");
+    EXPECT_EQ(code_of(json({{"type", "text"}, {"text", std::string(4096, 'a')}}).dump()), "ok");
+    EXPECT_EQ(code_of(R"({"type":"stop"})"), "ok");
+    EXPECT_EQ(code_of(R"({"type":"interrupt"})"), "ok");
+}
+
+TEST(protocol, checks_audio_frames) {
+    protocol_error e;
+    EXPECT_EQ(check_audio_frame(640, &e), "");
+    EXPECT_EQ(check_audio_frame(641, &e), "odd_frame");
+    EXPECT_EQ(check_audio_frame(0, &e), "empty_frame");
+    EXPECT_EQ(check_audio_frame((1 << 20) + 2, &e), "frame_too_large");
+    EXPECT_EQ(check_audio_frame(1 << 20, &e), "");
+}
+
+TEST(protocol, text_chunk_has_the_original_six_fields) {
+    text_chunk_event c{"chunk_id_0", "Hello.", true, false, 42, 7};
+    json j = json::parse(encode_text_chunk(c));
+    EXPECT_EQ(j["type"], "text_chunk");
+    EXPECT_EQ(j["chunk_id"], "chunk_id_0");
+    EXPECT_EQ(j["text"], "Hello.");
+    EXPECT_EQ(j["has_audio"], true);
+    EXPECT_EQ(j["is_final"], false);
+    EXPECT_EQ(j["processing_time_ms"], 42);
+    EXPECT_EQ(j["turn_id"], 7);
+}
+
+TEST(protocol, encodes_events) {
+    json r = json::parse(encode_ready("s1", 22050, true, 3, true, false));
+    EXPECT_EQ(r["type"], "ready");
+    EXPECT_EQ(r["session_id"], "s1");
+    EXPECT_EQ(r["audio_format"]["sample_rate"], 22050);
+    EXPECT_EQ(r["audio_format"]["encoding"], "pcm_s16le");
+    EXPECT_EQ(r["resumed"], true);
+    json t = json::parse(encode_transcript("hi", true, 0));
+    EXPECT_EQ(t["is_final"], true);
+    json e = json::parse(encode_error("odd_frame", "x"));
+    EXPECT_EQ(e["type"], "error");
+    EXPECT_EQ(e["code"], "odd_frame");
+    json d = json::parse(encode_response_done(2, "reply", R"({"first_text_ms":1.5})", "eog"));
+    EXPECT_EQ(d["timings"]["first_text_ms"], 1.5);
+    // Invalid UTF-8 from an engine never breaks the JSON.
+    EXPECT_NO_THROW(json::parse(encode_transcript("a\xff", false, 0)));
+}

@@ -1,0 +1,200 @@
+// The session pipeline with scripted engines: ordering, fallbacks, interruption, bad input.
+#include "fakes.h"
+
+using namespace parley;
+using namespace parley::testing;
+
+namespace {
+
+struct rig {
+    scripted_llm llm;
+    scripted_tts tts;
+    worker tts_worker{"tts"};
+    std::shared_ptr<recording_output> out = std::make_shared<recording_output>();
+    std::shared_ptr<session> s;
+
+    explicit rig(std::vector<std::string> pieces, bool with_tts = true,
+                 std::chrono::milliseconds delay = std::chrono::milliseconds(1))
+        : llm(std::move(pieces), delay) {
+        session_engines e;
+        e.llm = &llm;
+        e.tts = with_tts ? &tts : nullptr;
+        e.tts_worker = &tts_worker;
+        s = std::make_shared<session>(e, session_config{}, out);
+        s->open();
+    }
+    ~rig() { s->close(); }
+    void send(const json &j) { s->on_text(j.dump()); }
+};
+
+const std::vector<std::string> reply = {"Hello", " there", ".", " How", " are", " you", "?", " Fine", "."};
+
+// Checks the wire order: every has_audio chunk is directly followed by one non-empty,
+// even-length binary message; only the last chunk is final.
+void expect_protocol_order(const std::vector<out_msg> &msgs, bool expect_audio) {
+    std::vector<json> chunks;
+    for (size_t i = 0; i < msgs.size(); ++i) {
+        if (msgs[i].binary) {
+            ASSERT_GT(i, 0u);
+            ASSERT_FALSE(msgs[i - 1].binary);
+            EXPECT_EQ(msgs[i - 1].j["type"], "text_chunk");
+            EXPECT_EQ(msgs[i - 1].j["has_audio"], true);
+            EXPECT_GT(msgs[i].data.size(), 0u);
+            EXPECT_EQ(msgs[i].data.size() % 2, 0u);
+            continue;
+        }
+        if (msgs[i].j["type"] != "text_chunk") continue;
+        chunks.push_back(msgs[i].j);
+        if (msgs[i].j["has_audio"] == true) {
+            ASSERT_LT(i + 1, msgs.size());
+            EXPECT_TRUE(msgs[i + 1].binary) << "audio must follow its text_chunk";
+        }
+        EXPECT_EQ(msgs[i].j["has_audio"], expect_audio && msgs[i].j["text"] != "");
+    }
+    ASSERT_FALSE(chunks.empty());
+    for (size_t i = 0; i + 1 < chunks.size(); ++i) EXPECT_FALSE(chunks[i]["is_final"].get<bool>());
+    EXPECT_TRUE(chunks.back()["is_final"].get<bool>());
+}
+
+} // namespace
+
+TEST(session, sends_ready_on_open) {
+    rig r(reply);
+    auto ready = r.out->of_type("ready");
+    ASSERT_EQ(ready.size(), 1u);
+    EXPECT_EQ(ready[0]["session_id"].get<std::string>().size(), 32u);
+    EXPECT_EQ(ready[0]["audio_format"]["sample_rate"], 22050);
+}
+
+TEST(session, text_turn_streams_chunks_with_audio) {
+    rig r(reply);
+    r.send({{"type", "start"}, {"tts", true}});
+    r.send({{"type", "stop"}}); // no ASR engine: an empty final transcript, no turn
+    r.send({{"type", "text"}, {"text", "hi"}});
+    ASSERT_TRUE(r.out->wait_type("response_done"));
+    auto msgs = r.out->all();
+    expect_protocol_order(msgs, true);
+    auto chunks = r.out->of_type("text_chunk");
+    ASSERT_EQ(chunks.size(), 3u);
+    EXPECT_EQ(chunks[0]["text"], "Hello there.");
+    EXPECT_EQ(chunks[1]["text"], "How are you?");
+    EXPECT_EQ(chunks[2]["text"], "Fine.");
+    EXPECT_EQ(chunks[0]["chunk_id"], "chunk_id_0");
+    auto done = r.out->of_type("response_done");
+    EXPECT_EQ(done[0]["text"], "Hello there. How are you? Fine.");
+    EXPECT_TRUE(done[0]["timings"]["first_audio_ms"].is_number());
+}
+
+TEST(session, text_only_mode_sends_no_audio) {
+    rig r(reply);
+    r.send({{"type", "start"}, {"tts", false}});
+    r.send({{"type", "text"}, {"text", "hi"}});
+    ASSERT_TRUE(r.out->wait_type("response_done"));
+    for (auto &m : r.out->all()) EXPECT_FALSE(m.binary);
+    expect_protocol_order(r.out->all(), false);
+}
+
+TEST(session, no_tts_engine_replies_in_text) {
+    rig r(reply, false);
+    r.send({{"type", "text"}, {"text", "hi"}});
+    ASSERT_TRUE(r.out->wait_type("response_done"));
+    expect_protocol_order(r.out->all(), false);
+}
+
+TEST(session, tts_failure_mid_reply_falls_back_to_text) {
+    rig r(reply);
+    r.tts.fail_after = 1; // the first phrase speaks, the second fails
+    r.send({{"type", "start"}});
+    r.send({{"type", "text"}, {"text", "hi"}});
+    ASSERT_TRUE(r.out->wait_type("response_done"));
+    auto errors = r.out->of_type("error");
+    ASSERT_EQ(errors.size(), 1u);
+    EXPECT_EQ(errors[0]["code"], "tts_failed");
+    auto chunks = r.out->of_type("text_chunk");
+    ASSERT_EQ(chunks.size(), 3u);
+    EXPECT_TRUE(chunks[0]["has_audio"].get<bool>());
+    EXPECT_FALSE(chunks[2]["has_audio"].get<bool>());
+    int binaries = 0;
+    for (auto &m : r.out->all()) binaries += m.binary;
+    EXPECT_EQ(binaries, 1);
+    // The session still works afterwards.
+    r.send({{"type", "text"}, {"text", "again"}});
+    ASSERT_TRUE(r.out->wait_type("response_done", 2));
+}
+
+TEST(session, unknown_voice_means_text_only_with_an_error) {
+    rig r(reply);
+    r.send({{"type", "start"}, {"voice", "missing"}});
+    r.send({{"type", "text"}, {"text", "hi"}});
+    ASSERT_TRUE(r.out->wait_type("response_done"));
+    auto errors = r.out->of_type("error");
+    ASSERT_EQ(errors.size(), 1u);
+    EXPECT_EQ(errors[0]["code"], "tts_unavailable");
+    expect_protocol_order(r.out->all(), false);
+}
+
+TEST(session, second_turn_sees_the_first) {
+    rig r(reply);
+    r.send({{"type", "text"}, {"text", "first question"}});
+    ASSERT_TRUE(r.out->wait_type("response_done"));
+    r.send({{"type", "text"}, {"text", "second question"}});
+    ASSERT_TRUE(r.out->wait_type("response_done", 2));
+    auto prompts = r.llm.prompts();
+    ASSERT_EQ(prompts.size(), 2u);
+    auto &p = prompts[1];
+    ASSERT_GE(p.size(), 4u);
+    EXPECT_EQ(p[p.size() - 3].content, "first question");
+    EXPECT_EQ(p[p.size() - 2].content, "Hello there. How are you? Fine.");
+    EXPECT_EQ(p.back().content, "second question");
+}
+
+TEST(session, interrupt_stops_the_reply_and_keeps_what_was_sent) {
+    std::vector<std::string> slow(reply);
+    for (int i = 0; i < 50; ++i) slow.push_back(" more");
+    rig r(slow, true, std::chrono::milliseconds(20));
+    r.send({{"type", "start"}});
+    r.send({{"type", "text"}, {"text", "hi"}});
+    ASSERT_TRUE(r.out->wait_type("text_chunk"));
+    r.send({{"type", "interrupt"}});
+    ASSERT_TRUE(r.out->wait_type("interrupted"));
+    size_t at = r.out->all().size();
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    auto msgs = r.out->all();
+    EXPECT_EQ(msgs.size(), at) << "nothing of the old turn after interrupted";
+    EXPECT_TRUE(r.out->of_type("response_done").empty());
+    // The next turn's prompt holds the interrupted reply as sent, not the whole.
+    r.send({{"type", "text"}, {"text", "next"}});
+    ASSERT_TRUE(r.out->wait_type("text_chunk", 2));
+    r.send({{"type", "interrupt"}});
+    auto prompts = r.llm.prompts();
+    ASSERT_EQ(prompts.size(), 2u);
+    auto &p = prompts[1];
+    EXPECT_EQ(p[p.size() - 2].role, "assistant");
+    EXPECT_EQ(p[p.size() - 2].content.find("more more more more more more"), std::string::npos);
+}
+
+TEST(session, bad_input_gets_errors_and_the_session_keeps_working) {
+    rig r(reply);
+    r.s->on_binary(std::string(640, '\0'));
+    r.send({{"type", "stop"}});
+    r.s->on_text("{not json");
+    r.send({{"type", "bogus"}});
+    r.send({{"type", "start"}, {"sample_rate", 1000}});
+    r.send({{"type", "start"}, {"sample_rate", 16000}});
+    r.s->on_binary(std::string(641, '\0'));
+    r.s->on_binary(std::string((1 << 20) + 2, '\0'));
+    r.send({{"type", "text"}, {"text", std::string(5000, 'x')}});
+    r.send({{"type", "stop"}});
+    r.s->on_binary(std::string(640, '\0')); // after stop
+    auto codes = [&] {
+        std::vector<std::string> c;
+        for (auto &e : r.out->of_type("error")) c.push_back(e["code"]);
+        return c;
+    };
+    ASSERT_TRUE(r.out->wait_type("error", 9));
+    std::vector<std::string> want = {"not_started", "not_recording", "invalid_json", "unknown_type", "bad_sample_rate",
+                                     "odd_frame", "frame_too_large", "text_too_long", "not_recording"};
+    EXPECT_EQ(codes(), want);
+    r.send({{"type", "text"}, {"text", "still there?"}});
+    ASSERT_TRUE(r.out->wait_type("response_done"));
+}
