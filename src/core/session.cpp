@@ -55,6 +55,11 @@ struct session::turn {
     bool finished = false;
     int next_chunk = 0;
     std::string sent_text; // text of the chunks sent so far
+    // A speculative turn (started from the partial transcript at stop) holds its output until
+    // the final transcript confirms it.
+    bool held = false;
+    bool llm_done_pending_finish = false;
+    std::vector<std::pair<bool, std::string>> held_out;
     llm_result llm;
     double tts_ms = 0;
     int audio_ms = 0;
@@ -126,6 +131,18 @@ void session::open(const std::string &resume_id) {
         if (eng_.llm && slot_ < 0) slot_ = eng_.llm->acquire_slot();
     }
     out_->send_text(encode_ready(id, cfg_.audio_out_rate, resumed, n, eng_.llm != nullptr, eng_.tts != nullptr));
+    // Typed turns may come before any start: get speech ready with the default voice.
+    bool check = false;
+    tts_params params;
+    {
+        std::lock_guard lock(m_);
+        if (eng_.tts && tts_wanted_ && tts_state_ == TTS_STATE_OFF) {
+            tts_state_ = TTS_STATE_PENDING;
+            check = true;
+            params = tts_params_;
+        }
+    }
+    if (check) request_tts_check(params);
 }
 
 void session::close() {
@@ -215,15 +232,7 @@ void session::handle_start(const start_params &p) {
             check_tts = true;
         }
     }
-    if (check_tts && eng_.tts_worker) {
-        // Lazy: the engine initialises on its first check, on the TTS worker.
-        auto self = shared_from_this();
-        eng_.tts_worker->post([self, params] {
-            std::string err = self->eng_.tts->check(params);
-            if (!err.empty()) self->error("tts_unavailable", err + "; replies are text-only");
-            self->tts_checked(err.empty());
-        });
-    }
+    if (check_tts) request_tts_check(params);
     if (p.tts && !eng_.tts)
         error("tts_unavailable", "no TTS engine is configured; replies are text-only");
     int rate = p.sample_rate;
@@ -237,6 +246,17 @@ void session::handle_start(const start_params &p) {
         } catch (const std::exception &e) {
             error("asr_failed", e.what());
         }
+    });
+}
+
+void session::request_tts_check(const tts_params &params) {
+    if (!eng_.tts_worker || !eng_.tts) return;
+    // Lazy: the engine initialises on its first check, on the TTS worker, off the network path.
+    auto self = shared_from_this();
+    eng_.tts_worker->post([self, params] {
+        std::string err = self->eng_.tts->check(params);
+        if (!err.empty()) self->error("tts_unavailable", err + "; replies are text-only");
+        self->tts_checked(err.empty());
     });
 }
 
@@ -313,34 +333,54 @@ void session::feed_audio(std::vector<int16_t> pcm) {
 }
 
 void session::finish_utterance(mono_time t_stop) {
+    if (!asr_ || !in_resampler_) {
+        out_->send_text(encode_transcript("", true, 0));
+        return;
+    }
     std::string text;
+    std::shared_ptr<turn> spec;
+    mono_time t_begin = mono_now();
     try {
-        if (asr_ && in_resampler_) {
-            asr_->accept(in_resampler_->flush());
-            text = asr_->finish();
-        }
+        // Finalising the utterance costs tens of ms; the partial hypothesis at stop is almost
+        // always the final one, so the reply starts from it now and its output is held until
+        // the final transcript confirms it (or is thrown away when it differs).
+        std::string guess = asr_->partial();
+        if (!guess.empty() && eng_.llm) spec = start_turn(guess, t_stop, mono_time{}, true);
+        asr_->accept(in_resampler_->flush());
+        text = asr_->finish();
     } catch (const std::exception &e) {
+        if (spec) discard_turn(spec);
         error("asr_failed", e.what());
         return;
     }
     in_resampler_.reset();
-    mono_time t_transcript = mono_now();
+    log_debug("asr: final after %.1f ms queued + %.1f ms decoding%s", ms_between(t_stop, t_begin),
+              ms_between(t_begin, mono_now()), spec ? " (reply started at stop)" : "");
+    if (spec) {
+        if (spec->user == text) {
+            release_turn(spec, text);
+            return;
+        }
+        discard_turn(spec);
+    }
     out_->send_text(encode_transcript(text, true, 0));
     if (text.empty()) return; // nothing heard: no reply (the empty final transcript says so)
-    start_turn(text, t_stop, t_transcript);
+    start_turn(text, t_stop, mono_now());
 }
 
-void session::start_turn(const std::string &user_text, mono_time t0, mono_time t_transcript) {
+std::shared_ptr<session::turn> session::start_turn(const std::string &user_text, mono_time t0,
+                                                   mono_time t_transcript, bool held) {
     if (!eng_.llm) {
         error("no_model", "no language model is loaded; start the server with --model FILE.gguf "
                           "(make serve MODEL=FILE.gguf)");
-        return;
+        return nullptr;
     }
     std::shared_ptr<turn> old;
     auto t = std::make_shared<turn>();
     t->user = user_text;
     t->t0 = t0;
     t->t_transcript = t_transcript;
+    t->held = held;
     t->chunker = phrase_chunker(cfg_.chunker);
     int slot;
     {
@@ -351,7 +391,7 @@ void session::start_turn(const std::string &user_text, mono_time t0, mono_time t
     if (old) cancel_turn(old, true); // a new user turn cuts the old reply
     {
         std::lock_guard lock(m_);
-        if (closed_) return;
+        if (closed_) return nullptr;
         t->id = next_turn_id_++;
         t->want_audio = tts_wanted_ && eng_.tts != nullptr;
         current_ = t;
@@ -375,6 +415,7 @@ void session::start_turn(const std::string &user_text, mono_time t0, mono_time t
     req.on_piece = [self, t](std::string_view piece) { self->on_piece(t, piece); };
     req.on_done = [self, t](const llm_result &r) { self->on_llm_done(t, r); };
     eng_.llm->submit(std::move(req));
+    return t;
 }
 
 void session::on_piece(const std::shared_ptr<turn> &t, std::string_view piece) {
@@ -417,11 +458,10 @@ void session::pump(const std::shared_ptr<turn> &t) {
         c.turn_id = t->id;
         mono_time now = mono_now();
         c.processing_time_ms = int64_t(ms_between(t->t0, now));
-        if (t->t_first_chunk == mono_time{}) t->t_first_chunk = now;
         if (!t->sent_text.empty()) t->sent_text += " ";
         t->sent_text += text;
         t->final_sent = c.is_final;
-        out_->send_text(encode_text_chunk(c));
+        emit_locked(t, false, encode_text_chunk(c));
         if (c.has_audio) {
             // The text is out; its audio follows as soon as it is made, and the next phrase's
             // text waits for it (a chunk's audio directly follows its text_chunk).
@@ -462,10 +502,8 @@ void session::synthesize(const std::shared_ptr<turn> &t, std::string text, std::
                 t->want_audio = false;
                 self->error("tts_failed", "chunk " + chunk_id + ": " + err + "; continuing with text only");
             } else {
-                if (t->t_first_audio == mono_time{}) t->t_first_audio = mono_now();
                 t->audio_ms += int(pcm.size() * 1000 / size_t(out_rate));
-                self->out_->send_binary(
-                    std::string(reinterpret_cast<const char *>(pcm.data()), pcm.size() * 2));
+                self->emit_locked(t, true, std::string(reinterpret_cast<const char *>(pcm.data()), pcm.size() * 2));
             }
             t->tts_busy = false;
         }
@@ -473,8 +511,58 @@ void session::synthesize(const std::shared_ptr<turn> &t, std::string text, std::
     });
 }
 
+void session::emit_locked(const std::shared_ptr<turn> &t, bool binary, std::string data) {
+    if (t->held) {
+        t->held_out.emplace_back(binary, std::move(data));
+        return;
+    }
+    mono_time now = mono_now();
+    if (binary) {
+        if (t->t_first_audio == mono_time{}) t->t_first_audio = now;
+        out_->send_binary(std::move(data));
+    } else {
+        if (t->t_first_chunk == mono_time{}) t->t_first_chunk = now;
+        out_->send_text(std::move(data));
+    }
+}
+
+void session::release_turn(const std::shared_ptr<turn> &t, const std::string &final_text) {
+    {
+        std::lock_guard lock(t->m);
+        if (t->finished && !t->llm_done_pending_finish) return; // cancelled meanwhile
+        t->held = false;
+        t->t_transcript = mono_now();
+        out_->send_text(encode_transcript(final_text, true, t->id));
+        for (auto &[binary, data] : t->held_out) emit_locked(t, binary, std::move(data));
+        t->held_out.clear();
+        if (t->llm_done_pending_finish) {
+            t->llm_done_pending_finish = false;
+            t->finished = false;
+            finish_turn_locked(t);
+        }
+    }
+    pump(t);
+}
+
+void session::discard_turn(const std::shared_ptr<turn> &t) {
+    t->cancel->store(true);
+    std::lock_guard lock(t->m);
+    t->finished = true;
+    t->held_out.clear();
+    std::lock_guard slock(m_);
+    if (current_ == t) current_.reset();
+    if (next_turn_id_ == t->id + 1) next_turn_id_ = t->id; // the id was never seen
+    if (eng_.stats) --eng_.stats->turns;
+}
+
 void session::finish_turn_locked(const std::shared_ptr<turn> &t) {
     if (t->finished) return;
+    if (t->held) {
+        // Everything is generated but not yet confirmed: finish on release.
+        t->llm_done_pending_finish = true;
+        t->finished = true;
+        return;
+    }
     if (!t->final_sent) {
         // The reply ended on a phrase already sent: close the stream with an empty final chunk.
         text_chunk_event c;
@@ -482,8 +570,7 @@ void session::finish_turn_locked(const std::shared_ptr<turn> &t) {
         c.is_final = true;
         c.turn_id = t->id;
         c.processing_time_ms = int64_t(ms_between(t->t0, mono_now()));
-        if (t->t_first_chunk == mono_time{}) t->t_first_chunk = mono_now();
-        out_->send_text(encode_text_chunk(c));
+        emit_locked(t, false, encode_text_chunk(c));
         t->final_sent = true;
     }
     t->finished = true;

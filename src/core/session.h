@@ -84,7 +84,8 @@ class session : public std::enable_shared_from_this<session> {
     // Session worker.
     void feed_audio(std::vector<int16_t> pcm);
     void finish_utterance(mono_time t_stop);
-    void start_turn(const std::string &user_text, mono_time t0, mono_time t_transcript);
+    std::shared_ptr<turn> start_turn(const std::string &user_text, mono_time t0, mono_time t_transcript,
+                                     bool held = false);
 
     // Turn pipeline (any thread; each takes the turn's lock).
     void on_piece(const std::shared_ptr<turn> &t, std::string_view piece);
@@ -92,8 +93,12 @@ class session : public std::enable_shared_from_this<session> {
     void pump(const std::shared_ptr<turn> &t);
     void synthesize(const std::shared_ptr<turn> &t, std::string text, std::string chunk_id);
     void finish_turn_locked(const std::shared_ptr<turn> &t);
+    void emit_locked(const std::shared_ptr<turn> &t, bool binary, std::string data);
+    void release_turn(const std::shared_ptr<turn> &t, const std::string &final_text);
+    void discard_turn(const std::shared_ptr<turn> &t);
     void cancel_turn(const std::shared_ptr<turn> &t, bool notify);
     void record_turn(const std::shared_ptr<turn> &t, bool interrupted);
+    void request_tts_check(const tts_params &params);
     void tts_checked(bool ok);
 
     session_engines eng_;

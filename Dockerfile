@@ -1,0 +1,14 @@
+# Parley for deployment: Debian sid has every engine as a package (scripts/packages.txt is the
+# same list the sysroot setup installs).
+FROM debian:sid
+COPY scripts/packages.txt /tmp/packages.txt
+RUN apt-get -o Acquire::Check-Valid-Until=false update \
+ && grep -v '^\s*#' /tmp/packages.txt | grep -v '^\s*$' \
+    | xargs apt-get install -y --no-install-recommends \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /opt/parley
+COPY . .
+RUN touch /.parley-sysroot && scripts/setup && cmake -S . -B build -G Ninja -DBUILD_TESTING=OFF && ninja -C build parley
+EXPOSE 8000
+# Listening beyond loopback needs an API key: docker run -e PARLEY_API_KEY=... (see README).
+CMD ["sh", "-c", "exec build/parley serve --host 0.0.0.0 --api-key \"${PARLEY_API_KEY:?set PARLEY_API_KEY}\" ${PARLEY_ARGS:-}"]
