@@ -13,8 +13,8 @@ const arg = (name, def) => {
 const rounds = arg('rounds', 2);
 const nclients = arg('clients', 1);
 
-const srv = await startServer();
-const stages = ['transcript_ms', 'first_token_ms', 'first_text_ms', 'first_audio_ms', 'total_ms'];
+const srv = await startServer(process.env.PARLEY_ARGS ? process.env.PARLEY_ARGS.split(' ') : []);
+const stages = ['transcript_ms', 'llm_queue_ms', 'llm_prompt_ms', 'first_token_ms', 'first_text_ms', 'first_audio_ms', 'total_ms'];
 const rows = [];
 try {
   const clients = await Promise.all(Array.from({ length: nclients }, () => Client.open(srv.ws)));
@@ -32,6 +32,9 @@ try {
           clip: clip.wav.split('-').at(-1),
           wer: wer(clip.text, t.final.json.text),
           ...Object.fromEntries(stages.map((s) => [s, t.done.json.timings[s]])),
+          first_chunk: firstText ? firstText.json.text : null,
+          prompt_tokens: t.done.json.timings.prompt_tokens,
+          cached_tokens: t.done.json.timings.cached_tokens,
           client_first_text_ms: firstText ? firstText.t - t.tStop : null,
           client_first_audio_ms: firstAudio ? firstAudio.t - t.tStop : null,
         });

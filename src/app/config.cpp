@@ -72,7 +72,9 @@ std::string set(app_config &c, const std::string &key, const std::string &v) {
     return {};
 }
 
-bool is_switch(const std::string &key) { return key == "verbose" || key == "no-warmup"; }
+bool is_switch(const std::string &key) {
+    return key == "verbose" || key == "no-warmup" || key == "asr-final-pass" || key == "no-prefill";
+}
 
 std::string set_switch(app_config &c, const std::string &key) {
     if (key == "verbose") {
@@ -80,6 +82,10 @@ std::string set_switch(app_config &c, const std::string &key) {
         c.log_level = "debug";
     } else if (key == "no-warmup") {
         c.llm.warmup = false;
+    } else if (key == "no-prefill") {
+        c.session.prefill_while_speaking = false;
+    } else if (key == "asr-final-pass") {
+        c.session.asr_final_pass = true;
     }
     return {};
 }
@@ -226,6 +232,8 @@ options (also as keys of a JSON file given with --config FILE):
   --voice NAME --rate WPM espeak-ng voice (default en-us) and speed (default 175)
   --audio-rate HZ         sample rate of the audio sent to clients (default 22050)
   --asr pocketsphinx|none --asr-model-dir DIR
+  --asr-final-pass        wait for the recogniser's end-of-utterance pass (slower, see README)
+  --no-prefill            do not evaluate the partial transcript into the KV cache while speaking
   --db FILE               conversation store (default data/parley.db)
   --log-level LEVEL       debug, info, warn, error
   --verbose               engine logs too

@@ -239,7 +239,8 @@ void session::handle_start(const start_params &p) {
     post([this, rate] {
         try {
             if (eng_.asr && !asr_) asr_ = eng_.asr->open();
-            if (asr_) asr_->finish(); // drop any utterance in progress
+            if (asr_) asr_->finish(); // ends the previous utterance (or drops one in progress)
+            asr_end_pending_ = false;
             in_resampler_ = std::make_unique<resampler>(rate, ASR_SAMPLE_RATE);
             since_partial_ = 0;
             last_partial_.clear();
@@ -325,11 +326,36 @@ void session::feed_audio(std::vector<int16_t> pcm) {
             if (!p.empty() && p != last_partial_) {
                 last_partial_ = p;
                 out_->send_text(encode_transcript(p, false, 0));
+                if (cfg_.prefill_while_speaking) prefill(p);
             }
         }
     } catch (const std::exception &e) {
         error("asr_failed", e.what());
     }
+}
+
+void session::prefill(const std::string &partial) {
+    int slot;
+    {
+        std::lock_guard lock(m_);
+        if (!eng_.llm || current_ || closed_) return; // a reply is running: leave its cache alone
+        slot = slot_;
+    }
+    if (slot < 0 || prefill_busy_->exchange(true)) return; // one at a time per session
+    llm_request req;
+    req.slot = slot;
+    req.max_tokens = 0;
+    auto self = shared_from_this();
+    req.messages = [self, partial](int budget, const token_counter &count) {
+        std::vector<turn_record> history;
+        {
+            std::lock_guard lock(self->m_);
+            history = self->history_;
+        }
+        return fit_history(self->cfg_.system_prompt, history, partial, budget, count);
+    };
+    req.on_done = [busy = prefill_busy_](const llm_result &) { busy->store(false); };
+    eng_.llm->submit(std::move(req));
 }
 
 void session::finish_utterance(mono_time t_stop) {
@@ -341,12 +367,26 @@ void session::finish_utterance(mono_time t_stop) {
     std::shared_ptr<turn> spec;
     mono_time t_begin = mono_now();
     try {
-        // Finalising the utterance costs tens of ms; the partial hypothesis at stop is almost
-        // always the final one, so the reply starts from it now and its output is held until
-        // the final transcript confirms it (or is thrown away when it differs).
-        std::string guess = asr_->partial();
-        if (!guess.empty() && eng_.llm) spec = start_turn(guess, t_stop, mono_time{}, true);
         asr_->accept(in_resampler_->flush());
+        std::string guess = asr_->partial();
+        if (!cfg_.asr_final_pass) {
+            // Every frame is already decoded: the first pass's hypothesis is the transcript,
+            // and the engine's end-of-utterance pass runs after the reply has started.
+            in_resampler_.reset();
+            mono_time t_transcript = mono_now();
+            out_->send_text(encode_transcript(guess, true, 0));
+            if (!guess.empty()) start_turn(guess, t_stop, t_transcript);
+            // The engine's end-of-utterance pass would compete with the reply for the CPU; it
+            // runs when the next utterance starts (it only resets the decoder).
+            asr_end_pending_ = true;
+            log_debug("asr: transcript %.1f ms after stop (%.1f ms queued)", ms_between(t_stop, t_transcript),
+                      ms_between(t_stop, t_begin));
+            return;
+        }
+        // With the end pass: it costs tens of ms, and its result is almost always the first
+        // pass's, so the reply starts from that now and its output is held until the final
+        // transcript confirms it (or is thrown away when it differs).
+        if (!guess.empty() && eng_.llm) spec = start_turn(guess, t_stop, mono_time{}, true);
         text = asr_->finish();
     } catch (const std::exception &e) {
         if (spec) discard_turn(spec);

@@ -54,6 +54,13 @@ struct session_config {
     tts_params tts;
     int audio_out_rate = 22050;  // sample rate of the audio sent to clients
     int partial_interval_ms = 300;
+    // Wait for the ASR engine's end-of-utterance pass before the transcript is final (slower;
+    // the reply still starts speculatively at stop). Off: the first pass's hypothesis over all
+    // the audio is final.
+    bool asr_final_pass = false;
+    // While the user speaks, evaluate history + partial transcript into the KV cache so that
+    // at stop only the last words are left to evaluate.
+    bool prefill_while_speaking = true;
     phrase_chunker_params chunker;
 };
 
@@ -83,6 +90,7 @@ class session : public std::enable_shared_from_this<session> {
 
     // Session worker.
     void feed_audio(std::vector<int16_t> pcm);
+    void prefill(const std::string &partial);
     void finish_utterance(mono_time t_stop);
     std::shared_ptr<turn> start_turn(const std::string &user_text, mono_time t0, mono_time t_transcript,
                                      bool held = false);
@@ -118,12 +126,14 @@ class session : public std::enable_shared_from_this<session> {
     tts_params tts_params_;
     std::atomic<int> tts_state_{TTS_STATE_OFF};
     int slot_ = -1;
+    std::shared_ptr<std::atomic<bool>> prefill_busy_ = std::make_shared<std::atomic<bool>>(false);
 
     // Session worker only.
     std::unique_ptr<asr_stream> asr_;
     std::unique_ptr<resampler> in_resampler_;
     size_t since_partial_ = 0;
     std::string last_partial_;
+    bool asr_end_pending_ = false;
 
     std::unique_ptr<worker> worker_;
 };

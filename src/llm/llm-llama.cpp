@@ -267,7 +267,7 @@ class llm_llama : public llm_engine {
             finish(a, "cancelled");
             return false;
         }
-        int budget = std::max(16, slot_ctx_ - std::max(16, a.req.max_tokens));
+        int budget = std::max(16, slot_ctx_ - std::max(16, a.req.max_tokens > 0 ? a.req.max_tokens : reserve_));
         std::vector<chat_message> msgs =
             a.req.messages(budget, [this](const std::vector<chat_message> &m) { return count(m); });
         std::vector<llama_token> prompt = tokenize(format(msgs));
@@ -325,6 +325,10 @@ class llm_llama : public llm_engine {
         cached = prompt;
         a.n_past = int(prompt.size());
         a.result.prompt_ms = ms_since(t_prompt);
+        if (a.req.max_tokens <= 0) {
+            finish(a, "prefill"); // the prompt is in the slot's cache; nothing to generate
+            return false;
+        }
         a.sampler = make_sampler(a.req.sampling);
         // Replay the prompt into the penalty sampler's history.
         for (llama_token t : prompt) llama_sampler_accept(a.sampler, t);
@@ -462,6 +466,7 @@ class llm_llama : public llm_engine {
     std::string template_;
     int slot_ctx_ = 0, n_slots_ = 0, n_batch_ = 512;
     double load_ms_ = 0;
+    int reserve_ = 128; // reply room assumed by prefill requests
     std::atomic<bool> *abort_flag_ = nullptr;
 
     std::mutex m_;

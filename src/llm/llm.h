@@ -59,6 +59,8 @@ struct llm_request {
                                             const std::function<int(const std::vector<chat_message> &)> &count)>
         messages;
     sampling_params sampling;
+    // 0: prefill only. The prompt is evaluated into the slot's KV cache and nothing is
+    // generated (stop_reason "prefill"); a later request with the same prefix starts faster.
     int max_tokens = 256;
     std::shared_ptr<std::atomic<bool>> cancel;
     std::function<void(std::string_view piece)> on_piece;
