@@ -36,39 +36,65 @@ std::string set(app_config &c, const std::string &key, const std::string &v) {
     auto need_float = [&](float &dst) -> std::string {
         return to_float(v, dst) ? "" : "--" + key + " needs a number, got '" + v + "'";
     };
-    if (key == "host") c.server.host = v;
-    else if (key == "port") return need_int(c.server.port);
-    else if (key == "api-key") c.server.api_key = v;
-    else if (key == "allow-origin") c.server.allowed_origins.push_back(v);
-    else if (key == "io-threads") return need_int(c.server.io_threads);
-    else if (key == "model") c.llm.model_path = v;
-    else if (key == "ctx") return need_int(c.llm.context);
-    else if (key == "slots") return need_int(c.llm.slots);
-    else if (key == "threads") return need_int(c.llm.threads);
-    else if (key == "chat-template") c.llm.chat_template = v;
-    else if (key == "max-tokens") return need_int(c.session.max_tokens);
-    else if (key == "temperature") return need_float(c.session.sampling.temperature);
-    else if (key == "top-k") return need_int(c.session.sampling.top_k);
-    else if (key == "top-p") return need_float(c.session.sampling.top_p);
-    else if (key == "min-p") return need_float(c.session.sampling.min_p);
-    else if (key == "repeat-penalty") return need_float(c.session.sampling.repeat_penalty);
+    if (key == "host")
+        c.server.host = v;
+    else if (key == "port")
+        return need_int(c.server.port);
+    else if (key == "api-key")
+        c.server.api_key = v;
+    else if (key == "allow-origin")
+        c.server.allowed_origins.push_back(v);
+    else if (key == "io-threads")
+        return need_int(c.server.io_threads);
+    else if (key == "model")
+        c.llm.model_path = v;
+    else if (key == "ctx")
+        return need_int(c.llm.context);
+    else if (key == "slots")
+        return need_int(c.llm.slots);
+    else if (key == "threads")
+        return need_int(c.llm.threads);
+    else if (key == "chat-template")
+        c.llm.chat_template = v;
+    else if (key == "max-tokens")
+        return need_int(c.session.max_tokens);
+    else if (key == "temperature")
+        return need_float(c.session.sampling.temperature);
+    else if (key == "top-k")
+        return need_int(c.session.sampling.top_k);
+    else if (key == "top-p")
+        return need_float(c.session.sampling.top_p);
+    else if (key == "min-p")
+        return need_float(c.session.sampling.min_p);
+    else if (key == "repeat-penalty")
+        return need_float(c.session.sampling.repeat_penalty);
     else if (key == "seed") {
         int seed = 0;
         if (!to_int(v, seed) || seed < 0) return "--seed needs a non-negative integer";
         c.session.sampling.seed = uint32_t(seed);
-    } else if (key == "system-prompt") c.session.system_prompt = v;
-    else if (key == "tts") c.tts.engine = v;
-    else if (key == "voice") c.session.tts.voice = c.tts.defaults.voice = v;
+    } else if (key == "system-prompt")
+        c.session.system_prompt = v;
+    else if (key == "tts")
+        c.tts.engine = v;
+    else if (key == "voice")
+        c.session.tts.voice = c.tts.defaults.voice = v;
     else if (key == "rate") {
         if (std::string e = need_int(c.session.tts.rate_wpm); !e.empty()) return e;
         c.tts.defaults.rate_wpm = c.session.tts.rate_wpm;
-    } else if (key == "audio-rate") return need_int(c.session.audio_out_rate);
-    else if (key == "asr") c.asr.engine = v;
-    else if (key == "asr-model-dir") c.asr.model_dir = v;
-    else if (key == "db") c.db_path = v;
-    else if (key == "log-level") c.log_level = v;
-    else if (key == "output" || key == "o" || key == "wav") c.wav_out = v;
-    else return "unknown option --" + key;
+    } else if (key == "audio-rate")
+        return need_int(c.session.audio_out_rate);
+    else if (key == "asr")
+        c.asr.engine = v;
+    else if (key == "asr-model-dir")
+        c.asr.model_dir = v;
+    else if (key == "db")
+        c.db_path = v;
+    else if (key == "log-level")
+        c.log_level = v;
+    else if (key == "output" || key == "o" || key == "wav")
+        c.wav_out = v;
+    else
+        return "unknown option --" + key;
     return {};
 }
 
@@ -99,7 +125,8 @@ bool is_loopback(const std::string &host) {
 std::string app_config::validate() const {
     if (server.port < 0 || server.port > 65535) return "port must be 0..65535";
     if (!is_loopback(server.host) && server.api_key.empty())
-        return "listening on " + server.host + " needs an API key (--api-key KEY); "
+        return "listening on " + server.host +
+               " needs an API key (--api-key KEY); "
                "loopback addresses need none";
     if (server.io_threads < 1 || server.io_threads > 64) return "io-threads must be 1..64";
     if (llm.context < 64 || llm.context > 1 << 20) return "ctx must be 64..1048576 tokens";
@@ -115,9 +142,11 @@ std::string app_config::validate() const {
     if (session.sampling.repeat_penalty <= 0) return "repeat-penalty must be > 0";
     if (session.audio_out_rate < 8000 || session.audio_out_rate > 48000)
         return "audio-rate must be 8000..48000 Hz";
-    if (session.tts.rate_wpm < 80 || session.tts.rate_wpm > 450) return "rate must be 80..450 words per minute";
+    if (session.tts.rate_wpm < 80 || session.tts.rate_wpm > 450)
+        return "rate must be 80..450 words per minute";
     if (tts.engine != "espeak" && tts.engine != "none") return "tts must be espeak or none";
-    if (asr.engine != "pocketsphinx" && asr.engine != "none") return "asr must be pocketsphinx or none";
+    if (asr.engine != "pocketsphinx" && asr.engine != "none")
+        return "asr must be pocketsphinx or none";
     if (session.system_prompt.size() > 4096) return "system-prompt is limited to 4096 bytes";
     if (log_level != "debug" && log_level != "info" && log_level != "warn" && log_level != "error")
         return "log-level must be debug, info, warn or error";
@@ -126,8 +155,9 @@ std::string app_config::validate() const {
 
 std::string app_config::to_string() const {
     std::ostringstream o;
-    o << "host=" << server.host << " port=" << server.port << " model=" << (llm.model_path.empty() ? "-" : llm.model_path)
-      << " ctx=" << llm.context << " slots=" << llm.slots << " asr=" << asr.engine << " tts=" << tts.engine
+    o << "host=" << server.host << " port=" << server.port
+      << " model=" << (llm.model_path.empty() ? "-" : llm.model_path) << " ctx=" << llm.context
+      << " slots=" << llm.slots << " asr=" << asr.engine << " tts=" << tts.engine
       << " voice=" << session.tts.voice << " db=" << db_path;
     return o.str();
 }
@@ -139,7 +169,8 @@ std::string apply_config_json(app_config &cfg, const std::string &text) {
         std::string key = k;
         for (char &ch : key)
             if (ch == '_') ch = '-';
-        std::vector<json> values = v.is_array() ? std::vector<json>(v.begin(), v.end()) : std::vector<json>{v};
+        std::vector<json> values =
+            v.is_array() ? std::vector<json>(v.begin(), v.end()) : std::vector<json>{v};
         for (const json &x : values) {
             std::string err;
             if (x.is_boolean()) {
@@ -163,9 +194,12 @@ std::string parse_args(app_config &cfg, const std::vector<std::string> &args,
     // The config file first, so that flags override it.
     for (size_t i = 0; i < args.size(); ++i) {
         std::string path;
-        if (args[i] == "--config" && i + 1 < args.size()) path = args[i + 1];
-        else if (args[i].starts_with("--config=")) path = args[i].substr(9);
-        else continue;
+        if (args[i] == "--config" && i + 1 < args.size())
+            path = args[i + 1];
+        else if (args[i].starts_with("--config="))
+            path = args[i].substr(9);
+        else
+            continue;
         std::ifstream f(path);
         if (!f) return "cannot read config file " + path;
         std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());

@@ -21,7 +21,7 @@ struct app_config {
     session_config session;
     std::string db_path = "data/parley.db";
     std::string log_level = "info";
-    std::string wav_out;  // chat: write the spoken replies here; say: output file
+    std::string wav_out; // chat: write the spoken replies here; say: output file
 
     // Empty when valid; otherwise one readable line.
     std::string validate() const;

@@ -27,8 +27,8 @@ int fail(const std::string &message, int code = 2) {
 }
 
 void apply_log_level(const std::string &level) {
-    log_set_level(level == "debug" ? LOG_LEVEL_DEBUG
-                  : level == "warn" ? LOG_LEVEL_WARN
+    log_set_level(level == "debug"   ? LOG_LEVEL_DEBUG
+                  : level == "warn"  ? LOG_LEVEL_WARN
                   : level == "error" ? LOG_LEVEL_ERROR
                                      : LOG_LEVEL_INFO);
 }
@@ -77,7 +77,8 @@ int cmd_serve(app_config &cfg) {
     session_engines eng{asr.get(), llm.get(), tts.get(), &tts_worker, db.get(), &stats};
     try {
         server srv(cfg.server, eng, cfg.session, info);
-        log_info("listening on http://%s:%d (%s)", cfg.server.host.c_str(), srv.port(), cfg.to_string().c_str());
+        log_info("listening on http://%s:%d (%s)", cfg.server.host.c_str(), srv.port(),
+                 cfg.to_string().c_str());
         srv.run();
     } catch (const std::exception &e) {
         return fail(e.what(), 1);
@@ -108,7 +109,8 @@ int cmd_transcribe(app_config &cfg, const std::vector<std::string> &pos) {
 }
 
 int cmd_say(app_config &cfg, const std::vector<std::string> &pos) {
-    if (pos.size() != 1 || cfg.wav_out.empty()) return fail("usage: parley say \"TEXT\" -o OUT.wav");
+    if (pos.size() != 1 || cfg.wav_out.empty())
+        return fail("usage: parley say \"TEXT\" -o OUT.wav");
     try {
         auto tts = make_tts_engine(cfg.tts);
         if (!tts) return fail("--tts none cannot speak");
@@ -220,7 +222,8 @@ int main(int argc, char **argv) {
     if (std::string err = parse_args(cfg, args, &positional); !err.empty()) return fail(err);
     if (std::string err = cfg.validate(); !err.empty()) return fail(err);
     apply_log_level(cfg.log_level);
-    if (cmd == "serve") return positional.empty() ? cmd_serve(cfg) : fail("serve takes no arguments");
+    if (cmd == "serve")
+        return positional.empty() ? cmd_serve(cfg) : fail("serve takes no arguments");
     if (cmd == "transcribe") return cmd_transcribe(cfg, positional);
     if (cmd == "say") return cmd_say(cfg, positional);
     if (cmd == "chat") return cmd_chat(cfg);

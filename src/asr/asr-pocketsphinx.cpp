@@ -62,19 +62,22 @@ class stream_pocketsphinx : public asr_stream {
 class asr_pocketsphinx : public asr_engine {
   public:
     explicit asr_pocketsphinx(const asr_config &config) {
-        std::string dir = config.model_dir.empty() ? std::string("/usr/share/pocketsphinx/model/en-us")
-                                                   : config.model_dir;
+        std::string dir = config.model_dir.empty()
+                              ? std::string("/usr/share/pocketsphinx/model/en-us")
+                              : config.model_dir;
         hmm_ = dir + "/en-us";
         lm_ = dir + "/en-us.lm.bin";
         dict_ = dir + "/cmudict-en-us.dict";
         for (const std::string *p : {&hmm_, &lm_, &dict_})
             if (!file_exists(*p)) throw asr_error("pocketsphinx: model file missing: " + *p);
         err_set_loglevel(ERR_WARN);
-        for (int i = 0; i < config.pool; ++i) free_.push_back(make_decoder());
+        for (int i = 0; i < config.pool; ++i)
+            free_.push_back(make_decoder());
     }
 
     ~asr_pocketsphinx() override {
-        for (ps_decoder_t *ps : free_) ps_free(ps);
+        for (ps_decoder_t *ps : free_)
+            ps_free(ps);
     }
 
     std::string name() const override { return "pocketsphinx"; }

@@ -17,7 +17,8 @@ uint16_t le16(const char *p) {
     return uint16_t(u[0] | (u[1] << 8));
 }
 void put32(std::string &s, uint32_t v) {
-    for (int i = 0; i < 4; ++i) s.push_back(char((v >> (8 * i)) & 0xFF));
+    for (int i = 0; i < 4; ++i)
+        s.push_back(char((v >> (8 * i)) & 0xFF));
 }
 void put16(std::string &s, uint16_t v) {
     s.push_back(char(v & 0xFF));
@@ -74,8 +75,8 @@ pcm_audio parse_wav(std::string_view b) {
                     } else if (bits == 24) {
                         auto u = reinterpret_cast<const unsigned char *>(p);
                         int32_t x = int32_t((uint32_t(u[0]) << 8) | (uint32_t(u[1]) << 16) |
-                                    (uint32_t(u[2]) << 24)) >>
-                            8;
+                                            (uint32_t(u[2]) << 24)) >>
+                                    8;
                         v = x / 8388608.0;
                     } else {
                         v = int32_t(le32(p)) / 2147483648.0;
@@ -119,7 +120,8 @@ std::string encode_wav(const std::vector<int16_t> &samples, int sample_rate) {
     put16(s, 16);
     s += "data";
     put32(s, data);
-    for (int16_t v : samples) put16(s, uint16_t(v));
+    for (int16_t v : samples)
+        put16(s, uint16_t(v));
     return s;
 }
 

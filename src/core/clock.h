@@ -8,7 +8,9 @@ namespace parley {
 using mono_clock = std::chrono::steady_clock;
 using mono_time = mono_clock::time_point;
 
-inline mono_time mono_now() { return mono_clock::now(); }
+inline mono_time mono_now() {
+    return mono_clock::now();
+}
 
 inline double ms_between(mono_time a, mono_time b) {
     return std::chrono::duration<double, std::milli>(b - a).count();

@@ -20,7 +20,9 @@ void vlog(log_level level, const char *tag, const char *fmt, va_list ap) {
 }
 } // namespace
 
-void log_set_level(log_level level) { g_level = level; }
+void log_set_level(log_level level) {
+    g_level = level;
+}
 
 #define PARLEY_LOG_FN(name, level, tag)                                                            \
     void name(const char *fmt, ...) {                                                              \

@@ -62,8 +62,8 @@ struct text_chunk_event {
     int64_t turn_id = 0;
 };
 
-std::string encode_ready(const std::string &session_id, int sample_rate, bool resumed, int64_t turns,
-                         bool llm_available, bool tts_available);
+std::string encode_ready(const std::string &session_id, int sample_rate, bool resumed,
+                         int64_t turns, bool llm_available, bool tts_available);
 std::string encode_transcript(const std::string &text, bool is_final, int64_t turn_id);
 std::string encode_text_chunk(const text_chunk_event &chunk);
 std::string encode_response_done(int64_t turn_id, const std::string &reply,

@@ -25,7 +25,8 @@ std::string new_session_id() {
     static std::mt19937_64 rng{std::random_device{}()};
     std::lock_guard lock(m);
     char buf[33];
-    snprintf(buf, sizeof buf, "%016llx%016llx", (unsigned long long)rng(), (unsigned long long)rng());
+    snprintf(buf, sizeof buf, "%016llx%016llx", (unsigned long long)rng(),
+             (unsigned long long)rng());
     return buf;
 }
 
@@ -130,7 +131,8 @@ void session::open(const std::string &resume_id) {
         n = int64_t(history_.size());
         if (eng_.llm && slot_ < 0) slot_ = eng_.llm->acquire_slot();
     }
-    out_->send_text(encode_ready(id, cfg_.audio_out_rate, resumed, n, eng_.llm != nullptr, eng_.tts != nullptr));
+    out_->send_text(encode_ready(id, cfg_.audio_out_rate, resumed, n, eng_.llm != nullptr,
+                                 eng_.tts != nullptr));
     // Typed turns may come before any start: get speech ready with the default voice.
     bool check = false;
     tts_params params;
@@ -302,7 +304,8 @@ void session::on_binary(std::string_view bytes) {
         recording = recording_;
     }
     if (!started) {
-        error("not_started", "audio before start: send {\"type\":\"start\",\"sample_rate\":...} first");
+        error("not_started",
+              "audio before start: send {\"type\":\"start\",\"sample_rate\":...} first");
         return;
     }
     if (!recording) {
@@ -379,8 +382,8 @@ void session::finish_utterance(mono_time t_stop) {
             // The engine's end-of-utterance pass would compete with the reply for the CPU; it
             // runs when the next utterance starts (it only resets the decoder).
             asr_end_pending_ = true;
-            log_debug("asr: transcript %.1f ms after stop (%.1f ms queued)", ms_between(t_stop, t_transcript),
-                      ms_between(t_stop, t_begin));
+            log_debug("asr: transcript %.1f ms after stop (%.1f ms queued)",
+                      ms_between(t_stop, t_transcript), ms_between(t_stop, t_begin));
             return;
         }
         // With the end pass: it costs tens of ms, and its result is almost always the first
@@ -463,7 +466,8 @@ void session::on_piece(const std::shared_ptr<turn> &t, std::string_view piece) {
         std::lock_guard lock(t->m);
         if (t->finished) return;
         if (t->t_first_token == mono_time{}) t->t_first_token = mono_now();
-        for (std::string &p : t->chunker.push(piece)) t->pending.push_back(std::move(p));
+        for (std::string &p : t->chunker.push(piece))
+            t->pending.push_back(std::move(p));
     }
     pump(t);
 }
@@ -540,10 +544,13 @@ void session::synthesize(const std::shared_ptr<turn> &t, std::string text, std::
             if (!err.empty()) {
                 // No audio will follow this chunk; the rest of the turn goes out as text.
                 t->want_audio = false;
-                self->error("tts_failed", "chunk " + chunk_id + ": " + err + "; continuing with text only");
+                self->error("tts_failed",
+                            "chunk " + chunk_id + ": " + err + "; continuing with text only");
             } else {
                 t->audio_ms += int(pcm.size() * 1000 / size_t(out_rate));
-                self->emit_locked(t, true, std::string(reinterpret_cast<const char *>(pcm.data()), pcm.size() * 2));
+                self->emit_locked(
+                    t, true,
+                    std::string(reinterpret_cast<const char *>(pcm.data()), pcm.size() * 2));
             }
             t->tts_busy = false;
         }
@@ -573,7 +580,8 @@ void session::release_turn(const std::shared_ptr<turn> &t, const std::string &fi
         t->held = false;
         t->t_transcript = mono_now();
         out_->send_text(encode_transcript(final_text, true, t->id));
-        for (auto &[binary, data] : t->held_out) emit_locked(t, binary, std::move(data));
+        for (auto &[binary, data] : t->held_out)
+            emit_locked(t, binary, std::move(data));
         t->held_out.clear();
         if (t->llm_done_pending_finish) {
             t->llm_done_pending_finish = false;
@@ -676,11 +684,12 @@ void session::record_turn(const std::shared_ptr<turn> &t, bool interrupted) {
         }
     }
     if (!interrupted) {
-        out_->send_text(encode_response_done(t->id, rec.assistant, rec.timings_json,
-                                             t->llm.stop_reason));
+        out_->send_text(
+            encode_response_done(t->id, rec.assistant, rec.timings_json, t->llm.stop_reason));
     }
     log_info("turn %s/%lld: first text %.1f ms, first audio %.1f ms, %d tokens%s", sid.c_str(),
-             (long long)t->id, t->t_first_chunk == mono_time{} ? -1.0 : ms_between(t->t0, t->t_first_chunk),
+             (long long)t->id,
+             t->t_first_chunk == mono_time{} ? -1.0 : ms_between(t->t0, t->t_first_chunk),
              t->t_first_audio == mono_time{} ? -1.0 : ms_between(t->t0, t->t_first_audio),
              t->llm.generated_tokens, interrupted ? " (interrupted)" : "");
 }

@@ -38,12 +38,12 @@ class session_output {
 };
 
 struct session_engines {
-    asr_engine *asr = nullptr;   // null: no speech input
-    llm_engine *llm = nullptr;   // null: no model (transcription still works)
-    tts_engine *tts = nullptr;   // null: text-only replies
+    asr_engine *asr = nullptr; // null: no speech input
+    llm_engine *llm = nullptr; // null: no model (transcription still works)
+    tts_engine *tts = nullptr; // null: text-only replies
     worker *tts_worker = nullptr;
-    store *db = nullptr;         // null: history in memory only
-    metrics *stats = nullptr;    // null: not counted
+    store *db = nullptr;      // null: history in memory only
+    metrics *stats = nullptr; // null: not counted
 };
 
 struct session_config {
@@ -52,7 +52,7 @@ struct session_config {
     sampling_params sampling;
     int max_tokens = 128;
     tts_params tts;
-    int audio_out_rate = 22050;  // sample rate of the audio sent to clients
+    int audio_out_rate = 22050; // sample rate of the audio sent to clients
     int partial_interval_ms = 300;
     // Wait for the ASR engine's end-of-utterance pass before the transcript is final (slower;
     // the reply still starts speculatively at stop). Off: the first pass's hypothesis over all
@@ -92,8 +92,8 @@ class session : public std::enable_shared_from_this<session> {
     void feed_audio(std::vector<int16_t> pcm);
     void prefill(const std::string &partial);
     void finish_utterance(mono_time t_stop);
-    std::shared_ptr<turn> start_turn(const std::string &user_text, mono_time t0, mono_time t_transcript,
-                                     bool held = false);
+    std::shared_ptr<turn> start_turn(const std::string &user_text, mono_time t0,
+                                     mono_time t_transcript, bool held = false);
 
     // Turn pipeline (any thread; each takes the turn's lock).
     void on_piece(const std::shared_ptr<turn> &t, std::string_view piece);

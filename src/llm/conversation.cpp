@@ -4,8 +4,9 @@ namespace parley {
 
 namespace {
 
-std::vector<chat_message> build(const std::string &system_prompt, const std::vector<turn_record> &turns,
-                                size_t keep, const std::string &user_text) {
+std::vector<chat_message> build(const std::string &system_prompt,
+                                const std::vector<turn_record> &turns, size_t keep,
+                                const std::string &user_text) {
     std::vector<chat_message> msgs;
     if (!system_prompt.empty()) msgs.push_back({"system", system_prompt});
     for (size_t i = turns.size() - keep; i < turns.size(); ++i) {

@@ -16,7 +16,7 @@ namespace parley {
 struct turn_record {
     int64_t turn_id = 0;
     std::string user;
-    std::string assistant;  // what the user got (for an interrupted turn, what was sent)
+    std::string assistant; // what the user got (for an interrupted turn, what was sent)
     bool interrupted = false;
     std::string timings_json; // the turn's timings as a JSON object
     int64_t created_ms = 0;   // wall clock, ms since the epoch

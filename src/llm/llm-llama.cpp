@@ -69,7 +69,8 @@ class llm_llama : public llm_engine {
         mp.n_gpu_layers = 0;
         if (!config.verbose) mp.progress_callback = [](float, void *) { return true; };
         model_ = llama_model_load_from_file(path.c_str(), mp);
-        if (!model_) throw llm_error("cannot load model file " + path + " (corrupt or unsupported)");
+        if (!model_)
+            throw llm_error("cannot load model file " + path + " (corrupt or unsupported)");
         vocab_ = llama_model_get_vocab(model_);
 
         int train = llama_model_n_ctx_train(model_);
@@ -100,8 +101,9 @@ class llm_llama : public llm_engine {
         n_batch_ = int(llama_n_batch(ctx_));
 
         if (config.chat_template != "plain") {
-            const char *tmpl = config.chat_template.empty() ? llama_model_chat_template(model_, nullptr)
-                                                            : config.chat_template.c_str();
+            const char *tmpl = config.chat_template.empty()
+                                   ? llama_model_chat_template(model_, nullptr)
+                                   : config.chat_template.c_str();
             if (tmpl) {
                 // Accept it only when llama.cpp knows how to apply it.
                 llama_chat_message probe{"user", "hi"};
@@ -118,9 +120,10 @@ class llm_llama : public llm_engine {
         if (config.warmup) warmup();
         load_ms_ = ms_since(t0);
         name_ = path.substr(path.find_last_of('/') + 1);
-        log_info("llm: %s loaded in %.0f ms (context %d per slot, %d slots, %d threads, template %s)",
-                 name_.c_str(), load_ms_, slot_ctx_, n_slots_, threads,
-                 template_.empty() ? "plain" : "model's own");
+        log_info(
+            "llm: %s loaded in %.0f ms (context %d per slot, %d slots, %d threads, template %s)",
+            name_.c_str(), load_ms_, slot_ctx_, n_slots_, threads,
+            template_.empty() ? "plain" : "model's own");
         thread_ = std::jthread([this](std::stop_token st) { run(st); });
     }
 
@@ -166,9 +169,11 @@ class llm_llama : public llm_engine {
     std::string format(const std::vector<chat_message> &messages) override {
         if (template_.empty()) return format_plain_chat(messages);
         std::vector<llama_chat_message> msgs;
-        for (const chat_message &m : messages) msgs.push_back({m.role.c_str(), m.content.c_str()});
+        for (const chat_message &m : messages)
+            msgs.push_back({m.role.c_str(), m.content.c_str()});
         size_t total = 0;
-        for (const chat_message &m : messages) total += m.content.size();
+        for (const chat_message &m : messages)
+            total += m.content.size();
         std::vector<char> buf(total * 2 + 512);
         int n = llama_chat_apply_template(template_.c_str(), msgs.data(), msgs.size(), true,
                                           buf.data(), int(buf.size()));
@@ -190,7 +195,8 @@ class llm_llama : public llm_engine {
     std::vector<llama_token> tokenize(const std::string &text) {
         int n = -llama_tokenize(vocab_, text.c_str(), int(text.size()), nullptr, 0, true, true);
         std::vector<llama_token> out(size_t(std::max(n, 0)));
-        if (n > 0) llama_tokenize(vocab_, text.c_str(), int(text.size()), out.data(), n, true, true);
+        if (n > 0)
+            llama_tokenize(vocab_, text.c_str(), int(text.size()), out.data(), n, true, true);
         return out;
     }
 
@@ -213,9 +219,9 @@ class llm_llama : public llm_engine {
         llama_sampler *chain = llama_sampler_chain_init(llama_sampler_chain_default_params());
         auto penalties = [&] {
             if (s.repeat_penalty != 1.0f)
-                llama_sampler_chain_add(chain, llama_sampler_init_penalties(llama_vocab_n_tokens(vocab_),
-                                                                            s.repeat_last_n, s.repeat_penalty,
-                                                                            0.0f, 0.0f));
+                llama_sampler_chain_add(chain, llama_sampler_init_penalties(
+                                                   llama_vocab_n_tokens(vocab_), s.repeat_last_n,
+                                                   s.repeat_penalty, 0.0f, 0.0f));
         };
         if (s.temperature <= 0.0f) {
             penalties();
@@ -261,13 +267,15 @@ class llm_llama : public llm_engine {
     // token. Returns false when the request already ended.
     bool start(active_request &a) {
         a.t_start = steady::now();
-        a.result.queue_ms = std::chrono::duration<double, std::milli>(a.t_start - a.t_submit).count();
+        a.result.queue_ms =
+            std::chrono::duration<double, std::milli>(a.t_start - a.t_submit).count();
         a.seq = a.req.slot >= 0 ? a.req.slot : n_slots_;
         if (cancelled(a)) {
             finish(a, "cancelled");
             return false;
         }
-        int budget = std::max(16, slot_ctx_ - std::max(16, a.req.max_tokens > 0 ? a.req.max_tokens : reserve_));
+        int budget = std::max(
+            16, slot_ctx_ - std::max(16, a.req.max_tokens > 0 ? a.req.max_tokens : reserve_));
         std::vector<chat_message> msgs =
             a.req.messages(budget, [this](const std::vector<chat_message> &m) { return count(m); });
         std::vector<llama_token> prompt = tokenize(format(msgs));
@@ -281,7 +289,8 @@ class llm_llama : public llm_engine {
         std::vector<llama_token> &cached = slot_tokens_[size_t(a.seq)];
         size_t common = 0;
         if (a.seq < n_slots_)
-            while (common < cached.size() && common < prompt.size() && cached[common] == prompt[common])
+            while (common < cached.size() && common < prompt.size() &&
+                   cached[common] == prompt[common])
                 ++common;
         if (common == prompt.size()) --common; // evaluate at least one token for fresh logits
         llama_memory_t mem = llama_get_memory(ctx_);
@@ -331,7 +340,8 @@ class llm_llama : public llm_engine {
         }
         a.sampler = make_sampler(a.req.sampling);
         // Replay the prompt into the penalty sampler's history.
-        for (llama_token t : prompt) llama_sampler_accept(a.sampler, t);
+        for (llama_token t : prompt)
+            llama_sampler_accept(a.sampler, t);
         a.i_batch = -1;
         return accept(a, llama_sampler_sample(a.sampler, ctx_, -1));
     }
@@ -340,7 +350,8 @@ class llm_llama : public llm_engine {
     bool accept(active_request &a, llama_token tok) {
         if (a.t_first == steady::time_point{}) {
             a.t_first = steady::now();
-            a.result.first_token_ms = std::chrono::duration<double, std::milli>(a.t_first - a.t_start).count();
+            a.result.first_token_ms =
+                std::chrono::duration<double, std::milli>(a.t_first - a.t_start).count();
         }
         if (cancelled(a)) {
             finish(a, "cancelled");
@@ -420,8 +431,10 @@ class llm_llama : public llm_engine {
                 for (auto it = queue_.begin(); it != queue_.end();) {
                     int seq = it->req.slot >= 0 ? it->req.slot : n_slots_;
                     bool busy = false;
-                    for (auto &a : active) busy |= a->seq == seq;
-                    for (auto &q : admit) busy |= (q.req.slot >= 0 ? q.req.slot : n_slots_) == seq;
+                    for (auto &a : active)
+                        busy |= a->seq == seq;
+                    for (auto &q : admit)
+                        busy |= (q.req.slot >= 0 ? q.req.slot : n_slots_) == seq;
                     if (busy) {
                         ++it;
                         continue;
@@ -432,7 +445,8 @@ class llm_llama : public llm_engine {
             }
             for (int slot : released) {
                 bool busy = false;
-                for (auto &a : active) busy |= a->seq == slot;
+                for (auto &a : active)
+                    busy |= a->seq == slot;
                 if (!busy) {
                     llama_memory_seq_rm(llama_get_memory(ctx_), slot, -1, -1);
                     slot_tokens_[size_t(slot)].clear();
@@ -448,7 +462,8 @@ class llm_llama : public llm_engine {
             }
             if (!active.empty()) step(active);
         }
-        for (auto &a : active) finish(*a, "cancelled");
+        for (auto &a : active)
+            finish(*a, "cancelled");
         std::lock_guard lock(m_);
         for (queued &q : queue_) {
             active_request a;

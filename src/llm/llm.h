@@ -39,24 +39,24 @@ struct sampling_params {
 };
 
 struct llm_result {
-    std::string text;           // everything generated (stop strings removed)
-    std::string stop_reason;    // "eog", "length", "stop", "context", "cancelled", "error"
-    std::string error;          // set when stop_reason is "error"
-    int prompt_tokens = 0;      // tokens in the formatted prompt
-    int cached_tokens = 0;      // of those, reused from the slot's KV cache
+    std::string text;        // everything generated (stop strings removed)
+    std::string stop_reason; // "eog", "length", "stop", "context", "cancelled", "error"
+    std::string error;       // set when stop_reason is "error"
+    int prompt_tokens = 0;   // tokens in the formatted prompt
+    int cached_tokens = 0;   // of those, reused from the slot's KV cache
     int generated_tokens = 0;
-    double queue_ms = 0;        // submit to start
-    double prompt_ms = 0;       // prompt evaluation
-    double first_token_ms = 0;  // start to first token
-    double generate_ms = 0;     // first token to end
+    double queue_ms = 0;       // submit to start
+    double prompt_ms = 0;      // prompt evaluation
+    double first_token_ms = 0; // start to first token
+    double generate_ms = 0;    // first token to end
 };
 
 struct llm_request {
     int slot = -1;
     // Called on the worker thread when the request starts, so it sees the latest history.
     // Gets the prompt budget in tokens and a counter for formatted prompts.
-    std::function<std::vector<chat_message>(int budget,
-                                            const std::function<int(const std::vector<chat_message> &)> &count)>
+    std::function<std::vector<chat_message>(
+        int budget, const std::function<int(const std::vector<chat_message> &)> &count)>
         messages;
     sampling_params sampling;
     // 0: prefill only. The prompt is evaluated into the slot's KV cache and nothing is
@@ -83,9 +83,9 @@ class llm_engine {
 
 struct llm_config {
     std::string model_path;
-    int context = 2048;       // tokens per slot (capped at the model's training context)
-    int slots = 8;            // sessions with their own KV cache
-    int threads = 0;          // 0: all cores
+    int context = 2048; // tokens per slot (capped at the model's training context)
+    int slots = 8;      // sessions with their own KV cache
+    int threads = 0;    // 0: all cores
     int batch = 512;
     std::string chat_template; // empty: the model's own, else the plain fallback
     bool warmup = true;

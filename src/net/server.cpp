@@ -25,8 +25,8 @@ using json = nlohmann::json;
 
 namespace {
 
-constexpr size_t WS_READ_MAX = 8 << 20;      // larger frames close the connection
-constexpr size_t WS_QUEUE_MAX = 64 << 20;    // a client that stops reading is dropped
+constexpr size_t WS_READ_MAX = 8 << 20;   // larger frames close the connection
+constexpr size_t WS_QUEUE_MAX = 64 << 20; // a client that stops reading is dropped
 
 std::string query_param(std::string_view target, std::string_view name) {
     size_t q = target.find('?');
@@ -36,14 +36,17 @@ std::string query_param(std::string_view target, std::string_view name) {
         size_t amp = qs.find('&');
         std::string_view kv = qs.substr(0, amp);
         size_t eq = kv.find('=');
-        if (kv.substr(0, eq) == name && eq != std::string_view::npos) return std::string(kv.substr(eq + 1));
+        if (kv.substr(0, eq) == name && eq != std::string_view::npos)
+            return std::string(kv.substr(eq + 1));
         if (amp == std::string_view::npos) break;
         qs = qs.substr(amp + 1);
     }
     return {};
 }
 
-std::string_view path_of(std::string_view target) { return target.substr(0, target.find('?')); }
+std::string_view path_of(std::string_view target) {
+    return target.substr(0, target.find('?'));
+}
 
 // Host part of an Origin ("http://host:port") for comparison with the Host header.
 std::string origin_host(std::string_view origin) {
@@ -107,7 +110,8 @@ class ws_conn : public session_output, public std::enable_shared_from_this<ws_co
     void shutdown() {
         asio::post(ws_.get_executor(), [self = shared_from_this()] {
             if (self->ws_.is_open())
-                self->ws_.async_close(websocket::close_code::going_away, [self](beast::error_code) {});
+                self->ws_.async_close(websocket::close_code::going_away,
+                                      [self](beast::error_code) {});
         });
     }
 
@@ -142,7 +146,8 @@ class ws_conn : public session_output, public std::enable_shared_from_this<ws_co
     void on_read(beast::error_code ec, size_t) {
         if (ec) {
             if (ec == websocket::error::message_too_big)
-                log_warn("ws: closing a connection that sent a message over %zu bytes", WS_READ_MAX);
+                log_warn("ws: closing a connection that sent a message over %zu bytes",
+                         WS_READ_MAX);
             close_session();
             srv_->remove(shared_from_this());
             return;
@@ -171,9 +176,8 @@ class ws_conn : public session_output, public std::enable_shared_from_this<ws_co
             log_warn("ws: client is not reading; dropping the connection");
             closed_ = true;
             q_.clear();
-            asio::post(ws_.get_executor(), [self = shared_from_this()] {
-                beast::get_lowest_layer(self->ws_).close();
-            });
+            asio::post(ws_.get_executor(),
+                       [self = shared_from_this()] { beast::get_lowest_layer(self->ws_).close(); });
             return;
         }
         q_.emplace_back(binary, std::move(data));
@@ -229,7 +233,8 @@ class http_conn : public std::enable_shared_from_this<http_conn> {
     http_conn(server::impl *srv, tcp::socket socket) : srv_(srv), stream_(std::move(socket)) {}
 
     void run() {
-        asio::dispatch(stream_.get_executor(), beast::bind_front_handler(&http_conn::do_read, shared_from_this()));
+        asio::dispatch(stream_.get_executor(),
+                       beast::bind_front_handler(&http_conn::do_read, shared_from_this()));
     }
 
   private:
@@ -237,7 +242,8 @@ class http_conn : public std::enable_shared_from_this<http_conn> {
         parser_.emplace();
         parser_->body_limit(64 * 1024);
         stream_.expires_after(std::chrono::seconds(30));
-        http::async_read(stream_, buf_, *parser_, beast::bind_front_handler(&http_conn::on_read, shared_from_this()));
+        http::async_read(stream_, buf_, *parser_,
+                         beast::bind_front_handler(&http_conn::on_read, shared_from_this()));
     }
 
     void on_read(beast::error_code ec, size_t) {
@@ -248,8 +254,10 @@ class http_conn : public std::enable_shared_from_this<http_conn> {
         }
         http::request<http::string_body> req = parser_->release();
         if (websocket::is_upgrade(req) && path_of(req.target()) == "/ws") {
-            if (!srv_->authorized(req)) return reply(error_response(req, http::status::unauthorized, "API key required"));
-            if (!srv_->origin_ok(req)) return reply(error_response(req, http::status::forbidden, "origin not allowed"));
+            if (!srv_->authorized(req))
+                return reply(error_response(req, http::status::unauthorized, "API key required"));
+            if (!srv_->origin_ok(req))
+                return reply(error_response(req, http::status::forbidden, "origin not allowed"));
             stream_.expires_never();
             std::make_shared<ws_conn>(srv_, stream_.release_socket())->run(std::move(req));
             return;
@@ -257,8 +265,9 @@ class http_conn : public std::enable_shared_from_this<http_conn> {
         reply(srv_->handle(req));
     }
 
-    static http::response<http::string_body> error_response(const http::request<http::string_body> &req,
-                                                           http::status status, const std::string &message) {
+    static http::response<http::string_body>
+    error_response(const http::request<http::string_body> &req, http::status status,
+                   const std::string &message) {
         http::response<http::string_body> res{status, req.version()};
         res.set(http::field::content_type, "application/json");
         res.body() = json({{"error", message}}).dump();
@@ -269,14 +278,15 @@ class http_conn : public std::enable_shared_from_this<http_conn> {
 
     void reply(http::response<http::string_body> res) {
         auto sp = std::make_shared<http::response<http::string_body>>(std::move(res));
-        http::async_write(stream_, *sp, [self = shared_from_this(), sp](beast::error_code ec, size_t) {
-            if (ec || !sp->keep_alive()) {
-                beast::error_code ignored;
-                self->stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
-                return;
-            }
-            self->do_read();
-        });
+        http::async_write(
+            stream_, *sp, [self = shared_from_this(), sp](beast::error_code ec, size_t) {
+                if (ec || !sp->keep_alive()) {
+                    beast::error_code ignored;
+                    self->stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+                    return;
+                }
+                self->do_read();
+            });
     }
 
     server::impl *srv_;
@@ -310,7 +320,8 @@ bool server::impl::origin_ok(const http::request<http::string_body> &req) const 
     return origin_host(origin) == req[http::field::host];
 }
 
-http::response<http::string_body> server::impl::handle(const http::request<http::string_body> &req) {
+http::response<http::string_body>
+server::impl::handle(const http::request<http::string_body> &req) {
     http::response<http::string_body> res{http::status::ok, req.version()};
     res.set(http::field::server, "parley");
     res.keep_alive(req.keep_alive());
@@ -325,15 +336,17 @@ http::response<http::string_body> server::impl::handle(const http::request<http:
     if (req.method() != http::verb::get && req.method() != http::verb::head)
         return json_reply(http::status::method_not_allowed, {{"error", "only GET is supported"}});
     if (path == "/health") {
-        return json_reply(http::status::ok, {{"status", "ok"},
-                                             {"llm", info.llm.empty() ? json(nullptr) : json(info.llm)},
-                                             {"asr", info.asr.empty() ? json(nullptr) : json(info.asr)},
-                                             {"tts", info.tts.empty() ? json(nullptr) : json(info.tts)},
-                                             {"sessions", eng.stats ? eng.stats->sessions_open.load() : 0},
-                                             {"turns", eng.stats ? eng.stats->turns.load() : 0}});
+        return json_reply(http::status::ok,
+                          {{"status", "ok"},
+                           {"llm", info.llm.empty() ? json(nullptr) : json(info.llm)},
+                           {"asr", info.asr.empty() ? json(nullptr) : json(info.asr)},
+                           {"tts", info.tts.empty() ? json(nullptr) : json(info.tts)},
+                           {"sessions", eng.stats ? eng.stats->sessions_open.load() : 0},
+                           {"turns", eng.stats ? eng.stats->turns.load() : 0}});
     }
     if (path.starts_with("/sessions/")) {
-        if (!authorized(req)) return json_reply(http::status::unauthorized, {{"error", "API key required"}});
+        if (!authorized(req))
+            return json_reply(http::status::unauthorized, {{"error", "API key required"}});
         std::string id = path.substr(10);
         if (!eng.db || !eng.db->session_exists(id))
             return json_reply(http::status::not_found, {{"error", "no such session"}});
@@ -385,8 +398,8 @@ void server::impl::shutdown() {
     timer->async_wait([this, timer](beast::error_code) { ioc.stop(); });
 }
 
-server::server(const server_options &options, const session_engines &engines, const session_config &config,
-               const server_info &info)
+server::server(const server_options &options, const session_engines &engines,
+               const session_config &config, const server_info &info)
     : impl_(std::make_unique<impl>()) {
     impl_->opt = options;
     impl_->eng = engines;
@@ -400,13 +413,15 @@ server::server(const server_options &options, const session_engines &engines, co
     if (!ec) impl_->acceptor.bind(ep, ec);
     if (!ec) impl_->acceptor.listen(asio::socket_base::max_listen_connections, ec);
     if (ec)
-        throw std::runtime_error("cannot listen on " + options.host + ":" + std::to_string(options.port) +
-                                 ": " + ec.message());
+        throw std::runtime_error("cannot listen on " + options.host + ":" +
+                                 std::to_string(options.port) + ": " + ec.message());
 }
 
 server::~server() = default;
 
-int server::port() const { return impl_->acceptor.local_endpoint().port(); }
+int server::port() const {
+    return impl_->acceptor.local_endpoint().port();
+}
 
 void server::run() {
     impl_->signals.async_wait([this](beast::error_code ec, int) {
@@ -417,7 +432,8 @@ void server::run() {
     for (int i = 1; i < std::max(1, impl_->opt.io_threads); ++i)
         threads.emplace_back([this] { impl_->ioc.run(); });
     impl_->ioc.run();
-    for (auto &t : threads) t.join();
+    for (auto &t : threads)
+        t.join();
     // Sessions closed by a stop() without a signal.
     impl_->shutdown();
     std::set<std::shared_ptr<ws_conn>> rest;
@@ -425,7 +441,8 @@ void server::run() {
         std::lock_guard lock(impl_->conns_m);
         rest.swap(impl_->conns);
     }
-    for (auto &c : rest) c->close_session();
+    for (auto &c : rest)
+        c->close_session();
 }
 
 void server::stop() {

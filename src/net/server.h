@@ -29,8 +29,8 @@ struct server_info {
 
 class server {
   public:
-    server(const server_options &options, const session_engines &engines, const session_config &config,
-           const server_info &info);
+    server(const server_options &options, const session_engines &engines,
+           const session_config &config, const server_info &info);
     ~server();
     // Blocks until stopped. Throws std::runtime_error when the address cannot be bound.
     void run();

@@ -21,7 +21,9 @@ struct stmt {
             throw store_error(std::string("sqlite: ") + sqlite3_errmsg(db));
     }
     ~stmt() { sqlite3_finalize(s); }
-    void bind(int i, const std::string &v) { sqlite3_bind_text(s, i, v.data(), int(v.size()), SQLITE_TRANSIENT); }
+    void bind(int i, const std::string &v) {
+        sqlite3_bind_text(s, i, v.data(), int(v.size()), SQLITE_TRANSIENT);
+    }
     void bind(int i, int64_t v) { sqlite3_bind_int64(s, i, v); }
     std::string text(int i) {
         auto p = reinterpret_cast<const char *>(sqlite3_column_text(s, i));
@@ -32,7 +34,8 @@ struct stmt {
 } // namespace
 
 store::store(const std::string &path) {
-    if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+    if (sqlite3_open_v2(path.c_str(), &db_,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
                         nullptr) != SQLITE_OK) {
         std::string err = db_ ? sqlite3_errmsg(db_) : "out of memory";
         sqlite3_close(db_);
@@ -49,7 +52,9 @@ store::store(const std::string &path) {
          " timings TEXT NOT NULL, created_ms INTEGER NOT NULL, PRIMARY KEY (session_id, turn_id))");
 }
 
-store::~store() { sqlite3_close(db_); }
+store::~store() {
+    sqlite3_close(db_);
+}
 
 void store::exec(const char *sql) {
     char *err = nullptr;
@@ -65,7 +70,8 @@ void store::create_session(const std::string &id) {
     stmt s(db_, "INSERT OR IGNORE INTO sessions (id, created_ms) VALUES (?, ?)");
     s.bind(1, id);
     s.bind(2, now_ms());
-    if (sqlite3_step(s.s) != SQLITE_DONE) throw store_error(std::string("sqlite: ") + sqlite3_errmsg(db_));
+    if (sqlite3_step(s.s) != SQLITE_DONE)
+        throw store_error(std::string("sqlite: ") + sqlite3_errmsg(db_));
 }
 
 bool store::session_exists(const std::string &id) {
@@ -105,7 +111,8 @@ void store::append_turn(const std::string &session_id, const turn_record &t) {
     s.bind(5, int64_t(t.interrupted));
     s.bind(6, t.timings_json.empty() ? std::string("{}") : t.timings_json);
     s.bind(7, t.created_ms ? t.created_ms : now_ms());
-    if (sqlite3_step(s.s) != SQLITE_DONE) throw store_error(std::string("sqlite: ") + sqlite3_errmsg(db_));
+    if (sqlite3_step(s.s) != SQLITE_DONE)
+        throw store_error(std::string("sqlite: ") + sqlite3_errmsg(db_));
 }
 
 int64_t store::count_turns() {

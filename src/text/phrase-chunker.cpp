@@ -8,14 +8,18 @@ namespace parley {
 
 namespace {
 
-bool is_space(char c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r'; }
+bool is_space(char c) {
+    return c == ' ' || c == '\n' || c == '\t' || c == '\r';
+}
 
-bool is_closer(char c) { return c == '"' || c == '\'' || c == ')' || c == ']'; }
+bool is_closer(char c) {
+    return c == '"' || c == '\'' || c == ')' || c == ']';
+}
 
 // Words that end in a period without ending a sentence (compared lowercase, without the dot).
 constexpr std::array<std::string_view, 20> abbreviations = {
-    "dr", "mr", "mrs", "ms", "prof", "st", "jr", "sr", "vs", "etc", "e.g", "i.e", "eg", "ie",
-    "no", "fig", "approx", "inc", "ltd", "mt"};
+    "dr",  "mr",  "mrs", "ms", "prof", "st",  "jr",     "sr",  "vs",  "etc",
+    "e.g", "i.e", "eg",  "ie", "no",   "fig", "approx", "inc", "ltd", "mt"};
 
 // Closing quotes in UTF-8 (’ ” »): treated like ASCII closers.
 size_t closer_len_before(std::string_view s, size_t end) {
@@ -44,8 +48,10 @@ int count_words(std::string_view s) {
 
 std::string trim(std::string_view s) {
     size_t b = 0, e = s.size();
-    while (b < e && is_space(s[b])) ++b;
-    while (e > b && is_space(s[e - 1])) --e;
+    while (b < e && is_space(s[b]))
+        ++b;
+    while (e > b && is_space(s[e - 1]))
+        --e;
     return std::string(s.substr(b, e - b));
 }
 
@@ -56,19 +62,23 @@ bool phrase_chunker::is_boundary(size_t ws_pos) const {
     std::string_view s(buf_);
     if (s[ws_pos] == '\n') return true;
     size_t end = ws_pos;
-    while (size_t n = closer_len_before(s, end)) end -= n;
+    while (size_t n = closer_len_before(s, end))
+        end -= n;
     if (end == 0) return false;
     char p = s[end - 1];
     if (p == '!' || p == '?') return true;
     if (p == '.') {
         // The word before the dot: an abbreviation or a single-letter initial is no sentence end.
         size_t w = end - 1;
-        while (w > 0 && !is_space(s[w - 1])) --w;
+        while (w > 0 && !is_space(s[w - 1]))
+            --w;
         std::string word(s.substr(w, end - 1 - w));
-        while (!word.empty() && (word.front() == '"' || word.front() == '(' || word.front() == '\''))
+        while (!word.empty() &&
+               (word.front() == '"' || word.front() == '(' || word.front() == '\''))
             word.erase(word.begin());
         std::string lower;
-        for (char c : word) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        for (char c : word)
+            lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
         if (std::find(abbreviations.begin(), abbreviations.end(), lower) != abbreviations.end())
             return false;
         if (word.size() == 1 && std::isupper(static_cast<unsigned char>(word[0]))) return false;

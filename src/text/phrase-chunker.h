@@ -16,8 +16,8 @@
 namespace parley {
 
 struct phrase_chunker_params {
-    int min_words_first = 3;  // words before a comma may end the first phrase
-    size_t max_chars = 240;   // a longer phrase is cut at a comma, else at a space
+    int min_words_first = 3; // words before a comma may end the first phrase
+    size_t max_chars = 240;  // a longer phrase is cut at a comma, else at a space
 };
 
 class phrase_chunker {

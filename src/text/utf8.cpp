@@ -13,7 +13,9 @@ int seq_len(unsigned char c) {
     return 0;
 }
 
-bool is_cont(unsigned char c) { return (c & 0xC0) == 0x80; }
+bool is_cont(unsigned char c) {
+    return (c & 0xC0) == 0x80;
+}
 
 } // namespace
 
@@ -49,7 +51,8 @@ std::string utf8_sanitize(std::string_view s) {
     while (i < s.size()) {
         int len = seq_len(static_cast<unsigned char>(s[i]));
         bool ok = len > 0 && i + len <= s.size();
-        for (int k = 1; ok && k < len; ++k) ok = is_cont(static_cast<unsigned char>(s[i + k]));
+        for (int k = 1; ok && k < len; ++k)
+            ok = is_cont(static_cast<unsigned char>(s[i + k]));
         if (ok) {
             out.append(s.substr(i, len));
             i += len;

@@ -78,7 +78,8 @@ class tts_espeak : public tts_engine {
         synth_sink sink{&out.pcm, &out.words, text, rate_};
         espeak_ERROR rc = espeak_Synth(buf.c_str(), buf.size() + 1, 0, POS_CHARACTER, 0,
                                        espeakCHARS_UTF8, nullptr, &sink);
-        if (rc != EE_OK) throw tts_error("espeak-ng: synthesis failed (" + std::to_string(rc) + ")");
+        if (rc != EE_OK)
+            throw tts_error("espeak-ng: synthesis failed (" + std::to_string(rc) + ")");
         int total_ms = int(out.pcm.size() * 1000 / size_t(rate_));
         for (tts_word &w : out.words)
             if (w.end_ms == 0 || w.end_ms < w.start_ms) w.end_ms = total_ms;
@@ -129,6 +130,8 @@ class tts_espeak : public tts_engine {
 
 } // namespace
 
-std::unique_ptr<tts_engine> make_tts_espeak() { return std::make_unique<tts_espeak>(); }
+std::unique_ptr<tts_engine> make_tts_espeak() {
+    return std::make_unique<tts_espeak>();
+}
 
 } // namespace parley

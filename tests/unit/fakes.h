@@ -36,7 +36,8 @@ class recording_output : public session_output {
     bool wait_type(const std::string &type, int count = 1) {
         return wait([&](const auto &ms) {
             int n = 0;
-            for (auto &m : ms) n += !m.binary && m.j["type"] == type;
+            for (auto &m : ms)
+                n += !m.binary && m.j["type"] == type;
             return n >= count;
         });
     }
@@ -65,7 +66,8 @@ class recording_output : public session_output {
 // Emits a fixed reply as pieces, one every piece_delay, on its own thread.
 class scripted_llm : public llm_engine {
   public:
-    explicit scripted_llm(std::vector<std::string> pieces, std::chrono::milliseconds delay = std::chrono::milliseconds(1))
+    explicit scripted_llm(std::vector<std::string> pieces,
+                          std::chrono::milliseconds delay = std::chrono::milliseconds(1))
         : pieces_(std::move(pieces)), delay_(delay) {}
     std::string name() const override { return "scripted"; }
     int slot_context() const override { return 4096; }
@@ -75,7 +77,8 @@ class scripted_llm : public llm_engine {
     std::string format(const std::vector<chat_message> &m) override { return format_plain_chat(m); }
     void submit(llm_request req) override {
         w_.post([this, req = std::move(req)] {
-            auto msgs = req.messages(4000, [](const std::vector<chat_message> &m) { return int(m.size()); });
+            auto msgs = req.messages(
+                4000, [](const std::vector<chat_message> &m) { return int(m.size()); });
             {
                 std::lock_guard lock(m_);
                 prompts_.push_back(msgs);
@@ -113,7 +116,9 @@ class scripted_llm : public llm_engine {
 class scripted_tts : public tts_engine {
   public:
     std::string name() const override { return "scripted"; }
-    std::string check(const tts_params &p) override { return p.voice == "missing" ? "no such voice" : ""; }
+    std::string check(const tts_params &p) override {
+        return p.voice == "missing" ? "no such voice" : "";
+    }
     int sample_rate() override { return 22050; }
     tts_result synthesize(std::string_view text, const tts_params &) override {
         if (fail_after >= 0 && calls++ >= fail_after) throw tts_error("scripted failure");

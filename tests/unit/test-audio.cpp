@@ -73,7 +73,8 @@ TEST(resampler, streaming_matches_whole_buffer_length) {
     resampler r(48000, 16000);
     std::vector<int16_t> out;
     for (size_t i = 0; i < in.size(); i += 960) { // 20 ms frames
-        auto part = r.process(std::span<const int16_t>(in).subspan(i, std::min<size_t>(960, in.size() - i)));
+        auto part = r.process(
+            std::span<const int16_t>(in).subspan(i, std::min<size_t>(960, in.size() - i)));
         out.insert(out.end(), part.begin(), part.end());
     }
     auto tail = r.flush();

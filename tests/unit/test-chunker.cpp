@@ -12,7 +12,8 @@ std::vector<std::string> chunk(const std::string &text, size_t step) {
     phrase_chunker c;
     std::vector<std::string> out;
     for (size_t i = 0; i < text.size(); i += step)
-        for (auto &p : c.push(text.substr(i, step))) out.push_back(p);
+        for (auto &p : c.push(text.substr(i, step)))
+            out.push_back(p);
     std::string rest = c.flush();
     if (!rest.empty()) out.push_back(rest);
     return out;
@@ -26,16 +27,22 @@ struct chunk_case {
 
 const std::vector<chunk_case> cases = {
     {"two sentences", "Hello there. How are you?", {"Hello there.", "How are you?"}},
-    {"first phrase ends at a comma after three words", "Well I think so, but later, maybe not. Fine.",
+    {"first phrase ends at a comma after three words",
+     "Well I think so, but later, maybe not. Fine.",
      {"Well I think so,", "but later, maybe not.", "Fine."}},
     {"a comma too early does not cut", "Yes, I can help. Sure.", {"Yes, I can help.", "Sure."}},
     {"decimal numbers stay whole", "Pi is 3.14 roughly. Next.", {"Pi is 3.14 roughly.", "Next."}},
-    {"abbreviations", "Dr. Smith met Mr. Jones. Then left.", {"Dr. Smith met Mr. Jones.", "Then left."}},
-    {"e.g. and i.e.", "Fruit e.g. apples and i.e. pears are good. Yes.",
+    {"abbreviations",
+     "Dr. Smith met Mr. Jones. Then left.",
+     {"Dr. Smith met Mr. Jones.", "Then left."}},
+    {"e.g. and i.e.",
+     "Fruit e.g. apples and i.e. pears are good. Yes.",
      {"Fruit e.g. apples and i.e. pears are good.", "Yes."}},
     {"initials", "J. K. Rowling wrote it. Yes.", {"J. K. Rowling wrote it.", "Yes."}},
     {"exclamation and question", "Wow! Really? Yes.", {"Wow!", "Really?", "Yes."}},
-    {"closing quote stays with its sentence", "He said \"go.\" Then ran.", {"He said \"go.\"", "Then ran."}},
+    {"closing quote stays with its sentence",
+     "He said \"go.\" Then ran.",
+     {"He said \"go.\"", "Then ran."}},
     {"newline ends a phrase", "Line one\nLine two", {"Line one", "Line two"}},
     {"no boundary: all at flush", "no punctuation at all", {"no punctuation at all"}},
     {"ellipsis", "Well... maybe. Ok.", {"Well...", "maybe.", "Ok."}},
@@ -78,7 +85,8 @@ TEST(phrase_chunker, long_text_without_boundary_is_cut_at_a_space) {
     p.max_chars = 20;
     phrase_chunker c(p);
     std::string words;
-    for (int i = 0; i < 20; ++i) words += "word ";
+    for (int i = 0; i < 20; ++i)
+        words += "word ";
     auto out = c.push(words);
     ASSERT_FALSE(out.empty());
     for (auto &s : out) {

@@ -14,7 +14,10 @@ TEST(config, defaults_are_valid_and_loopback) {
 TEST(config, flags_override_and_validate) {
     app_config c;
     std::vector<std::string> pos;
-    EXPECT_EQ(parse_args(c, {"--port", "9001", "--model=m.gguf", "--temperature", "0.2", "file.wav"}, &pos), "");
+    EXPECT_EQ(parse_args(c,
+                         {"--port", "9001", "--model=m.gguf", "--temperature", "0.2", "file.wav"},
+                         &pos),
+              "");
     EXPECT_EQ(c.server.port, 9001);
     EXPECT_EQ(c.llm.model_path, "m.gguf");
     EXPECT_FLOAT_EQ(c.session.sampling.temperature, 0.2f);
@@ -51,7 +54,11 @@ TEST(config, bad_values_are_reported) {
 
 TEST(config, json_file_keys_match_flags) {
     app_config c;
-    EXPECT_EQ(apply_config_json(c, R"({"port": 8123, "voice": "en-gb", "allow_origin": ["http://a", "http://b"], "verbose": true})"), "");
+    EXPECT_EQ(
+        apply_config_json(
+            c,
+            R"({"port": 8123, "voice": "en-gb", "allow_origin": ["http://a", "http://b"], "verbose": true})"),
+        "");
     EXPECT_EQ(c.server.port, 8123);
     EXPECT_EQ(c.session.tts.voice, "en-gb");
     EXPECT_EQ(c.server.allowed_origins.size(), 2u);

@@ -50,11 +50,14 @@ std::vector<std::string> words(const std::string &s) {
 double wer(const std::string &ref, const std::string &hyp) {
     auto r = words(ref), h = words(hyp);
     std::vector<std::vector<size_t>> d(r.size() + 1, std::vector<size_t>(h.size() + 1));
-    for (size_t i = 0; i <= r.size(); ++i) d[i][0] = i;
-    for (size_t j = 0; j <= h.size(); ++j) d[0][j] = j;
+    for (size_t i = 0; i <= r.size(); ++i)
+        d[i][0] = i;
+    for (size_t j = 0; j <= h.size(); ++j)
+        d[0][j] = j;
     for (size_t i = 1; i <= r.size(); ++i)
         for (size_t j = 1; j <= h.size(); ++j)
-            d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + size_t(r[i - 1] != h[j - 1])});
+            d[i][j] = std::min(
+                {d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + size_t(r[i - 1] != h[j - 1])});
     return r.empty() ? 0.0 : double(d[r.size()][h.size()]) / double(r.size());
 }
 
@@ -66,8 +69,8 @@ struct collected {
     llm_result result;
 };
 
-llm_request make_request(int slot, std::vector<turn_record> *history, const std::string &user, collected &c,
-                         int max_tokens = 24) {
+llm_request make_request(int slot, std::vector<turn_record> *history, const std::string &user,
+                         collected &c, int max_tokens = 24) {
     llm_request req;
     req.slot = slot;
     req.max_tokens = max_tokens;
@@ -107,12 +110,15 @@ TEST(llm_llama, streams_and_reuses_the_kv_cache_across_turns) {
     collected a;
     llm->submit(make_request(slot, &history, "Once upon a time there was a little girl.", a));
     wait(a);
-    EXPECT_EQ(a.result.stop_reason == "length" || a.result.stop_reason == "eog" || a.result.stop_reason == "stop", true)
+    EXPECT_EQ(a.result.stop_reason == "length" || a.result.stop_reason == "eog" ||
+                  a.result.stop_reason == "stop",
+              true)
         << a.result.stop_reason;
     EXPECT_GT(a.result.generated_tokens, 0);
     EXPECT_EQ(a.pieces, a.result.text);
     EXPECT_EQ(a.result.cached_tokens, 0);
-    history.push_back({1, "Once upon a time there was a little girl.", a.result.text, false, "{}", 0});
+    history.push_back(
+        {1, "Once upon a time there was a little girl.", a.result.text, false, "{}", 0});
 
     collected b;
     llm->submit(make_request(slot, &history, "What did she do?", b));
@@ -139,7 +145,8 @@ TEST(llm_llama, several_slots_decode_together) {
         EXPECT_GT(c->result.generated_tokens, 0);
     }
     // Greedy decoding of the same prompt gives the same text in every slot.
-    for (auto &c : cs) EXPECT_EQ(c->result.text, cs[0]->result.text);
+    for (auto &c : cs)
+        EXPECT_EQ(c->result.text, cs[0]->result.text);
 }
 
 TEST(llm_llama, cancel_stops_generation) {
@@ -226,7 +233,8 @@ TEST(tts_espeak, speaks_with_word_timings) {
     EXPECT_EQ(r.sample_rate, 22050);
     EXPECT_GT(r.pcm.size(), size_t(22050 / 2));
     int peak = 0;
-    for (int16_t s : r.pcm) peak = std::max(peak, std::abs(int(s)));
+    for (int16_t s : r.pcm)
+        peak = std::max(peak, std::abs(int(s)));
     EXPECT_GT(peak, 1000) << "audible speech, not silence";
     ASSERT_EQ(r.words.size(), 4u);
     EXPECT_EQ(r.words[0].text, "Hello");
@@ -252,4 +260,34 @@ TEST(tts, speakable) {
     EXPECT_TRUE(tts_speakable("42"));
     EXPECT_FALSE(tts_speakable("..."));
     EXPECT_FALSE(tts_speakable(""));
+}
+
+TEST(llm_llama, long_history_drops_the_oldest_turns_and_keeps_the_system_prompt) {
+    if (!exists(model_path())) GTEST_SKIP() << "no test model";
+    llm_config cfg;
+    cfg.model_path = model_path();
+    cfg.context = 256;
+    auto llm = make_llm_engine(cfg);
+    ASSERT_EQ(llm->slot_context(), 256);
+    std::vector<turn_record> history;
+    for (int i = 1; i <= 30; ++i)
+        history.push_back({i, "Tell me about the little dog number " + std::to_string(i) + ".",
+                           "The little dog ran and played in the big green park all day long.",
+                           false, "{}", 0});
+    collected c;
+    std::vector<chat_message> seen;
+    llm_request req = make_request(llm->acquire_slot(), &history, "And the cat?", c, 32);
+    req.messages = [&](int budget, const token_counter &count) {
+        seen = fit_history("You are a storyteller.", history, "And the cat?", budget, count);
+        return seen;
+    };
+    llm->submit(std::move(req));
+    wait(c);
+    EXPECT_NE(c.result.stop_reason, "error") << c.result.error;
+    EXPECT_LE(c.result.prompt_tokens + 32, 256);
+    ASSERT_GE(seen.size(), 4u);
+    EXPECT_EQ(seen.front().content, "You are a storyteller.");
+    EXPECT_EQ(seen.back().content, "And the cat?");
+    EXPECT_LT(seen.size(), 2 + 2 * history.size()) << "old turns were dropped";
+    EXPECT_EQ(seen[seen.size() - 3].content, history.back().user) << "the newest turn stays";
 }

@@ -14,7 +14,8 @@ int count_words(const std::vector<chat_message> &msgs) {
         n += 2;
         bool in = false;
         for (char c : m.content) {
-            if (c == ' ') in = false;
+            if (c == ' ')
+                in = false;
             else if (!in) {
                 in = true;
                 ++n;
@@ -27,7 +28,8 @@ int count_words(const std::vector<chat_message> &msgs) {
 std::vector<turn_record> turns(int n) {
     std::vector<turn_record> out;
     for (int i = 1; i <= n; ++i)
-        out.push_back({i, "question " + std::to_string(i), "answer number " + std::to_string(i), false, "{}", 0});
+        out.push_back({i, "question " + std::to_string(i), "answer number " + std::to_string(i),
+                       false, "{}", 0});
     return out;
 }
 
@@ -59,7 +61,8 @@ TEST(history, nothing_fits_keeps_system_and_user) {
 }
 
 TEST(history, plain_format_and_stop_filter) {
-    std::string p = format_plain_chat({{"system", "S"}, {"user", "hi"}, {"assistant", "yo"}, {"user", "q"}});
+    std::string p =
+        format_plain_chat({{"system", "S"}, {"user", "hi"}, {"assistant", "yo"}, {"user", "q"}});
     EXPECT_EQ(p, "S\n\nUser: hi\nAssistant: yo\nUser: q\nAssistant:");
     stop_filter f({"\nUser:"});
     std::string out = f.push("Hello");

@@ -17,7 +17,8 @@ std::string code_of(std::string_view msg) {
 } // namespace
 
 TEST(protocol, parses_start) {
-    auto r = parse_client_message(R"({"type":"start","sample_rate":44100,"tts":false,"session_id":"abc","voice":"en-gb"})");
+    auto r = parse_client_message(
+        R"({"type":"start","sample_rate":44100,"tts":false,"session_id":"abc","voice":"en-gb"})");
     ASSERT_TRUE(std::holds_alternative<client_message>(r));
     auto m = std::get<client_message>(r);
     EXPECT_EQ(m.type, CLIENT_MSG_START);
@@ -46,7 +47,8 @@ TEST(protocol, rejects_bad_messages_with_codes) {
     EXPECT_EQ(code_of(R"({"type":"start","sample_rate":48000})"), "ok");
     EXPECT_EQ(code_of(R"({"type":"text"})"), "invalid_message");
     EXPECT_EQ(code_of(R"({"type":"text","text":"  "})"), "empty_text");
-    EXPECT_EQ(code_of(json({{"type", "text"}, {"text", std::string(4097, 'a')}}).dump()), "text_too_long");
+    EXPECT_EQ(code_of(json({{"type", "text"}, {"text", std::string(4097, 'a')}}).dump()),
+              "text_too_long");
     EXPECT_EQ(code_of(json({{"type", "text"}, {"text", std::string(4096, 'a')}}).dump()), "ok");
     EXPECT_EQ(code_of(R"({"type":"stop"})"), "ok");
     EXPECT_EQ(code_of(R"({"type":"interrupt"})"), "ok");

@@ -27,7 +27,8 @@ struct rig {
     void send(const json &j) { s->on_text(j.dump()); }
 };
 
-const std::vector<std::string> reply = {"Hello", " there", ".", " How", " are", " you", "?", " Fine", "."};
+const std::vector<std::string> reply = {"Hello", " there", ".",     " How", " are",
+                                        " you",  "?",      " Fine", "."};
 
 // Checks the wire order: every has_audio chunk is directly followed by one non-empty,
 // even-length binary message; only the last chunk is final.
@@ -52,7 +53,8 @@ void expect_protocol_order(const std::vector<out_msg> &msgs, bool expect_audio) 
         EXPECT_EQ(msgs[i].j["has_audio"], expect_audio && msgs[i].j["text"] != "");
     }
     ASSERT_FALSE(chunks.empty());
-    for (size_t i = 0; i + 1 < chunks.size(); ++i) EXPECT_FALSE(chunks[i]["is_final"].get<bool>());
+    for (size_t i = 0; i + 1 < chunks.size(); ++i)
+        EXPECT_FALSE(chunks[i]["is_final"].get<bool>());
     EXPECT_TRUE(chunks.back()["is_final"].get<bool>());
 }
 
@@ -90,7 +92,8 @@ TEST(session, text_only_mode_sends_no_audio) {
     r.send({{"type", "start"}, {"tts", false}});
     r.send({{"type", "text"}, {"text", "hi"}});
     ASSERT_TRUE(r.out->wait_type("response_done"));
-    for (auto &m : r.out->all()) EXPECT_FALSE(m.binary);
+    for (auto &m : r.out->all())
+        EXPECT_FALSE(m.binary);
     expect_protocol_order(r.out->all(), false);
 }
 
@@ -115,7 +118,8 @@ TEST(session, tts_failure_mid_reply_falls_back_to_text) {
     EXPECT_TRUE(chunks[0]["has_audio"].get<bool>());
     EXPECT_FALSE(chunks[2]["has_audio"].get<bool>());
     int binaries = 0;
-    for (auto &m : r.out->all()) binaries += m.binary;
+    for (auto &m : r.out->all())
+        binaries += m.binary;
     EXPECT_EQ(binaries, 1);
     // The session still works afterwards.
     r.send({{"type", "text"}, {"text", "again"}});
@@ -150,7 +154,8 @@ TEST(session, second_turn_sees_the_first) {
 
 TEST(session, interrupt_stops_the_reply_and_keeps_what_was_sent) {
     std::vector<std::string> slow(reply);
-    for (int i = 0; i < 50; ++i) slow.push_back(" more");
+    for (int i = 0; i < 50; ++i)
+        slow.push_back(" more");
     rig r(slow, true, std::chrono::milliseconds(20));
     r.send({{"type", "start"}});
     r.send({{"type", "text"}, {"text", "hi"}});
@@ -188,12 +193,14 @@ TEST(session, bad_input_gets_errors_and_the_session_keeps_working) {
     r.s->on_binary(std::string(640, '\0')); // after stop
     auto codes = [&] {
         std::vector<std::string> c;
-        for (auto &e : r.out->of_type("error")) c.push_back(e["code"]);
+        for (auto &e : r.out->of_type("error"))
+            c.push_back(e["code"]);
         return c;
     };
     ASSERT_TRUE(r.out->wait_type("error", 9));
-    std::vector<std::string> want = {"not_started", "not_recording", "invalid_json", "unknown_type", "bad_sample_rate",
-                                     "odd_frame", "frame_too_large", "text_too_long", "not_recording"};
+    std::vector<std::string> want = {"not_started",     "not_recording",   "invalid_json",
+                                     "unknown_type",    "bad_sample_rate", "odd_frame",
+                                     "frame_too_large", "text_too_long",   "not_recording"};
     EXPECT_EQ(codes(), want);
     r.send({{"type", "text"}, {"text", "still there?"}});
     ASSERT_TRUE(r.out->wait_type("response_done"));
