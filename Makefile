@@ -40,7 +40,7 @@ bench: build node_modules/.parley-stamp
 	@$(RUN) node bench/latency.mjs
 
 format:
-	@$(RUN) bash -c 'clang-format -i src/*/*.cpp src/*/*.h tests/unit/*.cpp'
+	clang-format -i src/*/*.cpp src/*/*.h tests/unit/*.cpp tests/unit/*.h
 
 clean:
 	rm -rf build
