@@ -262,10 +262,13 @@ options (also as keys of a JSON file given with --config FILE):
   --max-tokens N          reply length limit (default 128)
   --temperature T --top-k K --top-p P --min-p P --repeat-penalty R --seed S
   --system-prompt TEXT
-  --tts espeak|none       speech output engine (default espeak)
+  --tts espeak|piper|none speech output engine (default espeak)
   --voice NAME --rate WPM espeak-ng voice (default en-us) and speed (default 175)
   --audio-rate HZ         sample rate of the audio sent to clients (default 22050)
-  --asr pocketsphinx|none --asr-model-dir DIR
+  --asr pocketsphinx|whisper|parakeet|none
+  --asr-model FILE        whisper/parakeet model file; --asr-model-dir DIR for pocketsphinx
+  --asr-language LANG --asr-threads N
+  --tts-model VOICE.onnx  piper voice (with VOICE.onnx.json beside it)
   --asr-final-pass        wait for the recogniser's end-of-utterance pass (slower, see README)
   --no-prefill            do not evaluate the partial transcript into the KV cache while speaking
   --db FILE               conversation store (default data/parley.db)

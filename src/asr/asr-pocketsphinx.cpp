@@ -45,6 +45,8 @@ class stream_pocketsphinx : public asr_stream {
         return hyp ? hyp : "";
     }
 
+    bool partial_is_final() const override { return true; }
+
     std::string finish() override {
         if (!started_) return {};
         started_ = false;

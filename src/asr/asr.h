@@ -27,6 +27,10 @@ class asr_stream {
     virtual void accept(std::span<const int16_t> pcm16k) = 0;
     virtual std::string partial() = 0;
     virtual std::string finish() = 0;
+    // True when partial() right after the last accept() already covers all the audio (an
+    // incremental decoder): the session then uses it as the final transcript and calls
+    // finish() later, off the reply's path. False: finish() does the real work.
+    virtual bool partial_is_final() const { return false; }
 };
 
 class asr_engine {
@@ -37,9 +41,13 @@ class asr_engine {
 };
 
 struct asr_config {
-    std::string engine = "pocketsphinx";
-    std::string model_dir; // empty: the engine's default (Debian's pocketsphinx-en-us)
-    int pool = 2;          // decoders made at start, ready for the first sessions
+    std::string engine = "pocketsphinx"; // pocketsphinx, whisper, parakeet, none
+    std::string model_dir;  // pocketsphinx: empty for Debian's pocketsphinx-en-us
+    std::string model_path; // whisper, parakeet: the model file
+    std::string language = "en";
+    int threads = 0;        // 0: the engine's choice
+    int pool = 2;           // decoders made at start, ready for the first sessions
+    int partial_interval_ms = 1000; // engines that re-decode for partials: how often
 };
 
 // Throws asr_error with a one-line reason when the engine cannot load.

@@ -372,7 +372,7 @@ void session::finish_utterance(mono_time t_stop) {
     try {
         asr_->accept(in_resampler_->flush());
         std::string guess = asr_->partial();
-        if (!cfg_.asr_final_pass) {
+        if (!cfg_.asr_final_pass && asr_->partial_is_final()) {
             // Every frame is already decoded: the first pass's hypothesis is the transcript,
             // and the engine's end-of-utterance pass runs after the reply has started.
             in_resampler_.reset();

@@ -48,7 +48,8 @@ class tts_engine {
 };
 
 struct tts_config {
-    std::string engine = "espeak"; // "espeak" or "none"
+    std::string engine = "espeak"; // espeak, piper, none
+    std::string model_path;        // piper: the voice's .onnx (its .onnx.json beside it)
     tts_params defaults;
 };
 
