@@ -3,6 +3,7 @@
 #include "app/config.h"
 #include "audio/resampler.h"
 #include "audio/wav.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/worker.h"
@@ -41,7 +42,9 @@ int cmd_serve(app_config &cfg) {
     server_info info;
     try {
         if (cfg.asr.engine != "none") {
+            mono_time t0 = mono_now();
             asr = make_asr_engine(cfg.asr);
+            stats.asr_load_ms = ms_between(t0, mono_now());
             info.asr = asr->name();
         }
     } catch (const std::exception &e) {
@@ -52,6 +55,7 @@ int cmd_serve(app_config &cfg) {
             llm = make_llm_engine(cfg.llm);
             info.llm = llm->name();
             info.llm_load_ms = llm->load_ms();
+            stats.llm_load_ms = llm->load_ms();
         } catch (const std::exception &e) {
             return fail(e.what());
         }

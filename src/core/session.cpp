@@ -93,7 +93,7 @@ void session::post(std::function<void()> task) {
 }
 
 void session::error(const std::string &code, const std::string &message) {
-    if (eng_.stats) ++eng_.stats->errors;
+    if (eng_.stats) eng_.stats->count_error(code);
     out_->send_text(encode_error(code, message));
 }
 
@@ -682,6 +682,16 @@ void session::record_turn(const std::shared_ptr<turn> &t, bool interrupted) {
         } catch (const std::exception &e) {
             log_error("store: %s", e.what());
         }
+    }
+    if (eng_.stats && !interrupted) {
+        auto observe = [&](latency_histogram &h, mono_time x) {
+            if (x != mono_time{}) h.observe(ms_between(t->t0, x));
+        };
+        observe(eng_.stats->transcript, t->t_transcript);
+        observe(eng_.stats->first_token, t->t_first_token);
+        observe(eng_.stats->first_text, t->t_first_chunk);
+        observe(eng_.stats->first_audio, t->t_first_audio);
+        observe(eng_.stats->total, done);
     }
     if (!interrupted) {
         out_->send_text(

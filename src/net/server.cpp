@@ -344,6 +344,12 @@ server::impl::handle(const http::request<http::string_body> &req) {
                            {"sessions", eng.stats ? eng.stats->sessions_open.load() : 0},
                            {"turns", eng.stats ? eng.stats->turns.load() : 0}});
     }
+    if (path == "/metrics") {
+        res.set(http::field::content_type, "text/plain; version=0.0.4");
+        res.body() = eng.stats ? eng.stats->render() : std::string();
+        res.prepare_payload();
+        return res;
+    }
     if (path.starts_with("/sessions/")) {
         if (!authorized(req))
             return json_reply(http::status::unauthorized, {{"error", "API key required"}});

@@ -130,3 +130,25 @@ test('four sessions at once, each with its own conversation', async () => {
   }
   await Promise.all(clients.map((c) => c.close()));
 });
+
+test('/metrics: Prometheus text with turn-stage histograms and errors by code', async () => {
+  const c = await Client.open(srv.ws);
+  await c.waitType('ready');
+  c.sendBinary(Buffer.alloc(640)); // not_started
+  await c.waitType('error');
+  c.send({ type: 'text', text: 'Hello.' });
+  await c.waitType('response_done');
+  await c.close();
+  const text = await (await fetch(`${srv.url}/metrics`)).text();
+  const value = (re) => {
+    const m = re.exec(text);
+    assert.ok(m, `missing ${re}`);
+    return Number(m[1]);
+  };
+  assert.ok(value(/^parley_turns_total (\d+)/m) >= 1);
+  assert.ok(value(/^parley_errors_total\{code="not_started"\} (\d+)/m) >= 1);
+  assert.ok(value(/^parley_turn_latency_ms_count\{stage="first_text"\} (\d+)/m) >= 1);
+  assert.ok(value(/^parley_turn_latency_ms_bucket\{stage="first_audio",le="\+Inf"\} (\d+)/m) >= 1);
+  assert.ok(value(/^parley_engine_load_ms\{engine="llm"\} ([\d.]+)/m) > 0);
+  assert.match(text, /# TYPE parley_turn_latency_ms histogram/);
+});
