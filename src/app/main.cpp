@@ -8,6 +8,7 @@
 #include "core/metrics.h"
 #include "core/worker.h"
 #include "llm/conversation.h"
+#include "models/model-command.h"
 #include "net/server.h"
 #include "store/store.h"
 
@@ -207,6 +208,9 @@ int cmd_chat(app_config &cfg) {
     return 0;
 }
 
+// parley models list | show | pull | path | rm: its own flags, not the server's.
+int cmd_models(const std::vector<std::string> &args) { return models_command(args); }
+
 } // namespace
 
 int main(int argc, char **argv) {
@@ -221,6 +225,7 @@ int main(int argc, char **argv) {
     }
     std::string cmd = args[0];
     args.erase(args.begin());
+    if (cmd == "models") return cmd_models(args);
     app_config cfg;
     std::vector<std::string> positional;
     if (std::string err = parse_args(cfg, args, &positional); !err.empty()) return fail(err);

@@ -18,6 +18,12 @@ export function tempDir() {
   return mkdtempSync(join(tmpdir(), 'parley-test-'));
 }
 
+// Servers still running when the test process ends (a failed test skips its own stop()).
+const running = new Set();
+process.on('exit', () => {
+  for (const p of running) p.kill('SIGKILL');
+});
+
 // Starts `parley serve` on a free port; resolves once it listens.
 export async function startServer(args = [], { withModel = true, db } = {}) {
   const dir = tempDir();
@@ -25,6 +31,8 @@ export async function startServer(args = [], { withModel = true, db } = {}) {
   if (withModel) full.push('--model', model);
   full.push(...args);
   const proc = spawn(bin, full, { stdio: ['ignore', 'pipe', 'pipe'] });
+  running.add(proc);
+  proc.on('exit', () => running.delete(proc));
   let log = '';
   const port = await new Promise((ok, fail) => {
     const timer = setTimeout(() => fail(new Error('server did not start:\n' + log)), 30000);
