@@ -477,6 +477,33 @@
     if (!lat) r.meta.append((lat = make('span', 'latency')));
     lat.textContent = `first text ${fmtMs(t.first_text_ms)} · first audio ${fmtMs(t.first_audio_ms)}`;
     lat.title = Object.entries(t).map(([k, v]) => `${k}: ${v}`).join('\n');
+    showWaterfall(r, t);
+  }
+
+  // The turn's stages after the end of the user's turn, as bars on one time axis.
+  const STAGES = [
+    ['transcript_ms', 'transcript'],
+    ['first_token_ms', 'first token'],
+    ['first_text_ms', 'first text'],
+    ['first_audio_ms', 'first audio'],
+    ['total_ms', 'reply done'],
+  ];
+  function showWaterfall(r, t) {
+    const end = Math.max(1, ...STAGES.map(([k]) => (typeof t[k] === 'number' ? t[k] : 0)));
+    let wf = r.el.querySelector('.waterfall');
+    if (!wf) r.el.append((wf = make('div', 'waterfall')));
+    wf.replaceChildren();
+    wf.setAttribute('aria-label', 'latency waterfall');
+    for (const [k, label] of STAGES) {
+      if (typeof t[k] !== 'number') continue;
+      const row = make('div', 'wf-row');
+      const bar = make('div', 'wf-bar');
+      bar.style.width = `${Math.max(0.5, (100 * t[k]) / end)}%`;
+      const track = make('div', 'wf-track');
+      track.append(bar);
+      row.append(make('span', 'wf-label', label), track, make('span', 'wf-value', fmtMs(t[k])));
+      wf.append(row);
+    }
   }
 
   function showPartial(text) {

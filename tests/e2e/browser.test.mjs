@@ -159,6 +159,9 @@ describe('web page in Chromium', { timeout: 240_000 }, () => {
     await page.waitForFunction(() => window.parley.samplesPlayed > 0, null, { timeout: 30_000 });
     // response_done: the latency line under the reply.
     await page.locator('#log .msg.assistant .latency').first().waitFor({ timeout: 30_000 });
+    // ...and the turn's waterfall: one bar per stage the server timed.
+    const bars = await page.locator('#log .msg.assistant .waterfall .wf-row').count();
+    assert.ok(bars >= 4, `waterfall rows: ${bars}`);
     const state = await page.evaluate(() => ({ ...window.parley }));
     console.log(`# heard: "${heard}"; reply: "${reply.slice(0, 60)}…"; samples scheduled: ${state.samplesPlayed}; ` +
       `timings: ${JSON.stringify(state.lastTimings)}`);
