@@ -131,7 +131,8 @@ std::string app_config::validate() const {
     if (server.io_threads < 1 || server.io_threads > 64) return "io-threads must be 1..64";
     if (llm.context < 64 || llm.context > 1 << 20) return "ctx must be 64..1048576 tokens";
     if (llm.slots < 1 || llm.slots > 64) return "slots must be 1..64";
-    if (llm.threads < 0 || llm.threads > 256) return "threads must be 0 (all cores)..256";
+    if (llm.threads < 0 || llm.threads > 256) return "threads must be 0 (auto)..256";
+    if (llm.threads_batch < 0 || llm.threads_batch > 256) return "threads-batch must be 0 (auto)..256";
     if (session.max_tokens < 1 || session.max_tokens > 8192) return "max-tokens must be 1..8192";
     if (session.max_tokens >= llm.context) return "max-tokens must be smaller than ctx";
     if (session.sampling.temperature < 0 || session.sampling.temperature > 5)
@@ -257,7 +258,8 @@ options (also as keys of a JSON file given with --config FILE):
   --model FILE.gguf       language model (none: transcription only)
   --ctx N                 context tokens per session (default 2048, capped at the model's)
   --slots N               sessions with their own KV cache (default 8)
-  --threads N             LLM threads (default: all cores)
+  --threads N             LLM generation threads (default: half the cores)
+  --threads-batch N       LLM prompt threads (default: all cores)
   --chat-template NAME    llama.cpp template name, or "plain" (default: the model's own)
   --max-tokens N          reply length limit (default 128)
   --temperature T --top-k K --top-p P --min-p P --repeat-penalty R --seed S

@@ -209,7 +209,9 @@ int cmd_chat(app_config &cfg) {
 }
 
 // parley models list | show | pull | path | rm: its own flags, not the server's.
-int cmd_models(const std::vector<std::string> &args) { return models_command(args); }
+int cmd_models(const std::vector<std::string> &args) {
+    return models_command(args);
+}
 
 } // namespace
 

@@ -83,10 +83,14 @@ class llm_llama : public llm_engine {
         cp.kv_unified = false;
         cp.n_batch = uint32_t(std::max(32, config.batch));
         cp.n_ubatch = cp.n_batch;
-        int threads = config.threads > 0 ? config.threads
-                                         : int(std::max(1u, std::thread::hardware_concurrency()));
+        // Generation (one token per sequence per step) gets half the cores by default: ASR and
+        // TTS run beside it, and an OpenMP team that is short of cores waits at every barrier.
+        // Prompt batches are larger and get all of them.
+        int cores = int(std::max(1u, std::thread::hardware_concurrency()));
+        int threads = config.threads > 0 ? config.threads : std::max(1, cores / 2);
+        int threads_batch = config.threads_batch > 0 ? config.threads_batch : cores;
         cp.n_threads = threads;
-        cp.n_threads_batch = threads;
+        cp.n_threads_batch = threads_batch;
         cp.no_perf = true;
         cp.abort_callback = [](void *data) {
             auto *self = static_cast<llm_llama *>(data);
@@ -133,8 +137,8 @@ class llm_llama : public llm_engine {
         load_ms_ = ms_since(t0);
         name_ = path.substr(path.find_last_of('/') + 1);
         log_info(
-            "llm: %s loaded in %.0f ms (context %d per slot, %d slots, %d threads, template %s)",
-            name_.c_str(), load_ms_, slot_ctx_, n_slots_, threads,
+            "llm: %s loaded in %.0f ms (context %d per slot, %d slots, %d/%d threads, template %s)",
+            name_.c_str(), load_ms_, slot_ctx_, n_slots_, threads, threads_batch,
             template_.empty() ? "plain" : "model's own");
     }
 

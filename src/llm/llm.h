@@ -85,7 +85,8 @@ struct llm_config {
     std::string model_path;
     int context = 2048; // tokens per slot (capped at the model's training context)
     int slots = 8;      // sessions with their own KV cache
-    int threads = 0;    // 0: all cores
+    int threads = 0;       // generation; 0: half the cores
+    int threads_batch = 0; // prompt evaluation; 0: all cores
     int batch = 512;
     std::string chat_template; // empty: the model's own, else the plain fallback
     bool warmup = true;

@@ -1,0 +1,44 @@
+// SHA-256 (FIPS 180-4), for checking downloaded model files.
+//
+//   sha256 h;
+//   h.update(data, size);        // any number of times
+//   std::string hex = h.hex();   // 64 lowercase hex digits; ends the object's use
+//
+// or sha256_hex(bytes) / sha256_file(path) in one call. An object is used by one thread at a
+// time; there is no shared state, so any thread may hash.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace parley {
+
+class sha256 {
+  public:
+    sha256();
+    void update(const void *data, size_t size);
+    void update(std::string_view bytes) { update(bytes.data(), bytes.size()); }
+    std::array<uint8_t, 32> digest(); // pads and finishes; call once
+    std::string hex();                // digest() as lowercase hex
+
+  private:
+    void compress(const uint8_t *block);
+
+    uint32_t state_[8];
+    uint64_t length_ = 0; // bytes hashed so far
+    uint8_t block_[64];
+    size_t used_ = 0; // bytes waiting in block_
+};
+
+std::string sha256_hex(std::string_view bytes);
+
+// Hashes a file. Throws std::runtime_error (with the path and the reason) when it cannot be read.
+std::string sha256_file(const std::string &path);
+
+// True for 64 hex digits (either case).
+bool is_sha256_hex(std::string_view s);
+
+} // namespace parley
