@@ -1,8 +1,9 @@
-// espeak-ng through libespeak-ng in synchronous mode. The library has one global state, so all
-// calls hold one mutex; the voice and rate are set per call only when they change.
+// espeak-ng through libespeak-ng in synchronous mode. The library has one global state, shared
+// with the Piper engine's phonemizer: every call holds espeak_mutex() (tts/espeak-lock.h).
 #include "tts/tts.h"
 
 #include "core/log.h"
+#include "tts/espeak-lock.h"
 
 #include <espeak-ng/speak_lib.h>
 
@@ -57,19 +58,19 @@ class tts_espeak : public tts_engine {
     std::string name() const override { return "espeak-ng"; }
 
     std::string check(const tts_params &params) override {
-        std::lock_guard lock(m_);
+        std::lock_guard lock(espeak_mutex());
         if (!init_locked()) return init_error_;
         return select_locked(params);
     }
 
     int sample_rate() override {
-        std::lock_guard lock(m_);
+        std::lock_guard lock(espeak_mutex());
         init_locked();
         return rate_;
     }
 
     tts_result synthesize(std::string_view text, const tts_params &params) override {
-        std::lock_guard lock(m_);
+        std::lock_guard lock(espeak_mutex());
         if (!init_locked()) throw tts_error(init_error_);
         if (std::string err = select_locked(params); !err.empty()) throw tts_error(err);
         tts_result out;
@@ -90,7 +91,7 @@ class tts_espeak : public tts_engine {
     bool init_locked() {
         if (initialised_) return init_error_.empty();
         initialised_ = true;
-        int rate = espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 100, nullptr, 0);
+        int rate = espeak_initialize_once();
         if (rate <= 0) {
             init_error_ = "espeak-ng: cannot initialise (is espeak-ng-data installed?)";
             log_error("%s", init_error_.c_str());
@@ -101,31 +102,20 @@ class tts_espeak : public tts_engine {
         return true;
     }
 
+    // The voice and rate are set on every call: espeak-ng's state is shared with other engines
+    // (Piper phonemizes with it), so what this engine set last time may have changed.
     std::string select_locked(const tts_params &params) {
-        if (params.voice != voice_) {
-            if (espeak_SetVoiceByName(params.voice.c_str()) != EE_OK) {
-                // Keep the previous voice selected; report this one as unusable.
-                if (!voice_.empty()) espeak_SetVoiceByName(voice_.c_str());
-                return "espeak-ng: unknown voice '" + params.voice + "'";
-            }
-            voice_ = params.voice;
-            rate_wpm_ = -1;
-        }
-        if (params.rate_wpm != rate_wpm_) {
-            if (params.rate_wpm < 80 || params.rate_wpm > 450)
-                return "espeak-ng: rate must be 80..450 words per minute";
-            espeak_SetParameter(espeakRATE, params.rate_wpm, 0);
-            rate_wpm_ = params.rate_wpm;
-        }
+        if (!espeak_select_voice(params.voice))
+            return "espeak-ng: unknown voice '" + params.voice + "'";
+        if (params.rate_wpm < 80 || params.rate_wpm > 450)
+            return "espeak-ng: rate must be 80..450 words per minute";
+        espeak_SetParameter(espeakRATE, params.rate_wpm, 0);
         return {};
     }
 
-    std::mutex m_;
     bool initialised_ = false;
     std::string init_error_;
     int rate_ = 22050;
-    std::string voice_;
-    int rate_wpm_ = -1;
 };
 
 } // namespace
