@@ -249,6 +249,7 @@ commands:
   chat                    typed conversation in the terminal (--wav FILE saves the speech)
   transcribe FILE.wav     print the transcript of a WAV file
   say "TEXT" -o OUT.wav   speak text into a WAV file
+  models list|show|pull|path|rm   the model manager (parley models --help)
 
 options (also as keys of a JSON file given with --config FILE):
   --host ADDR             listen address (default 127.0.0.1; others need --api-key)
