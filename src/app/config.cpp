@@ -87,6 +87,14 @@ std::string set(app_config &c, const std::string &key, const std::string &v) {
         c.asr.engine = v;
     else if (key == "asr-model-dir")
         c.asr.model_dir = v;
+    else if (key == "asr-model")
+        c.asr.model_path = v;
+    else if (key == "asr-language")
+        c.asr.language = v;
+    else if (key == "asr-threads")
+        return need_int(c.asr.threads);
+    else if (key == "tts-model")
+        c.tts.model_path = v;
     else if (key == "db")
         c.db_path = v;
     else if (key == "log-level")
@@ -132,7 +140,8 @@ std::string app_config::validate() const {
     if (llm.context < 64 || llm.context > 1 << 20) return "ctx must be 64..1048576 tokens";
     if (llm.slots < 1 || llm.slots > 64) return "slots must be 1..64";
     if (llm.threads < 0 || llm.threads > 256) return "threads must be 0 (auto)..256";
-    if (llm.threads_batch < 0 || llm.threads_batch > 256) return "threads-batch must be 0 (auto)..256";
+    if (llm.threads_batch < 0 || llm.threads_batch > 256)
+        return "threads-batch must be 0 (auto)..256";
     if (session.max_tokens < 1 || session.max_tokens > 8192) return "max-tokens must be 1..8192";
     if (session.max_tokens >= llm.context) return "max-tokens must be smaller than ctx";
     if (session.sampling.temperature < 0 || session.sampling.temperature > 5)
@@ -145,9 +154,16 @@ std::string app_config::validate() const {
         return "audio-rate must be 8000..48000 Hz";
     if (session.tts.rate_wpm < 80 || session.tts.rate_wpm > 450)
         return "rate must be 80..450 words per minute";
-    if (tts.engine != "espeak" && tts.engine != "none") return "tts must be espeak or none";
-    if (asr.engine != "pocketsphinx" && asr.engine != "none")
-        return "asr must be pocketsphinx or none";
+    if (tts.engine != "espeak" && tts.engine != "piper" && tts.engine != "none")
+        return "tts must be espeak, piper or none";
+    if (tts.engine == "piper" && tts.model_path.empty())
+        return "tts piper needs a voice: --tts-model VOICE.onnx";
+    if (asr.engine != "pocketsphinx" && asr.engine != "whisper" && asr.engine != "parakeet" &&
+        asr.engine != "none")
+        return "asr must be pocketsphinx, whisper, parakeet or none";
+    if ((asr.engine == "whisper" || asr.engine == "parakeet") && asr.model_path.empty())
+        return "asr " + asr.engine + " needs a model: --asr-model FILE";
+    if (asr.threads < 0 || asr.threads > 256) return "asr-threads must be 0 (auto)..256";
     if (session.system_prompt.size() > 4096) return "system-prompt is limited to 4096 bytes";
     if (log_level != "debug" && log_level != "info" && log_level != "warn" && log_level != "error")
         return "log-level must be debug, info, warn or error";

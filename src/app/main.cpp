@@ -100,9 +100,14 @@ int cmd_transcribe(app_config &cfg, const std::vector<std::string> &pos) {
     } catch (const std::exception &e) {
         return fail(e.what());
     }
+    cfg.asr.pool = 1;
+    std::unique_ptr<asr_engine> asr;
     try {
-        cfg.asr.pool = 1;
-        auto asr = make_asr_engine(cfg.asr);
+        asr = make_asr_engine(cfg.asr); // a missing or corrupt model is bad input: exit 2
+    } catch (const std::exception &e) {
+        return fail(e.what());
+    }
+    try {
         auto stream = asr->open();
         std::vector<int16_t> s16k = resample(audio.samples, audio.sample_rate, ASR_SAMPLE_RATE);
         stream->accept(s16k);

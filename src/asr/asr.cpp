@@ -3,10 +3,15 @@
 namespace parley {
 
 std::unique_ptr<asr_engine> make_asr_pocketsphinx(const asr_config &config);
+std::unique_ptr<asr_engine> make_asr_whisper(const asr_config &config);
+std::unique_ptr<asr_engine> make_asr_parakeet(const asr_config &config);
 
 std::unique_ptr<asr_engine> make_asr_engine(const asr_config &config) {
     if (config.engine == "pocketsphinx") return make_asr_pocketsphinx(config);
-    throw asr_error("unknown ASR engine '" + config.engine + "' (available: pocketsphinx)");
+    if (config.engine == "whisper") return make_asr_whisper(config);
+    if (config.engine == "parakeet") return make_asr_parakeet(config);
+    throw asr_error("unknown ASR engine '" + config.engine +
+                    "' (available: pocketsphinx, whisper, parakeet)");
 }
 
 } // namespace parley

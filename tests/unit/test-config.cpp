@@ -74,3 +74,24 @@ TEST(config, loopback_detection) {
     EXPECT_FALSE(is_loopback("0.0.0.0"));
     EXPECT_FALSE(is_loopback("192.168.1.2"));
 }
+
+TEST(config, model_file_engines_need_their_files) {
+    app_config c;
+    EXPECT_EQ(parse_args(c, {"--asr", "whisper"}, nullptr), "");
+    EXPECT_NE(c.validate().find("--asr-model"), std::string::npos);
+    EXPECT_EQ(parse_args(c, {"--asr-model", "m.bin", "--asr-language", "de", "--asr-threads", "2"},
+                         nullptr),
+              "");
+    EXPECT_EQ(c.validate(), "");
+    EXPECT_EQ(c.asr.model_path, "m.bin");
+    EXPECT_EQ(c.asr.language, "de");
+    EXPECT_EQ(c.asr.threads, 2);
+    app_config d;
+    EXPECT_EQ(parse_args(d, {"--tts", "piper"}, nullptr), "");
+    EXPECT_NE(d.validate().find("--tts-model"), std::string::npos);
+    EXPECT_EQ(parse_args(d, {"--tts-model", "v.onnx"}, nullptr), "");
+    EXPECT_EQ(d.validate(), "");
+    app_config e;
+    e.asr.engine = "vosk";
+    EXPECT_NE(e.validate(), "");
+}

@@ -1,0 +1,418 @@
+// Whisper engine (libwhisper, whisper.cpp's ggml model files).
+//
+// One model context is shared by all streams; each stream decodes with its own whisper_state,
+// taken from a pool (a state holds ~100 MB of buffers and takes a while to make). Whisper is
+// not incremental: accept() only buffers the utterance, partial() re-decodes what arrived so far
+// every partial_interval_ms of new audio, and finish() decodes the whole utterance. Every decode
+// sizes the encoder context to the utterance (Whisper's encoder cost grows with it; a full 30 s
+// context for a 2 s "yes, please" is most of the latency).
+//
+// A stream is used from one thread; its destructor may run on another thread while a decode is
+// in progress: it aborts the decode (ggml's abort_callback) and waits for it to return.
+#include "asr/asr.h"
+
+#include "core/log.h"
+#include "text/utf8.h"
+
+#include <ggml-backend.h>
+#include <whisper.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace parley {
+
+std::unique_ptr<asr_engine> make_asr_whisper(const asr_config &config);
+// For tests: the encoder context (audio_ctx) of the stream's last decode, and how many decodes
+// it has started.
+int asr_whisper_last_audio_ctx(const asr_stream &stream);
+int asr_whisper_decode_count(const asr_stream &stream);
+
+namespace {
+
+constexpr int SAMPLES_PER_ENCODER_FRAME = 320; // 160-sample mel hop, then a stride-2 conv
+constexpr size_t MIN_DECODE_SAMPLES = ASR_SAMPLE_RATE / 10; // whisper refuses under 100 ms
+
+using clock_type = std::chrono::steady_clock;
+
+double ms_since(clock_type::time_point t0) {
+    return std::chrono::duration<double, std::milli>(clock_type::now() - t0).count();
+}
+
+// whisper.cpp reports load errors only through its log; keep the first error of a load for the
+// message (the later ones only say that loading failed).
+thread_local std::string t_first_error;
+
+void on_whisper_log(ggml_log_level level, const char *text, void *) {
+    std::string line(text ? text : "");
+    while (!line.empty() && (line.back() == '\n' || line.back() == ' '))
+        line.pop_back();
+    if (line.empty()) return;
+    if (level == GGML_LOG_LEVEL_ERROR || level == GGML_LOG_LEVEL_WARN) {
+        if (level == GGML_LOG_LEVEL_ERROR && t_first_error.empty()) t_first_error = line;
+        log_warn("whisper: %s", line.c_str());
+    } else {
+        log_debug("whisper: %s", line.c_str());
+    }
+}
+
+// Debian's ggml loads its CPU backend as a plugin; load it once unless another engine has.
+void ensure_ggml_backends() {
+    static std::once_flag once;
+    std::call_once(once, [] {
+        if (!ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU)) ggml_backend_load_all();
+    });
+}
+
+// Reads a model file's structure without its data, to refuse a cut or damaged file before the
+// library sees it: its loader crashes on a cut header and takes a file that ends before the
+// first tensor for an "empty model for testing".
+class model_file {
+  public:
+    struct cut {}; // the file ends inside a field
+    struct bad {   // a field holds an impossible value
+        std::string what;
+    };
+
+    explicit model_file(const std::string &path) : f_(fopen(path.c_str(), "rb")) {
+        if (!f_) {
+            open_error_ = errno;
+            return;
+        }
+        fseeko(f_, 0, SEEK_END);
+        size_ = uint64_t(ftello(f_));
+        fseeko(f_, 0, SEEK_SET);
+    }
+    ~model_file() {
+        if (f_) fclose(f_);
+    }
+    bool is_open() const { return f_ != nullptr; }
+    const char *open_error() const { return strerror(open_error_); }
+    bool at_end() const { return pos_ == size_; }
+
+    int32_t i32() {
+        int32_t v;
+        if (pos_ + 4 > size_ || fread(&v, 4, 1, f_) != 1) throw cut{};
+        pos_ += 4;
+        return v;
+    }
+    int32_t positive(const char *field) {
+        int32_t v = i32();
+        if (v <= 0) throw bad{std::string(field) + " = " + std::to_string(v)};
+        return v;
+    }
+    void skip(uint64_t n) {
+        if (n > size_ - pos_) throw cut{};
+        pos_ += n;
+        fseeko(f_, off_t(pos_), SEEK_SET);
+    }
+    void skip_vocabulary() {
+        int32_t n = i32();
+        if (n < 0) throw bad{"vocabulary size " + std::to_string(n)};
+        for (int32_t i = 0; i < n; ++i) {
+            int32_t len = i32();
+            if (len < 0) throw bad{"token length " + std::to_string(len)};
+            skip(uint64_t(len));
+        }
+    }
+    // Tensor records to the end: n_dims, name length, type, dims, name, data.
+    int skip_tensors() {
+        int count = 0;
+        while (!at_end()) {
+            int32_t n_dims = i32(), name_len = i32(), type = i32();
+            if (n_dims < 0 || n_dims > 4 || name_len <= 0 || name_len > 1024 || type < 0 ||
+                type >= GGML_TYPE_COUNT || ggml_blck_size(ggml_type(type)) == 0)
+                throw bad{"tensor header " + std::to_string(count)};
+            int64_t elements = 1, row = 1;
+            for (int32_t d = 0; d < n_dims; ++d) {
+                int32_t ne = positive("tensor dimension");
+                if (d == 0) row = ne;
+                elements *= ne;
+                if (elements > (int64_t(1) << 40)) throw bad{"tensor size"};
+            }
+            int64_t block = ggml_blck_size(ggml_type(type));
+            if (row % block != 0) throw bad{"tensor row size"};
+            skip(uint64_t(name_len) + uint64_t(elements / block) * ggml_type_size(ggml_type(type)));
+            ++count;
+        }
+        return count;
+    }
+    uint64_t size() const { return size_; }
+
+  private:
+    FILE *f_;
+    int open_error_ = 0;
+    uint64_t size_ = 0, pos_ = 0;
+};
+
+// Missing, unreadable, non-ggml, cut and damaged files get their own reason; whisper.cpp's
+// loader then checks each tensor's name and shape.
+void check_model_file(const std::string &path) {
+    if (path.empty()) throw asr_error("whisper: no model file given");
+    model_file file(path);
+    if (!file.is_open())
+        throw asr_error("whisper: cannot open model file " + path + ": " + file.open_error());
+    try {
+        if (uint32_t(file.i32()) != GGML_FILE_MAGIC)
+            throw asr_error("whisper: " + path + " is not a whisper.cpp ggml model (bad magic)");
+        for (const char *field :
+             {"n_vocab", "n_audio_ctx", "n_audio_state", "n_audio_head", "n_audio_layer",
+              "n_text_ctx", "n_text_state", "n_text_head", "n_text_layer", "n_mels"})
+            file.positive(field);
+        file.i32(); // ftype
+        int32_t n_mel = file.positive("mel filters"), n_fft = file.positive("mel filter length");
+        file.skip(uint64_t(n_mel) * uint64_t(n_fft) * sizeof(float));
+        file.skip_vocabulary();
+        if (file.skip_tensors() == 0)
+            throw asr_error("whisper: " + path + " is truncated (it holds no tensors)");
+    } catch (const model_file::cut &) {
+        throw asr_error("whisper: " + path + " is truncated (" + std::to_string(file.size()) +
+                        " bytes)");
+    } catch (const model_file::bad &e) {
+        throw asr_error("whisper: " + path + " is corrupt (" + e.what + ")");
+    }
+}
+
+int default_threads(int threads) {
+    if (threads > 0) return threads;
+    return std::max(1u, std::thread::hardware_concurrency());
+}
+
+class asr_whisper;
+
+class stream_whisper : public asr_stream {
+  public:
+    stream_whisper(asr_whisper &engine, whisper_state *state) : engine_(engine), state_(state) {}
+    ~stream_whisper() override;
+
+    void accept(std::span<const int16_t> pcm) override {
+        std::lock_guard lock(mutex_);
+        pcm_.reserve(pcm_.size() + pcm.size());
+        for (int16_t s : pcm)
+            pcm_.push_back(s / 32768.0f);
+    }
+
+    std::string partial() override;
+    std::string finish() override;
+
+    int last_audio_ctx() const { return last_audio_ctx_.load(); }
+    int decode_count() const { return decode_count_.load(); }
+
+  private:
+    std::string decode_locked(bool final_pass);
+    void reset_locked();
+
+    asr_whisper &engine_;
+    whisper_state *state_;
+    std::mutex mutex_; // held while a call uses the state; the destructor waits on it
+    std::atomic<bool> abort_{false};
+    std::vector<float> pcm_;
+    size_t partial_at_ = 0; // pcm_.size() at the last partial decode
+    std::string partial_text_;
+    std::atomic<int> last_audio_ctx_{0};
+    std::atomic<int> decode_count_{0};
+};
+
+class asr_whisper : public asr_engine {
+  public:
+    explicit asr_whisper(const asr_config &config)
+        : path_(config.model_path), language_(config.language),
+          threads_(default_threads(config.threads)),
+          partial_interval_samples_(size_t(std::max(0, config.partial_interval_ms)) *
+                                    ASR_SAMPLE_RATE / 1000) {
+        check_model_file(path_);
+        if (!language_.empty() && language_ != "auto" && whisper_lang_id(language_.c_str()) < 0)
+            throw asr_error("whisper: unknown language '" + language_ + "'");
+        ensure_ggml_backends();
+        whisper_log_set(on_whisper_log, nullptr);
+
+        whisper_context_params params = whisper_context_default_params();
+        params.use_gpu = false;
+        auto t0 = clock_type::now();
+        t_first_error.clear();
+        ctx_ = whisper_init_from_file_with_params_no_state(path_.c_str(), params);
+        if (!ctx_) {
+            std::string why = t_first_error.empty() ? "corrupt or truncated file" : t_first_error;
+            throw asr_error("whisper: cannot load " + path_ + ": " + why);
+        }
+        n_audio_ctx_ = whisper_model_n_audio_ctx(ctx_);
+        if (!whisper_is_multilingual(ctx_) && language_ != "en")
+            log_warn("whisper: %s is English-only; language '%s' is ignored", path_.c_str(),
+                     language_.c_str());
+        try {
+            for (int i = 0; i < config.pool; ++i)
+                free_.push_back(make_state());
+        } catch (...) {
+            for (whisper_state *state : free_)
+                whisper_free_state(state);
+            whisper_free(ctx_);
+            throw;
+        }
+        load_ms_ = ms_since(t0);
+        log_info("whisper: loaded %s in %.0f ms (%d-frame audio context, %d threads, %d states)",
+                 path_.c_str(), load_ms_, n_audio_ctx_, threads_, config.pool);
+    }
+
+    ~asr_whisper() override {
+        for (whisper_state *s : free_)
+            whisper_free_state(s);
+        whisper_free(ctx_);
+    }
+
+    std::string name() const override { return "whisper"; }
+
+    std::unique_ptr<asr_stream> open() override {
+        whisper_state *state = nullptr;
+        {
+            std::lock_guard lock(mutex_);
+            if (!free_.empty()) {
+                state = free_.back();
+                free_.pop_back();
+            }
+        }
+        if (!state) state = make_state();
+        return std::make_unique<stream_whisper>(*this, state);
+    }
+
+    void give_back(whisper_state *state) {
+        std::lock_guard lock(mutex_);
+        free_.push_back(state);
+    }
+
+    // Encoder frames for n samples: the utterance rounded up, at most the model's 30 s.
+    int audio_ctx_for(size_t n_samples) const {
+        size_t frames = (n_samples + SAMPLES_PER_ENCODER_FRAME - 1) / SAMPLES_PER_ENCODER_FRAME;
+        return int(std::min<size_t>(frames, size_t(n_audio_ctx_)));
+    }
+
+    whisper_context *ctx() const { return ctx_; }
+    const std::string &language() const { return language_; }
+    int threads() const { return threads_; }
+    size_t partial_interval_samples() const { return partial_interval_samples_; }
+
+  private:
+    whisper_state *make_state() {
+        whisper_state *state = whisper_init_state(ctx_);
+        if (!state) throw asr_error("whisper: cannot allocate a decoder state for " + path_);
+        return state;
+    }
+
+    std::string path_;
+    std::string language_;
+    int threads_;
+    size_t partial_interval_samples_;
+    whisper_context *ctx_ = nullptr;
+    int n_audio_ctx_ = 0;
+    double load_ms_ = 0;
+    std::mutex mutex_;
+    std::vector<whisper_state *> free_;
+};
+
+stream_whisper::~stream_whisper() {
+    abort_ = true;
+    std::lock_guard lock(mutex_); // a decode on another thread returns soon after abort_
+    engine_.give_back(state_);
+}
+
+std::string stream_whisper::partial() {
+    std::lock_guard lock(mutex_);
+    if (pcm_.size() < partial_at_ + std::max<size_t>(engine_.partial_interval_samples(), 1))
+        return partial_text_;
+    partial_at_ = pcm_.size();
+    partial_text_ = decode_locked(false);
+    return partial_text_;
+}
+
+std::string stream_whisper::finish() {
+    std::lock_guard lock(mutex_);
+    std::string text;
+    try {
+        text = decode_locked(true);
+    } catch (...) {
+        reset_locked();
+        throw;
+    }
+    reset_locked();
+    return text; // built before the lock is released: nothing touches *this after that
+}
+
+void stream_whisper::reset_locked() {
+    pcm_.clear();
+    partial_at_ = 0;
+    partial_text_.clear();
+}
+
+std::string stream_whisper::decode_locked(bool final_pass) {
+    const size_t n = pcm_.size();
+    if (n < MIN_DECODE_SAMPLES || abort_) return {};
+    decode_count_++;
+
+    whisper_full_params params = whisper_full_default_params(WHISPER_SAMPLING_GREEDY);
+    params.n_threads = engine_.threads();
+    params.no_context = true;
+    params.no_timestamps = true;
+    params.single_segment = true;
+    params.print_progress = false;
+    params.print_realtime = false;
+    params.print_timestamps = false;
+    params.print_special = false;
+    params.language = engine_.language().empty() ? "auto" : engine_.language().c_str();
+    params.audio_ctx = engine_.audio_ctx_for(n);
+    // A bound on the text: speech runs at a few tokens a second, and a model that loops on noise
+    // would otherwise write until its context is full.
+    params.max_tokens = 16 + int(n * 10 / ASR_SAMPLE_RATE);
+    // One greedy pass. whisper.cpp's temperature fallback re-decodes up to five more times, with
+    // five samplers each, when a pass looks unsure: seconds of delay after the user stops.
+    params.temperature_inc = 0.0f;
+    params.abort_callback = [](void *self) {
+        return static_cast<stream_whisper *>(self)->abort_.load(std::memory_order_relaxed);
+    };
+    params.abort_callback_user_data = this;
+
+    auto t0 = clock_type::now();
+    int rc = whisper_full_with_state(engine_.ctx(), state_, params, pcm_.data(), int(n));
+    double ms = ms_since(t0);
+    last_audio_ctx_ = params.audio_ctx;
+    if (abort_) return {};
+    if (rc != 0) throw asr_error("whisper: decoding failed (code " + std::to_string(rc) + ")");
+
+    std::string text;
+    int n_segments = whisper_full_n_segments_from_state(state_);
+    for (int i = 0; i < n_segments; ++i)
+        if (const char *s = whisper_full_get_segment_text_from_state(state_, i)) text += s;
+    // Byte-level tokens can end in half a character.
+    text = utf8_sanitize(text);
+    size_t start = text.find_first_not_of(' ');
+    text = start == std::string::npos ? std::string() : text.substr(start);
+
+    double seconds = double(n) / ASR_SAMPLE_RATE;
+    log_debug("whisper: %s decode of %.2f s (audio_ctx %d) in %.0f ms (%.0f ms per s of audio)",
+              final_pass ? "final" : "partial", seconds, params.audio_ctx, ms, ms / seconds);
+    return text;
+}
+
+} // namespace
+
+std::unique_ptr<asr_engine> make_asr_whisper(const asr_config &config) {
+    return std::make_unique<asr_whisper>(config);
+}
+
+int asr_whisper_last_audio_ctx(const asr_stream &stream) {
+    auto *s = dynamic_cast<const stream_whisper *>(&stream);
+    return s ? s->last_audio_ctx() : -1;
+}
+
+int asr_whisper_decode_count(const asr_stream &stream) {
+    auto *s = dynamic_cast<const stream_whisper *>(&stream);
+    return s ? s->decode_count() : -1;
+}
+
+} // namespace parley

@@ -1,0 +1,323 @@
+// Whisper and Parakeet engines on tiny models with random weights, written in the real file
+// formats by tests/gen/make-tiny-{whisper,parakeet}.py at test time. The transcripts are
+// nonsense; the tests check the pipeline: loading, streaming, partials, encoder sizing, errors
+// and cancellation.
+#include "asr/asr.h"
+#include "audio/wav.h"
+#include "text/utf8.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+#include <unistd.h>
+
+namespace parley {
+// Test accessors, defined in asr-whisper.cpp and asr-parakeet.cpp.
+int asr_whisper_last_audio_ctx(const asr_stream &stream);
+int asr_whisper_decode_count(const asr_stream &stream);
+int asr_parakeet_chunk_count(const asr_stream &stream);
+} // namespace parley
+
+using namespace parley;
+namespace fs = std::filesystem;
+using clock_type = std::chrono::steady_clock;
+
+namespace {
+
+const std::string clip =
+    "/usr/share/pocketsphinx/test/data/librivox/sense_and_sensibility_01_austen_64kb-0870.wav";
+
+fs::path source_dir() {
+    if (const char *src = getenv("PARLEY_SOURCE_DIR")) return src;
+    return fs::path(__FILE__).parent_path().parent_path().parent_path();
+}
+
+// Runs the generator once per build: the model goes next to the test binary and is made again
+// when the generator (or its ggml_file.py) is newer. Several test processes may race; each writes
+// its own file and renames it into place.
+std::string tiny_model(const std::string &kind) {
+    fs::path script = source_dir() / "tests" / "gen" / ("make-tiny-" + kind + ".py");
+    fs::path dir = fs::read_symlink("/proc/self/exe").parent_path() / "test-models";
+    fs::path out = dir / ("tiny-" + kind + ".bin");
+    fs::create_directories(dir);
+    fs::path common = script.parent_path() / "ggml_file.py";
+    if (fs::exists(out) && fs::last_write_time(out) >= fs::last_write_time(script) &&
+        fs::last_write_time(out) >= fs::last_write_time(common))
+        return out.string();
+    fs::path tmp = dir / ("tiny-" + kind + ".bin." + std::to_string(getpid()));
+    std::string cmd = "python3 '" + script.string() + "' '" + tmp.string() + "'";
+    if (std::system(cmd.c_str()) != 0) {
+        ADD_FAILURE() << "generator failed: " << cmd;
+        return {};
+    }
+    fs::rename(tmp, out);
+    return out.string();
+}
+
+std::vector<int16_t> speech(double seconds) {
+    pcm_audio audio = read_wav(clip);
+    EXPECT_EQ(audio.sample_rate, ASR_SAMPLE_RATE);
+    std::vector<int16_t> out;
+    size_t n = size_t(seconds * ASR_SAMPLE_RATE);
+    while (out.size() < n) {
+        size_t take = std::min(n - out.size(), audio.samples.size());
+        out.insert(out.end(), audio.samples.begin(), audio.samples.begin() + take);
+    }
+    return out;
+}
+
+void feed(asr_stream &stream, const std::vector<int16_t> &pcm) {
+    const size_t frame = ASR_SAMPLE_RATE / 50; // 20 ms, as the session sends it
+    for (size_t i = 0; i < pcm.size(); i += frame)
+        stream.accept(std::span<const int16_t>(pcm).subspan(i, std::min(frame, pcm.size() - i)));
+}
+
+double ms_since(clock_type::time_point t0) {
+    return std::chrono::duration<double, std::milli>(clock_type::now() - t0).count();
+}
+
+asr_config config_for(const std::string &engine) {
+    asr_config config;
+    config.engine = engine;
+    config.model_path = tiny_model(engine);
+    config.pool = 1;
+    config.partial_interval_ms = 1000;
+    return config;
+}
+
+// Missing file, wrong magic, files cut in the header, the mel filters, the vocabulary and the
+// tensors: each an asr_error naming the file (the libraries' own loaders crash on a cut header
+// and load a file without tensors as an empty model).
+void expect_bad_files_named(const std::string &engine) {
+    std::string good = tiny_model(engine);
+    fs::path dir = fs::path(good).parent_path();
+    std::string missing = (dir / (engine + "-missing.bin")).string();
+    std::string wrong_magic = (dir / (engine + "-wrong-magic.bin")).string();
+    fs::remove(missing);
+    std::ifstream in(good, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), {});
+    std::vector<std::string> paths = {missing, wrong_magic};
+    for (size_t cut : {size_t(6), size_t(30), size_t(1000), size_t(100000), bytes.size() / 2,
+                       bytes.size() - 1}) {
+        std::string path = (dir / (engine + "-cut-" + std::to_string(cut) + ".bin")).string();
+        std::ofstream(path, std::ios::binary) << bytes.substr(0, cut);
+        paths.push_back(path);
+    }
+    bytes[0] = 'G';
+    bytes[1] = 'G';
+    std::ofstream(wrong_magic, std::ios::binary) << bytes;
+
+    for (const std::string &path : paths) {
+        asr_config config = config_for(engine);
+        config.model_path = path;
+        try {
+            make_asr_engine(config);
+            ADD_FAILURE() << engine << " loaded " << path;
+        } catch (const asr_error &e) {
+            std::string what = e.what();
+            EXPECT_NE(what.find(path), std::string::npos) << what;
+            EXPECT_EQ(what.find('\n'), std::string::npos) << "one line: " << what;
+            std::cerr << "  " << what << "\n";
+        }
+    }
+}
+
+} // namespace
+
+TEST(asr_whisper, transcribes_speech_in_bounded_time_and_is_reusable) {
+    auto t0 = clock_type::now();
+    auto asr = make_asr_engine(config_for("whisper"));
+    std::cerr << "  load: " << ms_since(t0) << " ms\n";
+    EXPECT_EQ(asr->name(), "whisper");
+    auto stream = asr->open();
+    EXPECT_FALSE(stream->partial_is_final());
+
+    for (int utterance = 0; utterance < 2; ++utterance) {
+        feed(*stream, speech(3.0));
+        t0 = clock_type::now();
+        std::string text = stream->finish();
+        double ms = ms_since(t0);
+        std::cerr << "  3 s utterance: " << ms << " ms, \"" << text.substr(0, 60) << "...\"\n";
+        EXPECT_TRUE(utf8_valid(text));
+        EXPECT_LT(ms, 30000) << "decode of 3 s (generous: CTest runs tests in parallel on 2 cores)";
+        EXPECT_EQ(asr_whisper_last_audio_ctx(*stream), 150);
+    }
+    EXPECT_EQ(asr_whisper_decode_count(*stream), 2);
+    // Nothing buffered: nothing to decode.
+    EXPECT_EQ(stream->finish(), "");
+    EXPECT_EQ(asr_whisper_decode_count(*stream), 2);
+}
+
+TEST(asr_whisper, partial_redecodes_only_after_the_interval) {
+    auto asr = make_asr_engine(config_for("whisper")); // partials every 1000 ms
+    auto stream = asr->open();
+    auto audio = speech(2.5);
+    auto part = [&](double from, double to) {
+        return std::vector<int16_t>(audio.begin() + size_t(from * ASR_SAMPLE_RATE),
+                                    audio.begin() + size_t(to * ASR_SAMPLE_RATE));
+    };
+    feed(*stream, part(0.0, 0.5));
+    EXPECT_EQ(stream->partial(), "");
+    EXPECT_EQ(asr_whisper_decode_count(*stream), 0);
+
+    feed(*stream, part(0.5, 1.0));
+    std::string first = stream->partial();
+    EXPECT_EQ(asr_whisper_decode_count(*stream), 1);
+    EXPECT_TRUE(utf8_valid(first));
+    EXPECT_EQ(stream->partial(), first) << "no new audio: the last partial, no decode";
+    EXPECT_EQ(asr_whisper_decode_count(*stream), 1);
+
+    feed(*stream, part(1.0, 1.5));
+    EXPECT_EQ(stream->partial(), first);
+    EXPECT_EQ(asr_whisper_decode_count(*stream), 1);
+
+    feed(*stream, part(1.5, 2.5));
+    stream->partial();
+    EXPECT_EQ(asr_whisper_decode_count(*stream), 2);
+    EXPECT_EQ(asr_whisper_last_audio_ctx(*stream), 125) << "2.5 s of audio";
+
+    stream->finish();
+    EXPECT_EQ(asr_whisper_decode_count(*stream), 3);
+    feed(*stream, part(0.0, 0.5));
+    EXPECT_EQ(stream->partial(), "") << "a new utterance starts its own interval";
+    EXPECT_EQ(asr_whisper_decode_count(*stream), 3);
+}
+
+TEST(asr_whisper, encoder_context_follows_the_utterance_length) {
+    auto asr = make_asr_engine(config_for("whisper"));
+    auto stream = asr->open();
+    feed(*stream, speech(1.0));
+    auto t0 = clock_type::now();
+    stream->finish();
+    double short_ms = ms_since(t0);
+    int short_ctx = asr_whisper_last_audio_ctx(*stream);
+
+    feed(*stream, speech(10.0));
+    t0 = clock_type::now();
+    stream->finish();
+    double long_ms = ms_since(t0);
+    int long_ctx = asr_whisper_last_audio_ctx(*stream);
+
+    std::cerr << "  1 s: audio_ctx " << short_ctx << ", " << short_ms << " ms; 10 s: audio_ctx "
+              << long_ctx << ", " << long_ms << " ms\n";
+    EXPECT_EQ(short_ctx, 50); // 16000 samples / 320 per encoder frame
+    EXPECT_EQ(long_ctx, 500);
+    EXPECT_LT(short_ctx, long_ctx);
+
+    feed(*stream, speech(40.0));
+    stream->finish();
+    EXPECT_EQ(asr_whisper_last_audio_ctx(*stream), 1500) << "at most the model's 30 s";
+}
+
+TEST(asr_whisper, bad_model_files_give_one_line_errors_naming_the_file) {
+    expect_bad_files_named("whisper");
+    asr_config other = config_for("whisper");
+    other.model_path = tiny_model("parakeet"); // a ggml file of another architecture
+    EXPECT_THROW(make_asr_engine(other), asr_error);
+    asr_config config = config_for("whisper");
+    config.language = "xx";
+    EXPECT_THROW(make_asr_engine(config), asr_error);
+}
+
+TEST(asr_whisper, destroying_a_stream_during_decode_aborts_it) {
+    auto asr = make_asr_engine(config_for("whisper"));
+    auto audio = speech(30.0);
+    auto stream = asr->open();
+    feed(*stream, audio);
+    auto t0 = clock_type::now();
+    EXPECT_FALSE(stream->finish().empty()) << "30 s of speech give the random model's words";
+    double full_ms = ms_since(t0);
+
+    feed(*stream, audio);
+    std::string text = "not returned";
+    std::thread decoder([&] { text = stream->finish(); });
+    while (asr_whisper_decode_count(*stream) < 2)
+        std::this_thread::yield();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    t0 = clock_type::now();
+    stream.reset();
+    double destroy_ms = ms_since(t0);
+    decoder.join();
+    std::cerr << "  30 s decode: " << full_ms << " ms; destroyed 20 ms into one in " << destroy_ms
+              << " ms\n";
+    EXPECT_EQ(text, "") << "an aborted decode gives no text";
+    // The engine still works, and the stream's pooled state is usable again.
+    auto again = asr->open();
+    feed(*again, speech(1.0));
+    EXPECT_TRUE(utf8_valid(again->finish()));
+}
+
+TEST(asr_parakeet, streams_pieces_as_audio_arrives_and_finish_flushes) {
+    auto t0 = clock_type::now();
+    auto asr = make_asr_engine(config_for("parakeet")); // pieces of 1 s
+    std::cerr << "  load: " << ms_since(t0) << " ms\n";
+    EXPECT_EQ(asr->name(), "parakeet");
+    auto stream = asr->open();
+    EXPECT_FALSE(stream->partial_is_final());
+
+    for (int utterance = 0; utterance < 2; ++utterance) {
+        auto audio = speech(3.0);
+        int chunks_before = asr_parakeet_chunk_count(*stream);
+        std::vector<int16_t> head(audio.begin(), audio.begin() + 2 * ASR_SAMPLE_RATE + 4000);
+        std::vector<int16_t> tail(audio.begin() + head.size(), audio.end());
+        t0 = clock_type::now();
+        feed(*stream, head);
+        double head_ms = ms_since(t0);
+        // Two pieces transcribed while the audio arrived.
+        EXPECT_EQ(asr_parakeet_chunk_count(*stream) - chunks_before, 2);
+        std::string partial = stream->partial();
+        EXPECT_TRUE(utf8_valid(partial));
+        EXPECT_EQ(asr_parakeet_chunk_count(*stream) - chunks_before, 2)
+            << "partial() decodes nothing";
+
+        feed(*stream, tail);
+        t0 = clock_type::now();
+        int chunks_at_finish = asr_parakeet_chunk_count(*stream);
+        std::string text = stream->finish();
+        double finish_ms = ms_since(t0);
+        EXPECT_EQ(asr_parakeet_chunk_count(*stream), chunks_at_finish + 1);
+        std::cerr << "  2.25 s streamed in " << head_ms << " ms; finish " << finish_ms << " ms: \""
+                  << text.substr(0, 60) << "...\"\n";
+        EXPECT_TRUE(utf8_valid(text));
+        // accept() took the pieces that filled up; finish() transcribed the rest.
+        EXPECT_GE(asr_parakeet_chunk_count(*stream) - chunks_before, 3);
+        EXPECT_EQ(text.rfind(partial, 0), 0u) << "the final text goes on from the partial";
+        EXPECT_LT(finish_ms, 30000);
+    }
+    EXPECT_EQ(stream->finish(), "");
+}
+
+TEST(asr_parakeet, short_tail_is_decoded_with_the_last_piece) {
+    auto asr = make_asr_engine(config_for("parakeet"));
+    auto stream = asr->open();
+    feed(*stream, speech(1.2)); // one 1 s piece (cut at a quiet point) and a short tail
+    EXPECT_EQ(asr_parakeet_chunk_count(*stream), 1);
+    std::string text = stream->finish();
+    EXPECT_EQ(asr_parakeet_chunk_count(*stream), 2);
+    EXPECT_TRUE(utf8_valid(text));
+}
+
+TEST(asr_parakeet, bad_model_files_give_one_line_errors_naming_the_file) {
+    expect_bad_files_named("parakeet");
+    asr_config other = config_for("parakeet");
+    other.model_path = tiny_model("whisper");
+    EXPECT_THROW(make_asr_engine(other), asr_error);
+}
+
+TEST(asr_parakeet, destroying_a_stream_during_decode_does_not_crash) {
+    auto asr = make_asr_engine(config_for("parakeet"));
+    auto stream = asr->open();
+    auto audio = speech(30.0);
+    std::thread feeder([&] { stream->accept(audio); });
+    while (asr_parakeet_chunk_count(*stream) == 0)
+        std::this_thread::yield();
+    stream.reset();
+    feeder.join();
+    auto again = asr->open();
+    feed(*again, speech(1.5));
+    EXPECT_TRUE(utf8_valid(again->finish()));
+}
