@@ -30,7 +30,7 @@
   let reconnectTimer = 0;
   let server = { llm: true, tts: true, rate: 22050 };
   let shownSession = null; // whose turns the log shows
-  // The server enables speech for typed turns only after a `start`; see primeSession().
+  // Typed turns use the tts flag of the last `start`; primeSession() sends one when none was sent yet.
   let startSent = false;
   let primeStops = 0;      // stops sent only to configure the session; their empty finals are ignored
   let ttsRequested = true; // the tts flag of the last start
@@ -139,8 +139,8 @@
     return startSent;
   }
 
-  // A start/stop pair with no audio in between: sets the session's tts flag (and lets the server
-  // prepare its voice) before a typed turn; the server answers with an empty final transcript.
+  // A start/stop pair with no audio in between: sets the session's tts flag (the server already
+  // prepares its default voice on connect) before a typed turn; it answers with an empty final transcript.
   function primeSession() {
     if (startSent || recording) return;
     if (sendStart(mic ? mic.rate : 16000) && send({ type: 'stop' })) primeStops++;
