@@ -1,0 +1,1 @@
+# (owned by the audio-llm work; included from CMakeLists.txt)

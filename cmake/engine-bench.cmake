@@ -1,0 +1,1 @@
+# (owned by the engine-bench work; included from CMakeLists.txt)

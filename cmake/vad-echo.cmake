@@ -1,0 +1,1 @@
+# (owned by the vad-echo work; included from CMakeLists.txt)
