@@ -1,11 +1,18 @@
 # Parley: two commands.
-#   make serve [MODEL=path/to/model.gguf] [PORT=8000]   set up, build, run on http://127.0.0.1:8000
+#   make serve [PROFILE=cpu|offline|voxtral] [MODEL=path/to/model.gguf] [PORT=8000]
+#                                                       set up, build, run on http://127.0.0.1:8000
 #   make test                                           set up, build, run every test
 # Everything runs through scripts/run: natively on a host with the packages of
 # scripts/packages.txt, otherwise inside the Debian sid sysroot that scripts/setup makes.
 
-MODEL ?= $(wildcard ../shared/models/stories260K.gguf)
+# The default profile of models/manifest.json (cpu: Whisper base.en, Qwen2.5 0.5B, Piper):
+# missing models are pulled when online; offline engines stand in for what can't be had.
+# PROFILE=offline never downloads. MODEL=FILE.gguf overrides the profile's language model.
+PROFILE ?= default
+MODEL ?=
 PORT ?= 8000
+# Local folders searched for model files before the network (the shared test models here).
+MIRROR ?= $(abspath $(wildcard ../shared/models))
 ARGS ?=
 RUN := scripts/run
 
@@ -21,8 +28,9 @@ node_modules/.parley-stamp: package.json package-lock.json .npmrc | setup
 	@$(RUN) npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-serve: build
-	@$(RUN) build/parley serve --port $(PORT) $(if $(MODEL),--model $(MODEL)) $(ARGS)
+serve: export PARLEY_MODEL_MIRROR ?= $(MIRROR)
+serve: build node_modules/.parley-stamp
+	@$(RUN) build/parley serve --port $(PORT) --profile $(PROFILE) $(if $(MODEL),--model $(MODEL)) $(ARGS)
 
 test: build node_modules/.parley-stamp
 	@$(RUN) tests/run-all

@@ -30,6 +30,7 @@ bool to_float(const std::string &s, float &out) {
 
 // Sets one setting by flag name (without dashes). Returns an error line or empty.
 std::string set(app_config &c, const std::string &key, const std::string &v) {
+    c.given.insert(key);
     auto need_int = [&](int &dst) -> std::string {
         return to_int(v, dst) ? "" : "--" + key + " needs an integer, got '" + v + "'";
     };
@@ -54,6 +55,8 @@ std::string set(app_config &c, const std::string &key, const std::string &v) {
         return need_int(c.llm.slots);
     else if (key == "threads")
         return need_int(c.llm.threads);
+    else if (key == "mmproj")
+        c.llm.mmproj_path = v;
     else if (key == "chat-template")
         c.llm.chat_template = v;
     else if (key == "max-tokens")
@@ -95,6 +98,26 @@ std::string set(app_config &c, const std::string &key, const std::string &v) {
         return need_int(c.asr.threads);
     else if (key == "tts-model")
         c.tts.model_path = v;
+    else if (key == "profile")
+        c.profile = v;
+    else if (key == "vad")
+        c.session.vad.engine = v;
+    else if (key == "vad-model")
+        c.session.vad.model_path = v;
+    else if (key == "vad-threshold")
+        return need_float(c.session.vad.threshold);
+    else if (key == "min-speech-ms")
+        return need_int(c.session.vad.min_speech_ms);
+    else if (key == "min-silence-ms")
+        return need_int(c.session.vad.min_silence_ms);
+    else if (key == "prefix-pad-ms")
+        return need_int(c.session.vad.prefix_pad_ms);
+    else if (key == "barge-in-ms")
+        return need_int(c.session.barge_in_ms);
+    else if (key == "speculative-silence-ms")
+        return need_int(c.session.speculative_silence_ms);
+    else if (key == "echo")
+        c.session.echo = v;
     else if (key == "db")
         c.db_path = v;
     else if (key == "log-level")
@@ -111,6 +134,7 @@ bool is_switch(const std::string &key) {
 }
 
 std::string set_switch(app_config &c, const std::string &key) {
+    c.given.insert(key);
     if (key == "verbose") {
         c.llm.verbose = true;
         c.log_level = "debug";
@@ -159,11 +183,22 @@ std::string app_config::validate() const {
     if (tts.engine == "piper" && tts.model_path.empty())
         return "tts piper needs a voice: --tts-model VOICE.onnx";
     if (asr.engine != "pocketsphinx" && asr.engine != "whisper" && asr.engine != "parakeet" &&
-        asr.engine != "none")
-        return "asr must be pocketsphinx, whisper, parakeet or none";
+        asr.engine != "audio-llm" && asr.engine != "none")
+        return "asr must be pocketsphinx, whisper, parakeet, audio-llm or none";
+    if (asr.engine == "audio-llm" && (llm.model_path.empty() || llm.mmproj_path.empty()))
+        return "asr audio-llm needs --model and --mmproj (the model's audio projector)";
     if ((asr.engine == "whisper" || asr.engine == "parakeet") && asr.model_path.empty())
         return "asr " + asr.engine + " needs a model: --asr-model FILE";
     if (asr.threads < 0 || asr.threads > 256) return "asr-threads must be 0 (auto)..256";
+    if (session.vad.engine != "silero" && session.vad.engine != "energy")
+        return "vad must be silero or energy";
+    if (std::string err = session.vad.validate(); !err.empty()) return "vad: " + err;
+    if (session.barge_in_ms < 0 || session.barge_in_ms > 5000) return "barge-in-ms must be 0..5000";
+    if (session.speculative_silence_ms < 0 ||
+        session.speculative_silence_ms >= session.vad.min_silence_ms)
+        return "speculative-silence-ms must be 0 (off) or less than min-silence-ms";
+    if (session.echo != "auto" && session.echo != "on" && session.echo != "off")
+        return "echo must be auto, on or off";
     if (session.system_prompt.size() > 4096) return "system-prompt is limited to 4096 bytes";
     if (log_level != "debug" && log_level != "info" && log_level != "warn" && log_level != "error")
         return "log-level must be debug, info, warn or error";
@@ -272,11 +307,16 @@ options (also as keys of a JSON file given with --config FILE):
   --port N                listen port (default 8000)
   --api-key KEY           required as a bearer token, ?api_key= or WebSocket subprotocol parley-key.KEY
   --allow-origin ORIGIN   also accept WebSocket connections from this page origin (* for any)
+  --profile NAME          a set of engines from the model manifest: offline, cpu, voxtral
+                          (missing models are pulled; offline engines stand in when they can't
+                          be; flags below override single engines)
   --model FILE.gguf       language model (none: transcription only)
   --ctx N                 context tokens per session (default 2048, capped at the model's)
   --slots N               sessions with their own KV cache (default 8)
   --threads N             LLM generation threads (default: half the cores)
   --threads-batch N       LLM prompt threads (default: all cores)
+  --mmproj FILE.gguf      the model's audio projector (Voxtral, Ultravox...): with --asr
+                          audio-llm the language model hears the user itself
   --chat-template NAME    llama.cpp template name, or "plain" (default: the model's own)
   --max-tokens N          reply length limit (default 128)
   --temperature T --top-k K --top-p P --min-p P --repeat-penalty R --seed S
@@ -284,12 +324,24 @@ options (also as keys of a JSON file given with --config FILE):
   --tts espeak|piper|none speech output engine (default espeak)
   --voice NAME --rate WPM espeak-ng voice (default en-us) and speed (default 175)
   --audio-rate HZ         sample rate of the audio sent to clients (default 22050)
-  --asr pocketsphinx|whisper|parakeet|none
+  --asr pocketsphinx|whisper|parakeet|audio-llm|none
   --asr-model FILE        whisper/parakeet model file; --asr-model-dir DIR for pocketsphinx
   --asr-language LANG --asr-threads N
   --tts-model VOICE.onnx  piper voice (with VOICE.onnx.json beside it)
   --asr-final-pass        wait for the recogniser's end-of-utterance pass (slower, see README)
   --no-prefill            do not evaluate the partial transcript into the KV cache while speaking
+  --vad silero|energy     hands-free voice activity detector (default silero: the Silero VAD v5
+                          model of node_modules/@ricky0123/vad-web, or --vad-model FILE.onnx;
+                          the energy detector stands in when it is missing)
+  --vad-threshold P --min-speech-ms N --min-silence-ms N --prefix-pad-ms N
+                          speech probability (0.5), shortest speech (250), silence that ends a
+                          turn (500), audio kept before the onset (300); a client's start may
+                          override them
+  --barge-in-ms N         speech over a reply that interrupts it (default 120; shorter: a click)
+  --speculative-silence-ms N  start the reply at this pause if the words are stable (default
+                          200; 0: off); it is sent only if the turn ends with the same words
+  --echo auto|on|off      server-side echo cancellation of hands-free input (auto: for clients
+                          that say they have none)
   --db FILE               conversation store (default data/parley.db)
   --log-level LEVEL       debug, info, warn, error
   --verbose               engine logs too

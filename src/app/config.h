@@ -8,6 +8,7 @@
 #include "net/server.h"
 #include "tts/tts.h"
 
+#include <set>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,8 @@ struct app_config {
     std::string db_path = "data/parley.db";
     std::string log_level = "info";
     std::string wav_out; // chat: write the spoken replies here; say: output file
+    std::string profile; // a profile of the model manifest (empty: the flags alone decide)
+    std::set<std::string> given; // options set by the config file or the command line
 
     // Empty when valid; otherwise one readable line.
     std::string validate() const;

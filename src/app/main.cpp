@@ -1,6 +1,8 @@
 // parley: serve | chat | transcribe | say. Exit codes: 0 ok, 1 runtime failure, 2 bad input
 // (arguments, files, models).
 #include "app/config.h"
+#include "app/profile.h"
+#include "asr/asr-audio-llm.h"
 #include "audio/resampler.h"
 #include "audio/wav.h"
 #include "core/clock.h"
@@ -37,12 +39,13 @@ void apply_log_level(const std::string &level) {
 
 int cmd_serve(app_config &cfg) {
     metrics stats;
-    std::unique_ptr<asr_engine> asr;
+    // The ASR is declared after the LLM so that it goes first: an audio-LLM ASR uses it.
     std::unique_ptr<llm_engine> llm;
+    std::unique_ptr<asr_engine> asr;
     std::unique_ptr<tts_engine> tts;
     server_info info;
     try {
-        if (cfg.asr.engine != "none") {
+        if (cfg.asr.engine != "none" && cfg.asr.engine != "audio-llm") {
             mono_time t0 = mono_now();
             asr = make_asr_engine(cfg.asr);
             stats.asr_load_ms = ms_between(t0, mono_now());
@@ -64,6 +67,16 @@ int cmd_serve(app_config &cfg) {
         log_warn("no language model: transcription only. Give one with --model FILE.gguf "
                  "(make serve MODEL=FILE.gguf)");
     }
+    if (cfg.asr.engine == "audio-llm") {
+        // The language model hears the user itself (transcribe-then-reply).
+        try {
+            if (!llm) throw asr_error("asr audio-llm needs --model and --mmproj");
+            asr = make_audio_llm_asr(*llm);
+            info.asr = asr->name();
+        } catch (const std::exception &e) {
+            return fail(e.what());
+        }
+    }
     try {
         tts = make_tts_engine(cfg.tts);
         if (tts) info.tts = tts->name();
@@ -78,8 +91,16 @@ int cmd_serve(app_config &cfg) {
     } catch (const std::exception &e) {
         return fail(e.what());
     }
+    std::shared_ptr<const vad_model> vad;
+    try {
+        vad = make_vad_model(cfg.session.vad);
+        log_info("vad: %s (hands-free turns end after %d ms of silence)", vad->name().c_str(),
+                 cfg.session.vad.min_silence_ms);
+    } catch (const std::exception &e) {
+        return fail(e.what());
+    }
     worker tts_worker("tts");
-    session_engines eng{asr.get(), llm.get(), tts.get(), &tts_worker, db.get(), &stats};
+    session_engines eng{asr.get(), llm.get(), tts.get(), &tts_worker, db.get(), &stats, vad};
     try {
         server srv(cfg.server, eng, cfg.session, info);
         log_info("listening on http://%s:%d (%s)", cfg.server.host.c_str(), srv.port(),
@@ -101,9 +122,16 @@ int cmd_transcribe(app_config &cfg, const std::vector<std::string> &pos) {
         return fail(e.what());
     }
     cfg.asr.pool = 1;
+    std::unique_ptr<llm_engine> llm; // the audio-LLM's model (declared first: goes last)
     std::unique_ptr<asr_engine> asr;
     try {
-        asr = make_asr_engine(cfg.asr); // a missing or corrupt model is bad input: exit 2
+        if (cfg.asr.engine == "audio-llm") {
+            cfg.llm.slots = 1;
+            llm = make_llm_engine(cfg.llm);
+            asr = make_audio_llm_asr(*llm);
+        } else {
+            asr = make_asr_engine(cfg.asr); // a missing or corrupt model is bad input: exit 2
+        }
     } catch (const std::exception &e) {
         return fail(e.what());
     }
@@ -218,6 +246,30 @@ int cmd_models(const std::vector<std::string> &args) {
     return models_command(args);
 }
 
+// Fills the engines the flags left open from the profile, pulling what is missing.
+int use_profile(app_config &cfg) {
+    model_settings settings = model_settings_from_env(process_env(), executable_dir());
+    settings.progress_bar = isatty(fileno(stderr));
+    if (settings.manifest_path.empty())
+        return fail("--profile needs the model manifest (models/manifest.json; or PARLEY_MANIFEST)");
+    model_manifest manifest;
+    if (std::string err = load_model_manifest(settings.manifest_path, &manifest); !err.empty())
+        return fail(err);
+    try {
+        model_cache cache(settings);
+        profile_outcome o = apply_profile(cfg, cfg.profile, manifest, cache, true, stderr);
+        for (const std::string &line : o.lines)
+            log_info("profile %s: %s", cfg.profile.c_str(), line.c_str());
+        if (!o.missing.empty())
+            log_warn("profile %s: %zu model(s) could not be had; offline engines stand in. Pull "
+                     "them later with `parley models pull NAME`",
+                     cfg.profile.c_str(), o.missing.size());
+    } catch (const model_error &e) {
+        return fail(e.what(), e.exit_code);
+    }
+    return 0;
+}
+
 } // namespace
 
 int main(int argc, char **argv) {
@@ -238,6 +290,10 @@ int main(int argc, char **argv) {
     if (std::string err = parse_args(cfg, args, &positional); !err.empty()) return fail(err);
     if (std::string err = cfg.validate(); !err.empty()) return fail(err);
     apply_log_level(cfg.log_level);
+    if (!cfg.profile.empty() && cmd != "say") {
+        if (int code = use_profile(cfg); code != 0) return code;
+        if (std::string err = cfg.validate(); !err.empty()) return fail(err);
+    }
     if (cmd == "serve")
         return positional.empty() ? cmd_serve(cfg) : fail("serve takes no arguments");
     if (cmd == "transcribe") return cmd_transcribe(cfg, positional);

@@ -10,8 +10,10 @@ std::unique_ptr<asr_engine> make_asr_engine(const asr_config &config) {
     if (config.engine == "pocketsphinx") return make_asr_pocketsphinx(config);
     if (config.engine == "whisper") return make_asr_whisper(config);
     if (config.engine == "parakeet") return make_asr_parakeet(config);
+    if (config.engine == "audio-llm")
+        throw asr_error("the audio-llm ASR is made from the language model (make_audio_llm_asr)");
     throw asr_error("unknown ASR engine '" + config.engine +
-                    "' (available: pocketsphinx, whisper, parakeet)");
+                    "' (available: pocketsphinx, whisper, parakeet, audio-llm)");
 }
 
 } // namespace parley

@@ -2,6 +2,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cmath>
+
 namespace parley {
 
 using json = nlohmann::json;
@@ -56,6 +59,37 @@ std::variant<client_message, protocol_error> parse_client_message(std::string_vi
                 return bad("invalid_message", "rate must be an integer");
             m.start.rate_wpm = j["rate"];
         }
+        if (j.contains("mode")) {
+            if (!j["mode"].is_string() ||
+                (j["mode"] != "push_to_talk" && j["mode"] != "hands_free"))
+                return bad("invalid_message", "mode must be \"push_to_talk\" or \"hands_free\"");
+            m.start.mode = j["mode"];
+        }
+        if (j.contains("echo_cancellation")) {
+            if (!j["echo_cancellation"].is_boolean())
+                return bad("invalid_message", "echo_cancellation must be true or false");
+            m.start.echo_cancellation = j["echo_cancellation"] ? 1 : 0;
+        }
+        if (j.contains("vad")) {
+            const json &v = j["vad"];
+            if (!v.is_object()) return bad("invalid_message", "vad must be an object");
+            if (v.contains("threshold")) {
+                if (!v["threshold"].is_number() || v["threshold"] <= 0 || v["threshold"] >= 1)
+                    return bad("invalid_message", "vad.threshold must be a number in (0, 1)");
+                m.start.vad_threshold = v["threshold"];
+            }
+            for (auto [key, dest, lo, hi] :
+                 {std::tuple{"min_speech_ms", &m.start.min_speech_ms, 32, 5000},
+                  std::tuple{"min_silence_ms", &m.start.min_silence_ms, 64, 10000},
+                  std::tuple{"prefix_pad_ms", &m.start.prefix_pad_ms, 0, 1000}}) {
+                if (!v.contains(key)) continue;
+                if (!v[key].is_number_integer() || v[key] < lo || v[key] > hi)
+                    return bad("invalid_message", std::string("vad.") + key + " must be an integer " +
+                                                      std::to_string(lo) + ".." +
+                                                      std::to_string(hi));
+                *dest = v[key];
+            }
+        }
     } else if (type == "stop") {
         m.type = CLIENT_MSG_STOP;
     } else if (type == "interrupt") {
@@ -72,8 +106,13 @@ std::variant<client_message, protocol_error> parse_client_message(std::string_vi
             return bad("empty_text", "text is empty");
     } else if (type == "playback") {
         m.type = CLIENT_MSG_PLAYBACK;
-        if (j.contains("chunk_id") && j["chunk_id"].is_string()) m.chunk_id = j["chunk_id"];
-        if (j.contains("played_ms") && j["played_ms"].is_number()) m.played_ms = j["played_ms"];
+        if (!j.contains("chunk_id") || !j["chunk_id"].is_string() || !j.contains("played_ms") ||
+            !j["played_ms"].is_number() || j["played_ms"] < 0)
+            return bad("invalid_message",
+                       "playback needs chunk_id (string) and played_ms (a number >= 0)");
+        m.chunk_id = j["chunk_id"];
+        m.played_ms = int(std::min<double>(j["played_ms"].get<double>(), 3600000.0));
+        if (j.contains("turn_id") && j["turn_id"].is_number_integer()) m.turn_id = j["turn_id"];
     } else {
         return bad("unknown_type", "unknown message type \"" + type.substr(0, 64) + "\"");
     }
@@ -121,6 +160,13 @@ std::string encode_text_chunk(const text_chunk_event &c) {
               {"text", c.text},         {"has_audio", c.has_audio},
               {"is_final", c.is_final}, {"processing_time_ms", c.processing_time_ms},
               {"turn_id", c.turn_id}};
+    if (c.has_audio && !c.words.empty()) {
+        json words = json::array();
+        for (const chunk_word &w : c.words)
+            words.push_back({{"text", w.text}, {"start_ms", w.start_ms}, {"end_ms", w.end_ms}});
+        j["words"] = std::move(words);
+        if (c.words_estimated) j["words_estimated"] = true;
+    }
     return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
@@ -134,8 +180,21 @@ std::string encode_response_done(int64_t turn_id, const std::string &reply,
     return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-std::string encode_interrupted(int64_t turn_id) {
-    return json({{"type", "interrupted"}, {"turn_id", turn_id}}).dump();
+std::string encode_interrupted(int64_t turn_id, const std::string &heard) {
+    json j = {{"type", "interrupted"}, {"turn_id", turn_id}};
+    if (!heard.empty()) j["heard"] = heard;
+    return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string encode_speech_started(double at_ms) {
+    return json({{"type", "speech_started"}, {"at_ms", std::round(at_ms)}}).dump();
+}
+
+std::string encode_speech_stopped(double at_ms, double decided_ms) {
+    return json({{"type", "speech_stopped"},
+                 {"at_ms", std::round(at_ms)},
+                 {"decided_ms", std::round(decided_ms)}})
+        .dump();
 }
 
 std::string encode_error(const std::string &code, const std::string &message) {

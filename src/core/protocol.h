@@ -33,6 +33,15 @@ struct start_params {
     std::string session_id; // resume this session
     std::string voice;      // empty: server default
     int rate_wpm = 0;       // 0: server default
+    // "push_to_talk" (start/stop per utterance) or "hands_free" (the server's VAD finds each
+    // turn until stop); empty: push_to_talk.
+    std::string mode;
+    // Voice activity overrides for this session; negative: the server's setting.
+    float vad_threshold = -1;
+    int min_speech_ms = -1, min_silence_ms = -1, prefix_pad_ms = -1;
+    // Whether the client cancels echo itself (browsers do); -1: not said. When it says it does
+    // not, the server cancels the echo of its own audio in the microphone stream.
+    int echo_cancellation = -1;
 };
 
 struct client_message {
@@ -41,6 +50,7 @@ struct client_message {
     std::string text;
     std::string chunk_id; // playback
     int played_ms = 0;    // playback
+    int64_t turn_id = 0;  // playback (0: not given)
 };
 
 struct protocol_error {
@@ -53,6 +63,12 @@ std::variant<client_message, protocol_error> parse_client_message(std::string_vi
 // Validates one binary audio frame; empty when acceptable.
 std::string check_audio_frame(size_t bytes, protocol_error *err);
 
+struct chunk_word {
+    std::string text;
+    int start_ms = 0; // within the chunk's audio
+    int end_ms = 0;
+};
+
 struct text_chunk_event {
     std::string chunk_id;
     std::string text;
@@ -60,6 +76,8 @@ struct text_chunk_event {
     bool is_final = false;
     int64_t processing_time_ms = 0;
     int64_t turn_id = 0;
+    std::vector<chunk_word> words; // when has_audio and the TTS engine gives word timings
+    bool words_estimated = false;  // timings estimated from the text, not from the engine
 };
 
 std::string encode_ready(const std::string &session_id, int sample_rate, bool resumed,
@@ -68,7 +86,10 @@ std::string encode_transcript(const std::string &text, bool is_final, int64_t tu
 std::string encode_text_chunk(const text_chunk_event &chunk);
 std::string encode_response_done(int64_t turn_id, const std::string &reply,
                                  const std::string &timings_json, const std::string &stop_reason);
-std::string encode_interrupted(int64_t turn_id);
+std::string encode_interrupted(int64_t turn_id, const std::string &heard = {});
+// Hands-free: the VAD found speech (at_ms: its onset in the utterance stream) or its end.
+std::string encode_speech_started(double at_ms);
+std::string encode_speech_stopped(double at_ms, double decided_ms);
 std::string encode_error(const std::string &code, const std::string &message);
 std::string encode_error(const protocol_error &err);
 

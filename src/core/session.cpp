@@ -1,5 +1,6 @@
 #include "core/session.h"
 
+#include "audio/echo-canceller.h"
 #include "audio/resampler.h"
 #include "core/log.h"
 #include "core/metrics.h"
@@ -39,6 +40,16 @@ bool valid_session_id(const std::string &id) {
 
 } // namespace
 
+// A phrase that went out, and where the client is playing it.
+struct sent_chunk {
+    std::string id;
+    std::string text;
+    bool has_audio = false;
+    int audio_ms = 0;
+    mono_time play_start{}; // when the client starts playing it (estimated, then reported)
+    std::vector<chunk_word> words;
+};
+
 // One reply: the LLM's phrases on their way out, in order.
 struct session::turn {
     int64_t id = 0;
@@ -63,7 +74,16 @@ struct session::turn {
     std::vector<std::pair<bool, std::string>> held_out;
     llm_result llm;
     double tts_ms = 0;
+    double tts_first_ms = 0;
+    int tts_calls = 0;
     int audio_ms = 0;
+    double asr_ms = 0;       // recognition work for this utterance (session worker)
+    double speech_end_ms = -1; // hands-free: true end of speech, ms before t0
+    bool speculative = false;  // started in a pause before the end of the turn
+    std::vector<sent_chunk> chunks;
+    std::vector<int> held_chunks; // held_out entries' chunk indexes (-1: text)
+    bool cut = false;          // barged in: only the heard words stay in the history
+    std::string heard;
 };
 
 session::session(const session_engines &engines, const session_config &config,
@@ -183,17 +203,12 @@ void session::on_text(std::string_view message) {
     case CLIENT_MSG_TEXT:
         handle_text(m.text, t_recv);
         break;
-    case CLIENT_MSG_INTERRUPT: {
-        std::shared_ptr<turn> t;
-        {
-            std::lock_guard lock(m_);
-            t = current_;
-        }
-        if (t) cancel_turn(t, true);
+    case CLIENT_MSG_INTERRUPT:
+        barge_in(t_recv); // the reply stops; its history keeps what was heard
         break;
-    }
     case CLIENT_MSG_PLAYBACK:
-        break; // accepted; playback tracking is used by barge-in
+        handle_playback(m.turn_id, m.chunk_id, m.played_ms);
+        break;
     }
 }
 
@@ -238,7 +253,32 @@ void session::handle_start(const start_params &p) {
     if (p.tts && !eng_.tts)
         error("tts_unavailable", "no TTS engine is configured; replies are text-only");
     int rate = p.sample_rate;
-    post([this, rate] {
+    bool hands_free = p.mode == "hands_free";
+    vad_params vp = cfg_.vad;
+    if (p.vad_threshold > 0) {
+        vp.threshold = p.vad_threshold;
+        vp.neg_threshold = -1; // follows the threshold
+    }
+    if (p.min_speech_ms >= 0) vp.min_speech_ms = p.min_speech_ms;
+    if (p.min_silence_ms >= 0) vp.min_silence_ms = p.min_silence_ms;
+    if (p.prefix_pad_ms >= 0) vp.prefix_pad_ms = p.prefix_pad_ms;
+    bool want_aec =
+        hands_free && (cfg_.echo == "on" || (cfg_.echo == "auto" && p.echo_cancellation == 0));
+    {
+        std::lock_guard lock(m_);
+        hands_free_ = hands_free;
+        if (!want_aec) aec_.reset();
+    }
+    if (want_aec) {
+        try {
+            auto aec = std::make_shared<echo_canceller>();
+            std::lock_guard lock(m_);
+            if (!aec_) aec_ = std::move(aec);
+        } catch (const std::exception &e) {
+            error("echo_unavailable", std::string(e.what()) + "; continuing without it");
+        }
+    }
+    post([this, rate, hands_free, vp] {
         try {
             if (eng_.asr && !asr_) asr_ = eng_.asr->open();
             if (asr_) asr_->finish(); // ends the previous utterance (or drops one in progress)
@@ -246,8 +286,27 @@ void session::handle_start(const start_params &p) {
             in_resampler_ = std::make_unique<resampler>(rate, ASR_SAMPLE_RATE);
             since_partial_ = 0;
             last_partial_.clear();
+            utt_asr_ms_ = 0;
         } catch (const std::exception &e) {
             error("asr_failed", e.what());
+        }
+        if (spec_) {
+            discard_turn(spec_);
+            spec_.reset();
+        }
+        utterance_open_ = false;
+        barged_ = false;
+        if (!hands_free) {
+            vad_.reset();
+            return;
+        }
+        try {
+            static const std::shared_ptr<vad_model> energy = make_energy_vad();
+            std::shared_ptr<const vad_model> model = eng_.vad ? eng_.vad : energy;
+            vad_ = std::make_unique<vad_stream>(model, vp);
+        } catch (const std::exception &e) {
+            vad_.reset();
+            error("bad_vad", std::string(e.what()) + "; push to talk instead");
         }
     });
 }
@@ -284,7 +343,23 @@ void session::handle_stop(mono_time t_stop) {
         error("not_recording", "stop without a start: send start, then audio, then stop");
         return;
     }
-    post([this, t_stop] { finish_utterance(t_stop); });
+    post([this, t_stop] {
+        if (!vad_) {
+            finish_utterance(t_stop);
+            return;
+        }
+        // Hands-free listening ends: an utterance in progress ends here.
+        std::vector<vad_event> events = vad_->finish();
+        vad_.reset();
+        if (utterance_open_) {
+            for (const vad_event &e : events)
+                if (e.type == VAD_EVENT_SPEECH_STOPPED)
+                    out_->send_text(encode_speech_stopped(e.ms(), e.decided_sample * 1000.0 /
+                                                                      VAD_SAMPLE_RATE));
+            end_hands_free_utterance(t_stop, 0);
+        }
+        in_resampler_.reset();
+    });
 }
 
 void session::handle_text(const std::string &text, mono_time t0) {
@@ -318,10 +393,21 @@ void session::on_binary(std::string_view bytes) {
 }
 
 void session::feed_audio(std::vector<int16_t> pcm) {
-    if (!asr_ || !in_resampler_) return;
+    if (!in_resampler_) return;
+    if (vad_) {
+        try {
+            feed_hands_free(in_resampler_->process(pcm), mono_now());
+        } catch (const std::exception &e) {
+            error("asr_failed", e.what());
+        }
+        return;
+    }
+    if (!asr_) return;
     try {
         std::vector<int16_t> s16k = in_resampler_->process(pcm);
+        mono_time t_asr = mono_now();
         asr_->accept(s16k);
+        utt_asr_ms_ += ms_between(t_asr, mono_now());
         since_partial_ += s16k.size();
         if (since_partial_ >= size_t(cfg_.partial_interval_ms) * ASR_SAMPLE_RATE / 1000) {
             since_partial_ = 0;
@@ -334,6 +420,138 @@ void session::feed_audio(std::vector<int16_t> pcm) {
         }
     } catch (const std::exception &e) {
         error("asr_failed", e.what());
+    }
+}
+
+void session::feed_hands_free(std::vector<int16_t> s16k, mono_time now) {
+    std::shared_ptr<echo_canceller> aec;
+    {
+        std::lock_guard lock(m_);
+        aec = aec_;
+    }
+    if (aec) s16k = aec->process(s16k);
+    auto accept = [this](std::span<const int16_t> pcm) {
+        if (!asr_ || pcm.empty()) return;
+        mono_time t = mono_now();
+        asr_->accept(pcm);
+        utt_asr_ms_ += ms_between(t, mono_now());
+        since_partial_ += pcm.size();
+    };
+    auto ms_of = [](int64_t samples) { return samples * 1000.0 / VAD_SAMPLE_RATE; };
+    bool fed = false;
+    for (vad_event &e : vad_->process(s16k)) {
+        if (e.type == VAD_EVENT_SPEECH_STARTED) {
+            t_onset_ = now - std::chrono::microseconds(
+                                 int64_t(ms_of(vad_->position() - e.sample) * 1000));
+            begin_utterance();
+            out_->send_text(encode_speech_started(e.ms()));
+            accept(e.audio); // the prefix padding and the speech so far, this frame included
+            fed = true;
+        } else if (utterance_open_) {
+            if (!fed) accept(s16k);
+            fed = true;
+            out_->send_text(encode_speech_stopped(e.ms(), ms_of(e.decided_sample)));
+            end_hands_free_utterance(now, ms_of(vad_->position() - e.sample));
+        }
+    }
+    if (utterance_open_ && !fed) accept(s16k);
+    // Barge-in: speech over a reply that lasts past a click or a cough stops it.
+    bool speech = vad_->in_speech() || vad_->pending_speech_ms() >= cfg_.barge_in_ms;
+    if (!speech && !vad_->in_speech()) barged_ = false;
+    if (speech && !barged_ && reply_active(now)) {
+        barged_ = true;
+        barge_in(now);
+    }
+    if (!utterance_open_ || !asr_) return;
+    if (since_partial_ >= size_t(cfg_.partial_interval_ms) * ASR_SAMPLE_RATE / 1000) {
+        since_partial_ = 0;
+        mono_time t = mono_now();
+        std::string p = asr_->partial();
+        utt_asr_ms_ += ms_between(t, mono_now());
+        if (!p.empty() && p != last_partial_) {
+            last_partial_ = p;
+            out_->send_text(encode_transcript(p, false, 0));
+            if (cfg_.prefill_while_speaking && !spec_) prefill(p);
+        }
+    }
+    maybe_speculate(now);
+}
+
+void session::begin_utterance() {
+    if (spec_) {
+        discard_turn(spec_);
+        spec_.reset();
+    }
+    if (eng_.asr && !asr_) asr_ = eng_.asr->open();
+    if (asr_) asr_->finish(); // a fresh utterance
+    asr_end_pending_ = false;
+    utterance_open_ = true;
+    since_partial_ = 0;
+    last_partial_.clear();
+    utt_asr_ms_ = 0;
+}
+
+// In a pause that may be the end of the turn, start the reply from the partial transcript; it
+// is held until the turn really ends with the same words, and thrown away if the user goes on.
+void session::maybe_speculate(mono_time now) {
+    if (cfg_.speculative_silence_ms <= 0 || !eng_.llm || !asr_ || !vad_->in_speech()) return;
+    int silence = vad_->trailing_silence_ms();
+    if (spec_) {
+        if (silence == 0) { // the user went on
+            discard_turn(spec_);
+            spec_.reset();
+        }
+        return;
+    }
+    if (silence < cfg_.speculative_silence_ms || cfg_.asr_final_pass || !asr_->partial_is_final())
+        return;
+    mono_time t = mono_now();
+    std::string guess = asr_->partial();
+    utt_asr_ms_ += ms_between(t, mono_now());
+    if (guess.empty()) return;
+    spec_ = start_turn(guess, now, mono_time{}, true);
+    if (spec_) spec_->speculative = true;
+}
+
+void session::end_hands_free_utterance(mono_time t_decided, double speech_end_ms) {
+    utterance_open_ = false;
+    barged_ = false;
+    std::shared_ptr<turn> spec = std::move(spec_);
+    spec_.reset();
+    std::string text;
+    try {
+        mono_time t = mono_now();
+        if (asr_ && !cfg_.asr_final_pass && asr_->partial_is_final()) {
+            text = asr_->partial();
+            asr_end_pending_ = true; // the end pass runs when the next utterance begins
+        } else if (asr_) {
+            text = asr_->finish();
+        }
+        utt_asr_ms_ += ms_between(t, mono_now());
+    } catch (const std::exception &e) {
+        if (spec) discard_turn(spec);
+        error("asr_failed", e.what());
+        return;
+    }
+    if (spec) {
+        if (spec->user == text) {
+            {
+                std::lock_guard lock(spec->m);
+                spec->t0 = t_decided; // times count from the end of the turn, as for any turn
+                spec->asr_ms = utt_asr_ms_;
+                spec->speech_end_ms = speech_end_ms;
+            }
+            release_turn(spec, text);
+            return;
+        }
+        discard_turn(spec);
+    }
+    out_->send_text(encode_transcript(text, true, 0));
+    if (text.empty()) return; // a noise, or nothing the recogniser knew
+    auto t = start_turn(text, t_decided, mono_now());
+    if (t) {
+        std::lock_guard lock(t->m);
+        t->speech_end_ms = speech_end_ms;
     }
 }
 
@@ -370,8 +588,10 @@ void session::finish_utterance(mono_time t_stop) {
     std::shared_ptr<turn> spec;
     mono_time t_begin = mono_now();
     try {
+        mono_time t_asr = mono_now();
         asr_->accept(in_resampler_->flush());
         std::string guess = asr_->partial();
+        utt_asr_ms_ += ms_between(t_asr, mono_now());
         if (!cfg_.asr_final_pass && asr_->partial_is_final()) {
             // Every frame is already decoded: the first pass's hypothesis is the transcript,
             // and the engine's end-of-utterance pass runs after the reply has started.
@@ -390,7 +610,13 @@ void session::finish_utterance(mono_time t_stop) {
         // pass's, so the reply starts from that now and its output is held until the final
         // transcript confirms it (or is thrown away when it differs).
         if (!guess.empty() && eng_.llm) spec = start_turn(guess, t_stop, mono_time{}, true);
+        t_asr = mono_now();
         text = asr_->finish();
+        utt_asr_ms_ += ms_between(t_asr, mono_now());
+        if (spec) {
+            std::lock_guard lock(spec->m);
+            spec->asr_ms = utt_asr_ms_;
+        }
     } catch (const std::exception &e) {
         if (spec) discard_turn(spec);
         error("asr_failed", e.what());
@@ -425,13 +651,29 @@ std::shared_ptr<session::turn> session::start_turn(const std::string &user_text,
     t->t_transcript = t_transcript;
     t->held = held;
     t->chunker = phrase_chunker(cfg_.chunker);
+    t->asr_ms = utt_asr_ms_;
+    utt_asr_ms_ = 0;
     int slot;
+    std::shared_ptr<turn> playing;
+    mono_time now = mono_now();
     {
         std::lock_guard lock(m_);
         old = current_;
         slot = slot_;
+        if (speaking_ && speaking_ != old && playout_end_ > now && !held) playing = speaking_;
     }
-    if (old) cancel_turn(old, true); // a new user turn cuts the old reply
+    if (old && !(held && old->held)) cancel_turn(old, true); // a new user turn cuts the old reply
+    if (old && held && old->held) discard_turn(old);
+    if (playing) {
+        // The last reply was still being played: the history keeps what was heard of it.
+        std::lock_guard lock(playing->m);
+        std::string heard = heard_by_clock_locked(*playing, now);
+        amend_turn(playing, heard);
+        out_->send_text(encode_interrupted(playing->id, heard));
+        std::lock_guard slock(m_);
+        if (speaking_ == playing) speaking_.reset();
+        playout_end_ = now;
+    }
     {
         std::lock_guard lock(m_);
         if (closed_) return nullptr;
@@ -494,29 +736,20 @@ void session::pump(const std::shared_ptr<turn> &t) {
         if (t->want_audio && tts_state_ == TTS_STATE_PENDING) return; // resumed by tts_checked
         std::string text = std::move(t->pending.front());
         t->pending.pop_front();
-        text_chunk_event c;
-        c.chunk_id = "chunk_id_" + std::to_string(t->next_chunk++);
-        c.text = text;
-        c.is_final = t->llm_done && t->pending.empty();
-        c.has_audio = t->want_audio && tts_state_ == TTS_STATE_OK && tts_speakable(text);
-        c.turn_id = t->id;
-        mono_time now = mono_now();
-        c.processing_time_ms = int64_t(ms_between(t->t0, now));
-        if (!t->sent_text.empty()) t->sent_text += " ";
-        t->sent_text += text;
-        t->final_sent = c.is_final;
-        emit_locked(t, false, encode_text_chunk(c));
-        if (c.has_audio) {
-            // The text is out; its audio follows as soon as it is made, and the next phrase's
-            // text waits for it (a chunk's audio directly follows its text_chunk).
+        if (t->want_audio && tts_state_ == TTS_STATE_OK && tts_speakable(text)) {
+            // The phrase goes out with its audio and word timings as soon as they are made
+            // (espeak-ng takes a few ms a phrase); the next phrase waits, so a chunk's audio
+            // directly follows its text_chunk.
             t->tts_busy = true;
-            synthesize(t, std::move(text), c.chunk_id);
+            synthesize(t, std::move(text), {});
+        } else {
+            emit_chunk_locked(t, std::move(text), {}, nullptr);
         }
     }
     if (!t->tts_busy && t->pending.empty() && t->llm_done) finish_turn_locked(t);
 }
 
-void session::synthesize(const std::shared_ptr<turn> &t, std::string text, std::string chunk_id) {
+void session::synthesize(const std::shared_ptr<turn> &t, std::string text, std::string) {
     auto self = shared_from_this();
     tts_params params;
     {
@@ -524,13 +757,14 @@ void session::synthesize(const std::shared_ptr<turn> &t, std::string text, std::
         params = tts_params_;
     }
     int out_rate = cfg_.audio_out_rate;
-    eng_.tts_worker->post([self, t, text = std::move(text), chunk_id, params, out_rate] {
+    eng_.tts_worker->post([self, t, text = std::move(text), params, out_rate] {
         if (t->cancel->load()) return;
         std::vector<int16_t> pcm;
+        tts_result audio;
         std::string err;
         mono_time t_synth = mono_now();
         try {
-            tts_result audio = self->eng_.tts->synthesize(text, params);
+            audio = self->eng_.tts->synthesize(text, params);
             pcm = audio.sample_rate == out_rate ? std::move(audio.pcm)
                                                 : resample(audio.pcm, audio.sample_rate, out_rate);
             if (pcm.empty()) err = "TTS produced no audio";
@@ -540,17 +774,17 @@ void session::synthesize(const std::shared_ptr<turn> &t, std::string text, std::
         {
             std::lock_guard lock(t->m);
             if (t->finished || t->cancel->load()) return;
-            t->tts_ms += ms_between(t_synth, mono_now());
+            double ms = ms_between(t_synth, mono_now());
+            t->tts_ms += ms;
+            if (t->tts_calls++ == 0) t->tts_first_ms = ms;
             if (!err.empty()) {
-                // No audio will follow this chunk; the rest of the turn goes out as text.
+                // No audio for this phrase; the rest of the turn goes out as text.
                 t->want_audio = false;
-                self->error("tts_failed",
-                            "chunk " + chunk_id + ": " + err + "; continuing with text only");
+                self->error("tts_failed", "chunk_id_" + std::to_string(t->next_chunk) + ": " +
+                                              err + "; continuing with text only");
+                self->emit_chunk_locked(t, text, {}, nullptr);
             } else {
-                t->audio_ms += int(pcm.size() * 1000 / size_t(out_rate));
-                self->emit_locked(
-                    t, true,
-                    std::string(reinterpret_cast<const char *>(pcm.data()), pcm.size() * 2));
+                self->emit_chunk_locked(t, text, std::move(pcm), &audio);
             }
             t->tts_busy = false;
         }
@@ -558,19 +792,128 @@ void session::synthesize(const std::shared_ptr<turn> &t, std::string text, std::
     });
 }
 
-void session::emit_locked(const std::shared_ptr<turn> &t, bool binary, std::string data) {
+void session::emit_chunk_locked(const std::shared_ptr<turn> &t, std::string text,
+                                std::vector<int16_t> pcm, const tts_result *speech) {
+    text_chunk_event c;
+    c.chunk_id = "chunk_id_" + std::to_string(t->next_chunk++);
+    c.text = text;
+    c.is_final = t->llm_done && t->pending.empty();
+    c.has_audio = !pcm.empty();
+    c.turn_id = t->id;
+    c.processing_time_ms = int64_t(ms_between(t->t0, mono_now()));
+    sent_chunk sc;
+    sc.id = c.chunk_id;
+    sc.text = text;
+    sc.has_audio = c.has_audio;
+    sc.audio_ms = int(pcm.size() * 1000 / size_t(cfg_.audio_out_rate));
+    if (c.has_audio && speech) {
+        // Word timings within this chunk's audio: monotonic, inside [0, audio_ms].
+        int prev = 0;
+        for (size_t i = 0; i < speech->words.size(); i++) {
+            const tts_word &w = speech->words[i];
+            int start = std::clamp(w.start_ms, prev, sc.audio_ms);
+            int end = w.end_ms > start ? std::min(w.end_ms, sc.audio_ms) : sc.audio_ms;
+            if (i + 1 < speech->words.size())
+                end = std::min(end, std::max(start, speech->words[i + 1].start_ms));
+            c.words.push_back({w.text, start, std::max(start, end)});
+            prev = start;
+        }
+        c.words_estimated = speech->words_estimated;
+        sc.words = c.words;
+    }
+    t->chunks.push_back(std::move(sc));
+    if (!t->sent_text.empty()) t->sent_text += " ";
+    t->sent_text += text;
+    t->final_sent = c.is_final;
+    emit_locked(t, false, encode_text_chunk(c));
+    if (c.has_audio) {
+        t->audio_ms += t->chunks.back().audio_ms;
+        emit_locked(t, true,
+                    std::string(reinterpret_cast<const char *>(pcm.data()), pcm.size() * 2),
+                    int(t->chunks.size()) - 1);
+    }
+}
+
+void session::emit_locked(const std::shared_ptr<turn> &t, bool binary, std::string data,
+                          int chunk) {
     if (t->held) {
         t->held_out.emplace_back(binary, std::move(data));
+        t->held_chunks.push_back(chunk);
         return;
     }
     mono_time now = mono_now();
     if (binary) {
         if (t->t_first_audio == mono_time{}) t->t_first_audio = now;
+        std::shared_ptr<echo_canceller> aec;
+        if (chunk >= 0 && size_t(chunk) < t->chunks.size()) {
+            // The client plays its audio queue without gaps: this chunk starts when the audio
+            // before it ends, or now.
+            sent_chunk &sc = t->chunks[size_t(chunk)];
+            std::lock_guard lock(m_);
+            mono_time start = speaking_ && playout_end_ > now ? playout_end_ : now;
+            sc.play_start = start;
+            playout_end_ = start + std::chrono::milliseconds(sc.audio_ms);
+            speaking_ = t;
+            aec = aec_;
+        }
+        if (aec) {
+            // The far end of the echo canceller: this audio as the client's speaker plays it.
+            std::vector<int16_t> pcm(data.size() / 2);
+            std::memcpy(pcm.data(), data.data(), pcm.size() * 2);
+            aec->far_end(resample(pcm, cfg_.audio_out_rate, ASR_SAMPLE_RATE));
+        }
         out_->send_binary(std::move(data));
     } else {
         if (t->t_first_chunk == mono_time{}) t->t_first_chunk = now;
         out_->send_text(std::move(data));
     }
+}
+
+// The reply's text as far as the client heard it: chunks before `chunk` whole, then the words
+// of `chunk` whose middle was played (a chunk without audio was shown whole).
+std::string session::heard_locked(const turn &t, size_t chunk, double played_ms) const {
+    std::string out;
+    auto add = [&out](const std::string &s) {
+        if (s.empty()) return;
+        if (!out.empty()) out += " ";
+        out += s;
+    };
+    for (size_t i = 0; i < t.chunks.size() && i <= chunk; i++) {
+        const sent_chunk &c = t.chunks[i];
+        if (i < chunk || !c.has_audio || played_ms >= c.audio_ms) {
+            add(c.text);
+            continue;
+        }
+        if (!c.words.empty()) {
+            for (const chunk_word &w : c.words)
+                if ((w.start_ms + w.end_ms) / 2.0 <= played_ms) add(w.text);
+        } else if (c.audio_ms > 0) {
+            // No timings: the played share of the text, cut back to a word boundary.
+            size_t n = size_t(double(c.text.size()) * played_ms / c.audio_ms);
+            size_t sp = c.text.rfind(' ', n);
+            add(n >= c.text.size() ? c.text : sp == std::string::npos ? "" : c.text.substr(0, sp));
+        }
+    }
+    return out;
+}
+
+std::string session::heard_by_clock_locked(const turn &t, mono_time now) const {
+    size_t last = 0;
+    double played = 0;
+    bool any = false;
+    for (size_t i = 0; i < t.chunks.size(); i++) {
+        const sent_chunk &c = t.chunks[i];
+        if (c.has_audio) {
+            if (c.play_start == mono_time{} || c.play_start >= now) break; // not yet playing
+            played = ms_between(c.play_start, now);
+        } else {
+            played = 0;
+        }
+        last = i;
+        any = true;
+        if (c.has_audio && played < c.audio_ms) break;
+    }
+    return any ? heard_locked(t, last, played) : "";
 }
 
 void session::release_turn(const std::shared_ptr<turn> &t, const std::string &final_text) {
@@ -580,9 +923,11 @@ void session::release_turn(const std::shared_ptr<turn> &t, const std::string &fi
         t->held = false;
         t->t_transcript = mono_now();
         out_->send_text(encode_transcript(final_text, true, t->id));
-        for (auto &[binary, data] : t->held_out)
-            emit_locked(t, binary, std::move(data));
+        for (size_t i = 0; i < t->held_out.size(); i++)
+            emit_locked(t, t->held_out[i].first, std::move(t->held_out[i].second),
+                        t->held_chunks[i]);
         t->held_out.clear();
+        t->held_chunks.clear();
         if (t->llm_done_pending_finish) {
             t->llm_done_pending_finish = false;
             t->finished = false;
@@ -627,12 +972,123 @@ void session::finish_turn_locked(const std::shared_ptr<turn> &t) {
 
 void session::cancel_turn(const std::shared_ptr<turn> &t, bool notify) {
     t->cancel->store(true);
+    mono_time now = mono_now();
     std::lock_guard lock(t->m);
     if (t->finished) return;
     t->finished = true;
-    if (notify) out_->send_text(encode_interrupted(t->id));
+    t->cut = true;
+    t->heard = heard_by_clock_locked(*t, now);
+    if (notify) out_->send_text(encode_interrupted(t->id, t->heard));
     if (eng_.stats) ++eng_.stats->interruptions;
     record_turn(t, true);
+    std::lock_guard slock(m_);
+    if (speaking_ == t) {
+        speaking_.reset();
+        playout_end_ = now;
+    }
+    cut_ = t;
+}
+
+// A reply that was generated in full but whose audio was still playing: it keeps only what
+// was heard. Called with the turn's lock held.
+void session::amend_turn(const std::shared_ptr<turn> &t, const std::string &heard) {
+    t->cut = true;
+    t->heard = heard;
+    turn_record rec;
+    std::string sid;
+    {
+        std::lock_guard lock(m_);
+        auto it = std::find_if(history_.begin(), history_.end(),
+                               [&](const turn_record &r) { return r.turn_id == t->id; });
+        if (it == history_.end()) return;
+        it->assistant = heard;
+        it->interrupted = true;
+        rec = *it;
+        sid = id_;
+        cut_ = t;
+    }
+    if (eng_.db) {
+        try {
+            eng_.db->append_turn(sid, rec); // replaces the turn
+        } catch (const std::exception &e) {
+            log_error("store: %s", e.what());
+        }
+    }
+}
+
+bool session::reply_active(mono_time now) {
+    std::shared_ptr<turn> t;
+    {
+        std::lock_guard lock(m_);
+        if (speaking_ && playout_end_ > now) return true;
+        t = current_;
+    }
+    if (!t) return false;
+    std::lock_guard lock(t->m);
+    return !t->held && !t->finished;
+}
+
+// The user spoke over the reply: stop it where they stopped hearing it.
+void session::barge_in(mono_time now) {
+    std::shared_ptr<turn> t, spk;
+    std::shared_ptr<echo_canceller> aec;
+    {
+        std::lock_guard lock(m_);
+        t = current_;
+        spk = speaking_;
+        aec = aec_;
+    }
+    bool generating = false;
+    if (t) {
+        std::lock_guard lock(t->m);
+        generating = !t->held && !t->finished;
+    }
+    if (generating) {
+        cancel_turn(t, true);
+    } else if (spk) {
+        std::lock_guard lock(spk->m);
+        std::string heard = heard_by_clock_locked(*spk, now);
+        amend_turn(spk, heard);
+        out_->send_text(encode_interrupted(spk->id, heard));
+        if (eng_.stats) ++eng_.stats->interruptions;
+        std::lock_guard slock(m_);
+        if (speaking_ == spk) speaking_.reset();
+        playout_end_ = now;
+    }
+    if (aec) aec->clear_far_end();
+    log_debug("session %s: barge-in", id().c_str());
+}
+
+void session::handle_playback(int64_t turn_id, const std::string &chunk_id, int played_ms) {
+    mono_time now = mono_now();
+    std::vector<std::shared_ptr<turn>> candidates;
+    {
+        std::lock_guard lock(m_);
+        candidates = {cut_, speaking_, current_};
+    }
+    for (const auto &t : candidates) {
+        if (!t || (turn_id > 0 && t->id != turn_id)) continue;
+        std::lock_guard lock(t->m);
+        auto it = std::find_if(t->chunks.begin(), t->chunks.end(),
+                               [&](const sent_chunk &c) { return c.id == chunk_id; });
+        if (it == t->chunks.end()) continue;
+        size_t k = size_t(it - t->chunks.begin());
+        if (t->cut) {
+            // The client's own account of where it stopped beats the clock's estimate.
+            std::string heard = heard_locked(*t, k, played_ms);
+            if (heard != t->heard) amend_turn(t, heard);
+            return;
+        }
+        if (!it->has_audio || it->play_start == mono_time{}) return;
+        // Still playing: correct the playout clock from this chunk on.
+        auto shift = (now - std::chrono::milliseconds(played_ms)) - it->play_start;
+        for (auto c = it; c != t->chunks.end(); ++c)
+            if (c->play_start != mono_time{}) c->play_start += shift;
+        std::lock_guard slock(m_);
+        if (speaking_ == t) playout_end_ += shift;
+        return;
+    }
+    log_debug("playback report for unknown chunk %s ignored", chunk_id.c_str());
 }
 
 // Called with the turn's lock held.
@@ -652,12 +1108,19 @@ void session::record_turn(const std::shared_ptr<turn> &t, bool interrupted) {
                     {"prompt_tokens", t->llm.prompt_tokens},
                     {"cached_tokens", t->llm.cached_tokens},
                     {"generated_tokens", t->llm.generated_tokens},
+                    {"llm_first_token_ms", t->llm.first_token_ms},
+                    {"llm_generate_ms", t->llm.generate_ms},
+                    {"asr_ms", std::round(t->asr_ms * 100) / 100},
                     {"tts_ms", t->tts_ms},
+                    {"tts_first_ms", t->tts_first_ms},
+                    {"tts_calls", t->tts_calls},
                     {"audio_ms", t->audio_ms}};
+    if (t->speech_end_ms >= 0) timings["speech_end_ms"] = -std::round(t->speech_end_ms);
+    if (t->speculative) timings["speculative"] = true;
     turn_record rec;
     rec.turn_id = t->id;
     rec.user = t->user;
-    rec.assistant = interrupted ? t->sent_text : t->llm.text;
+    rec.assistant = interrupted ? t->heard : t->llm.text;
     // Keep spacing as generated when the whole reply went out.
     if (!interrupted) {
         size_t b = rec.assistant.find_first_not_of(" \n\t");

@@ -9,6 +9,7 @@
 #pragma once
 
 #include "asr/asr.h"
+#include "audio/vad.h"
 #include "core/clock.h"
 #include "core/protocol.h"
 #include "llm/conversation.h"
@@ -27,6 +28,7 @@ namespace parley {
 class worker;
 class store;
 class resampler;
+class echo_canceller;
 struct metrics;
 
 class session_output {
@@ -44,6 +46,7 @@ struct session_engines {
     worker *tts_worker = nullptr;
     store *db = nullptr;      // null: history in memory only
     metrics *stats = nullptr; // null: not counted
+    std::shared_ptr<const vad_model> vad; // hands-free turn-taking; null: the energy detector
 };
 
 struct session_config {
@@ -62,6 +65,19 @@ struct session_config {
     // at stop only the last words are left to evaluate.
     bool prefill_while_speaking = true;
     phrase_chunker_params chunker;
+
+    // Hands-free (start with "mode": "hands_free"): the VAD's defaults (a client's start may
+    // override threshold and timings), and what counts as barging in.
+    vad_params vad;
+    // Speech during a reply (including audio still playing at the client) that lasts this long
+    // interrupts it; shorter sounds (a click, a cough) do not.
+    int barge_in_ms = 120;
+    // Start the reply when the user has been silent this long and the partial transcript is
+    // stable; it is sent only when the turn really ends with the same words (0: off).
+    int speculative_silence_ms = 200;
+    // Server-side echo cancellation of hands-free input: "auto" (when the client says it has
+    // none: start with "echo_cancellation": false), "on", "off".
+    std::string echo = "auto";
 };
 
 class session : public std::enable_shared_from_this<session> {
@@ -83,6 +99,7 @@ class session : public std::enable_shared_from_this<session> {
     enum tts_state { TTS_STATE_OFF, TTS_STATE_PENDING, TTS_STATE_OK, TTS_STATE_FAILED };
 
     void handle_start(const start_params &p);
+    void handle_playback(int64_t turn_id, const std::string &chunk_id, int played_ms);
     void handle_stop(mono_time t_stop);
     void handle_text(const std::string &text, mono_time t0);
     void error(const std::string &code, const std::string &message);
@@ -90,6 +107,10 @@ class session : public std::enable_shared_from_this<session> {
 
     // Session worker.
     void feed_audio(std::vector<int16_t> pcm);
+    void feed_hands_free(std::vector<int16_t> s16k, mono_time now);
+    void begin_utterance();
+    void maybe_speculate(mono_time now);
+    void end_hands_free_utterance(mono_time t_decided, double speech_end_ms);
     void prefill(const std::string &partial);
     void finish_utterance(mono_time t_stop);
     std::shared_ptr<turn> start_turn(const std::string &user_text, mono_time t0,
@@ -101,7 +122,15 @@ class session : public std::enable_shared_from_this<session> {
     void pump(const std::shared_ptr<turn> &t);
     void synthesize(const std::shared_ptr<turn> &t, std::string text, std::string chunk_id);
     void finish_turn_locked(const std::shared_ptr<turn> &t);
-    void emit_locked(const std::shared_ptr<turn> &t, bool binary, std::string data);
+    void emit_locked(const std::shared_ptr<turn> &t, bool binary, std::string data,
+                     int chunk = -1);
+    void emit_chunk_locked(const std::shared_ptr<turn> &t, std::string text,
+                           std::vector<int16_t> pcm, const tts_result *speech);
+    bool reply_active(mono_time now);
+    void barge_in(mono_time now);
+    std::string heard_locked(const turn &t, size_t chunk, double played_ms) const;
+    std::string heard_by_clock_locked(const turn &t, mono_time now) const;
+    void amend_turn(const std::shared_ptr<turn> &t, const std::string &heard);
     void release_turn(const std::shared_ptr<turn> &t, const std::string &final_text);
     void discard_turn(const std::shared_ptr<turn> &t);
     void cancel_turn(const std::shared_ptr<turn> &t, bool notify);
@@ -126,6 +155,13 @@ class session : public std::enable_shared_from_this<session> {
     tts_params tts_params_;
     std::atomic<int> tts_state_{TTS_STATE_OFF};
     int slot_ = -1;
+    // What the client is playing: the last reply that sent audio, and when its audio ends if
+    // played without gaps from when it was sent (corrected by the client's playback reports).
+    std::shared_ptr<turn> speaking_;
+    mono_time playout_end_{};
+    std::shared_ptr<turn> cut_; // the last interrupted reply (its playback report may follow)
+    bool hands_free_ = false;
+    std::shared_ptr<echo_canceller> aec_;
     std::shared_ptr<std::atomic<bool>> prefill_busy_ = std::make_shared<std::atomic<bool>>(false);
 
     // Session worker only.
@@ -134,6 +170,13 @@ class session : public std::enable_shared_from_this<session> {
     size_t since_partial_ = 0;
     std::string last_partial_;
     bool asr_end_pending_ = false;
+    // Hands-free (session worker only).
+    std::unique_ptr<vad_stream> vad_;
+    bool utterance_open_ = false;
+    bool barged_ = false;         // this utterance already interrupted a reply
+    std::shared_ptr<turn> spec_;  // a reply started speculatively in a pause
+    mono_time t_onset_{};
+    double utt_asr_ms_ = 0; // recognition work for the current utterance
 
     std::unique_ptr<worker> worker_;
 };

@@ -2,23 +2,34 @@
 //
 // The worker admits queued requests (evaluating each prompt after its slot's cached prefix),
 // then decodes one token for every active request in a single batch per step, so several
-// sessions generate at once. Only this file sees llama.h.
+// sessions generate at once. Only this file sees llama.h (and libmtmd's mtmd.h, for audio).
+//
+// Audio requests: libmtmd turns the PCM into log-mel features and then into KV entries (encoder,
+// projector, llama_decode of the embeddings) with mtmd_helper_eval_chunk_single, all on the
+// worker thread, between the text before the user's turn and the instruction after it. The
+// slot's token record then stops at the audio: the next (text) turn reuses the cached prefix up
+// to there and re-evaluates the rest as text.
 #include "llm/llm.h"
 
 #include "core/log.h"
 #include "text/utf8.h"
 
+#include <gguf.h>
 #include <llama.h>
+#include <mtmd-helper.h>
+#include <mtmd.h>
 
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <filesystem>
 #include <fstream>
 #include <future>
 #include <mutex>
 #include <random>
 #include <thread>
+#include <utility>
 
 namespace parley {
 
@@ -31,16 +42,82 @@ double ms_since(steady::time_point t) {
 }
 
 bool g_verbose = false;
+std::mutex g_log_m;
+std::string g_last_error; // the last error line of llama.cpp or libmtmd, for our own messages
 
 void on_llama_log(ggml_log_level level, const char *text, void *) {
     if (g_verbose || level >= GGML_LOG_LEVEL_ERROR) fputs(text, stderr);
+    if (level >= GGML_LOG_LEVEL_ERROR) {
+        std::string line(text);
+        line = line.substr(0, line.find('\n'));
+        if (size_t at = line.find("error: "); at != std::string::npos) line.erase(0, at + 7);
+        std::lock_guard lock(g_log_m);
+        if (!line.empty()) g_last_error = line;
+    }
 }
+
+std::string take_last_error() {
+    std::lock_guard lock(g_log_m);
+    return std::exchange(g_last_error, {});
+}
+
+// Where the audio goes in the formatted prompt; the engine splits the text here.
+constexpr std::string_view AUDIO_MARK = "<__parley_audio__>";
+
+const char *TRANSCRIBE_INSTRUCTION =
+    "Transcribe this audio exactly. Write only the words that were spoken, nothing else.";
+const char *DIRECT_INSTRUCTION =
+    "Answer this spoken message. First write exactly what was said between <transcript> and "
+    "</transcript>, then your reply.";
+
+// Checks an audio projector file before libmtmd reads it, so that a cut or wrong file gets a
+// reason naming it (libmtmd only logs its own lines and returns null, or aborts).
+void check_projector_file(const std::string &path) {
+    std::error_code ec;
+    uintmax_t size = std::filesystem::file_size(path, ec);
+    if (ec) throw llm_error("cannot open audio projector file " + path);
+    {
+        std::ifstream f(path, std::ios::binary);
+        char magic[4] = {};
+        f.read(magic, 4);
+        if (f.gcount() != 4 || std::memcmp(magic, "GGUF", 4) != 0)
+            throw llm_error("not a GGUF audio projector file: " + path);
+    }
+    ggml_context *meta = nullptr;
+    gguf_init_params gp{/*no_alloc=*/true, &meta};
+    gguf_context *g = gguf_init_from_file(path.c_str(), gp);
+    if (!g) throw llm_error("cannot read audio projector file " + path + " (corrupt GGUF header)");
+    size_t need = gguf_get_data_offset(g);
+    int64_t n_tensors = gguf_get_n_tensors(g);
+    for (int64_t i = 0; i < n_tensors; ++i)
+        need = std::max(need, gguf_get_data_offset(g) + gguf_get_tensor_offset(g, i) +
+                                  gguf_get_tensor_size(g, i));
+    std::string arch;
+    if (int64_t k = gguf_find_key(g, "general.architecture"); k >= 0)
+        arch = gguf_get_val_str(g, k);
+    gguf_free(g);
+    if (meta) ggml_free(meta);
+    if (size < need)
+        throw llm_error("audio projector file " + path + " is truncated (" + std::to_string(size) +
+                        " of " + std::to_string(need) + " bytes)");
+    if (arch != "clip")
+        throw llm_error("not an audio projector: " + path + " (architecture '" + arch +
+                        "', expected 'clip')");
+    if (n_tensors == 0) throw llm_error("audio projector file " + path + " has no tensors");
+    if (!mtmd_get_cap_from_file(path.c_str()).inp_audio)
+        throw llm_error("audio projector file " + path + " has no audio encoder");
+}
+
+struct chunks_deleter {
+    void operator()(mtmd_input_chunks *c) const { mtmd_input_chunks_free(c); }
+};
+using chunks_ptr = std::unique_ptr<mtmd_input_chunks, chunks_deleter>;
 
 struct active_request {
     llm_request req;
     int seq = 0;
     llama_sampler *sampler = nullptr;
-    llama_token last = 0;
+    std::vector<llama_token> pending; // to decode at the next step: the sampled token, or more
     int n_past = 0;
     int i_batch = -1;
     llm_result result;
@@ -48,6 +125,14 @@ struct active_request {
     stop_filter stops{{}};
     steady::time_point t_submit, t_start, t_first;
     bool done = false;
+    // The slot's token record follows this request's KV entries (false after audio).
+    bool track = true;
+    bool audio = false;
+    bool in_transcript = false;   // direct mode, before the transcript's closing mark
+    bool transcript_sent = false; // on_transcript was called
+    transcript_splitter split;
+    int transcript_tokens = 0;
+    int reply_tokens = 0;
 };
 
 class llm_llama : public llm_engine {
@@ -122,33 +207,60 @@ class llm_llama : public llm_engine {
         }
         slot_used_.assign(size_t(n_slots_), false);
         slot_tokens_.assign(size_t(n_slots_ + 1), {});
+        if (!config.mmproj_path.empty()) {
+            try {
+                check_projector_file(config.mmproj_path);
+            } catch (...) {
+                llama_free(ctx_);
+                llama_model_free(model_);
+                throw;
+            }
+        }
         // Every llama_decode runs on the worker thread, the warm-up included: ggml's CPU backend
         // uses OpenMP, and libgomp keeps a thread team per calling thread. A decode on this
         // thread would leave an idle second team behind, libgomp would then count more threads
         // than cores and stop spin-waiting at barriers, and every token would wait on wake-ups
         // (measured: 1.5-2x slower generation at a depth of 300-800 tokens).
+        // The projector's encoder runs on this thread too (its ggml graphs use OpenMP alike).
         std::promise<void> ready;
-        thread_ = std::jthread([this, &ready](std::stop_token st) {
+        thread_ = std::jthread([this, &ready, threads_batch](std::stop_token st) {
+            try {
+                if (!config_.mmproj_path.empty()) load_projector(threads_batch);
+            } catch (...) {
+                ready.set_exception(std::current_exception());
+                return;
+            }
             if (config_.warmup) warmup();
             ready.set_value();
             run(st);
         });
-        ready.get_future().wait();
+        try {
+            ready.get_future().get();
+        } catch (...) {
+            thread_.join();
+            llama_free(ctx_);
+            llama_model_free(model_);
+            throw;
+        }
         load_ms_ = ms_since(t0);
         name_ = path.substr(path.find_last_of('/') + 1);
         log_info(
-            "llm: %s loaded in %.0f ms (context %d per slot, %d slots, %d/%d threads, template %s)",
+            "llm: %s loaded in %.0f ms (context %d per slot, %d slots, %d/%d threads, template "
+            "%s%s)",
             name_.c_str(), load_ms_, slot_ctx_, n_slots_, threads, threads_batch,
-            template_.empty() ? "plain" : "model's own");
+            template_.empty() ? "plain" : "model's own", mctx_ ? ", audio projector" : "");
     }
 
     ~llm_llama() override {
         thread_.request_stop();
         cv_.notify_all();
         if (thread_.joinable()) thread_.join();
+        if (mctx_) mtmd_free(mctx_);
         llama_free(ctx_);
         llama_model_free(model_);
     }
+
+    bool supports_audio() const override { return mctx_ != nullptr; }
 
     std::string name() const override { return name_; }
     int slot_context() const override { return slot_ctx_; }
@@ -207,12 +319,85 @@ class llm_llama : public llm_engine {
         steady::time_point t_submit;
     };
 
-    std::vector<llama_token> tokenize(const std::string &text) {
-        int n = -llama_tokenize(vocab_, text.c_str(), int(text.size()), nullptr, 0, true, true);
+    // add_special: the model's start-of-text token, for text that begins a sequence.
+    std::vector<llama_token> tokenize(const std::string &text, bool add_special = true) {
+        int n = -llama_tokenize(vocab_, text.c_str(), int(text.size()), nullptr, 0, add_special,
+                                true);
         std::vector<llama_token> out(size_t(std::max(n, 0)));
         if (n > 0)
-            llama_tokenize(vocab_, text.c_str(), int(text.size()), out.data(), n, true, true);
+            llama_tokenize(vocab_, text.c_str(), int(text.size()), out.data(), n, add_special,
+                           true);
         return out;
+    }
+
+    // On the worker thread, before any request. Throws llm_error naming the file.
+    void load_projector(int threads) {
+        const std::string &path = config_.mmproj_path;
+        mtmd_helper_log_set(on_llama_log, nullptr);
+        take_last_error();
+        mtmd_context_params p = mtmd_context_params_default();
+        p.use_gpu = false;
+        p.n_threads = threads;
+        p.print_timings = false;
+        p.warmup = config_.warmup;
+        mctx_ = mtmd_init_from_file(path.c_str(), model_, p);
+        if (!mctx_) {
+            std::string why = take_last_error();
+            throw llm_error("cannot load audio projector " + path + " for " +
+                            config_.model_path + (why.empty() ? "" : ": " + why));
+        }
+        if (!mtmd_support_audio(mctx_)) {
+            mtmd_free(mctx_);
+            mctx_ = nullptr;
+            throw llm_error("audio projector file " + path + " has no audio encoder");
+        }
+        audio_rate_ = mtmd_get_audio_sample_rate(mctx_);
+        if (audio_rate_ != 16000) {
+            mtmd_free(mctx_);
+            mctx_ = nullptr;
+            throw llm_error("audio projector " + path + " wants " + std::to_string(audio_rate_) +
+                            " Hz audio; Parley gives it 16 kHz");
+        }
+        close_tokens_ = int(tokenize(std::string(transcript_splitter::CLOSE) + "\n", false).size());
+    }
+
+    // Decodes tokens[from..] into seq at positions pos0.., logits for the last one only when
+    // asked. False when llama_decode fails or is aborted.
+    bool decode_tokens(const std::vector<llama_token> &tokens, size_t from, llama_pos pos0,
+                       int seq, bool logits_last) {
+        llama_batch batch = llama_batch_init(n_batch_, 0, 1);
+        bool ok = true;
+        for (size_t i = from; i < tokens.size() && ok;) {
+            batch.n_tokens = 0;
+            for (; i < tokens.size() && batch.n_tokens < n_batch_; ++i) {
+                int k = batch.n_tokens++;
+                batch.token[k] = tokens[i];
+                batch.pos[k] = pos0 + llama_pos(i - from);
+                batch.n_seq_id[k] = 1;
+                batch.seq_id[k][0] = seq;
+                batch.logits[k] = logits_last && i + 1 == tokens.size();
+            }
+            ok = llama_decode(ctx_, batch) == 0;
+        }
+        llama_batch_free(batch);
+        return ok;
+    }
+
+    // The audio as libmtmd chunks (features computed, not yet encoded).
+    chunks_ptr audio_chunks(const std::vector<float> &pcm, std::string &error) {
+        mtmd_bitmap *bitmap = mtmd_bitmap_init_from_audio(pcm.size(), pcm.data());
+        chunks_ptr chunks(mtmd_input_chunks_init());
+        const char *marker = mtmd_default_marker();
+        mtmd_input_text text{marker, strlen(marker), /*add_special=*/false,
+                             /*parse_special=*/true};
+        const mtmd_bitmap *bitmaps[] = {bitmap};
+        int rc = bitmap ? mtmd_tokenize(mctx_, chunks.get(), &text, bitmaps, 1) : -1;
+        if (bitmap) mtmd_bitmap_free(bitmap);
+        if (rc != 0) {
+            error = "audio preprocessing failed (" + std::to_string(rc) + ")";
+            return nullptr;
+        }
+        return chunks;
     }
 
     std::string piece(llama_token t) {
@@ -258,14 +443,39 @@ class llm_llama : public llm_engine {
         return int(tokenize(format(messages)).size());
     }
 
+    // The transcript is complete (or the generation ended inside it): hand it on once.
+    void send_transcript(active_request &a) {
+        if (a.transcript_sent) return;
+        a.transcript_sent = true;
+        a.in_transcript = false;
+        if (a.req.audio_mode == LLM_AUDIO_DIRECT) {
+            a.split.close();
+            a.result.transcript = a.split.transcript();
+        } else {
+            a.result.transcript = a.result.text;
+        }
+        if (a.req.on_transcript) a.req.on_transcript(a.result.transcript);
+    }
+
     void finish(active_request &a, const std::string &reason) {
         if (a.done) return;
         a.done = true;
-        std::string rest = a.stops.push(a.utf8.flush());
+        std::string rest = a.utf8.flush();
+        if (a.in_transcript) rest = a.split.feed(rest);
+        rest = a.stops.push(rest);
         rest += a.stops.flush();
         if (!rest.empty() && reason != "cancelled") {
             a.result.text += rest;
             if (a.req.on_piece) a.req.on_piece(rest);
+        }
+        if (a.audio && reason != "cancelled" && reason != "error" && reason != "prefill") {
+            if (a.req.audio_mode == LLM_AUDIO_TRANSCRIBE) {
+                // The transcript is the whole text, without the white space around it.
+                size_t b = a.result.text.find_first_not_of(" \n\r\t");
+                size_t e = a.result.text.find_last_not_of(" \n\r\t");
+                a.result.text = b == std::string::npos ? "" : a.result.text.substr(b, e - b + 1);
+            }
+            send_transcript(a);
         }
         a.result.stop_reason = reason;
         if (a.t_first != steady::time_point{})
@@ -289,14 +499,64 @@ class llm_llama : public llm_engine {
             finish(a, "cancelled");
             return false;
         }
-        int budget = std::max(
-            16, slot_ctx_ - std::max(16, a.req.max_tokens > 0 ? a.req.max_tokens : reserve_));
-        std::vector<chat_message> msgs =
-            a.req.messages(budget, [this](const std::vector<chat_message> &m) { return count(m); });
-        std::vector<llama_token> prompt = tokenize(format(msgs));
-        a.result.prompt_tokens = int(prompt.size());
-        if (prompt.empty() || int(prompt.size()) >= slot_ctx_) {
-            a.result.error = "prompt of " + std::to_string(prompt.size()) +
+        a.audio = !a.req.audio.empty();
+        chunks_ptr chunks;
+        int n_audio = 0;
+        double features_ms = 0;
+        auto t_audio = steady::now();
+        if (a.audio) {
+            if (!mctx_) {
+                a.result.error = "this model takes no audio (no audio projector loaded)";
+                finish(a, "error");
+                return false;
+            }
+            // Features first: their token count is known before the history is cut to fit.
+            chunks = audio_chunks(a.req.audio, a.result.error);
+            if (!chunks) {
+                finish(a, "error");
+                return false;
+            }
+            features_ms = ms_since(t_audio);
+            n_audio = int(mtmd_helper_get_n_pos(chunks.get()));
+            a.result.audio_tokens = n_audio;
+            a.result.audio_seconds = double(a.req.audio.size()) / std::max(1, audio_rate_);
+        }
+        int reply = std::max(16, a.req.max_tokens > 0 ? a.req.max_tokens : reserve_);
+        if (a.audio && a.req.audio_mode == LLM_AUDIO_DIRECT)
+            reply += std::max(0, a.req.max_transcript_tokens) + close_tokens_;
+        const char *instruction = a.req.audio_mode == LLM_AUDIO_DIRECT ? DIRECT_INSTRUCTION
+                                                                        : TRANSCRIBE_INSTRUCTION;
+        // Room for the user's turn the engine adds: the instruction and the turn's markup.
+        int turn = a.audio ? int(tokenize(instruction, false).size()) + 16 : 0;
+        int budget = std::max(16, slot_ctx_ - reply - n_audio - turn);
+        std::vector<chat_message> msgs;
+        if (a.req.messages)
+            msgs = a.req.messages(budget,
+                                  [this](const std::vector<chat_message> &m) { return count(m); });
+        // prompt: the text up to the audio (or all of it); suffix: the text after the audio.
+        std::vector<llama_token> prompt, suffix;
+        if (a.audio) {
+            bool direct = a.req.audio_mode == LLM_AUDIO_DIRECT;
+            msgs.push_back({"user", std::string(AUDIO_MARK) + "\n" + instruction});
+            std::string text = format(msgs);
+            // The reply opens the transcript, so the model starts inside it.
+            if (direct) text += transcript_splitter::OPEN;
+            size_t at = text.find(AUDIO_MARK);
+            if (at == std::string::npos) {
+                a.result.error = "the chat template dropped the audio's place in the prompt";
+                finish(a, "error");
+                return false;
+            }
+            prompt = tokenize(text.substr(0, at));
+            suffix = tokenize(text.substr(at + AUDIO_MARK.size()), false);
+            a.in_transcript = direct;
+        } else {
+            prompt = tokenize(format(msgs));
+        }
+        int total = int(prompt.size()) + n_audio + int(suffix.size());
+        a.result.prompt_tokens = total;
+        if ((!a.audio && prompt.empty()) || total >= slot_ctx_) {
+            a.result.error = "prompt of " + std::to_string(total) +
                              " tokens does not fit the context of " + std::to_string(slot_ctx_);
             finish(a, "error");
             return false;
@@ -307,7 +567,8 @@ class llm_llama : public llm_engine {
             while (common < cached.size() && common < prompt.size() &&
                    cached[common] == prompt[common])
                 ++common;
-        if (common == prompt.size()) --common; // evaluate at least one token for fresh logits
+        // Evaluate at least one token for fresh logits (with audio, the suffix gives them).
+        if (!a.audio && common == prompt.size()) --common;
         llama_memory_t mem = llama_get_memory(ctx_);
         if (!llama_memory_seq_rm(mem, a.seq, llama_pos(common), -1)) {
             llama_memory_seq_rm(mem, a.seq, -1, -1);
@@ -318,22 +579,27 @@ class llm_llama : public llm_engine {
 
         auto t_prompt = steady::now();
         abort_flag_ = a.req.cancel.get();
-        llama_batch batch = llama_batch_init(n_batch_, 0, 1);
-        bool ok = true;
-        for (size_t i = common; i < prompt.size() && ok;) {
-            batch.n_tokens = 0;
-            for (; i < prompt.size() && batch.n_tokens < n_batch_; ++i) {
-                int k = batch.n_tokens++;
-                batch.token[k] = prompt[i];
-                batch.pos[k] = llama_pos(i);
-                batch.n_seq_id[k] = 1;
-                batch.seq_id[k][0] = a.seq;
-                batch.logits[k] = i + 1 == prompt.size();
+        bool ok = decode_tokens(prompt, common, llama_pos(common), a.seq, !a.audio);
+        llama_pos n_past = llama_pos(prompt.size());
+        if (a.audio && ok) {
+            t_audio = steady::now();
+            for (size_t i = 0; i < mtmd_input_chunks_size(chunks.get()) && ok; ++i) {
+                // The encoder cannot be stopped midway; a cancel stops before the next chunk
+                // and inside llama_decode.
+                if (cancelled(a)) {
+                    ok = false;
+                    break;
+                }
+                llama_pos next = n_past;
+                ok = mtmd_helper_eval_chunk_single(mctx_, ctx_,
+                                                   mtmd_input_chunks_get(chunks.get(), i), n_past,
+                                                   a.seq, n_batch_, false, &next) == 0;
+                n_past = next;
             }
-            int rc = llama_decode(ctx_, batch);
-            if (rc != 0) ok = false;
+            a.result.audio_ms = features_ms + ms_since(t_audio);
+            if (ok) ok = decode_tokens(suffix, 0, n_past, a.seq, true);
+            n_past += llama_pos(suffix.size());
         }
-        llama_batch_free(batch);
         abort_flag_ = nullptr;
         if (!ok) {
             llama_memory_seq_rm(mem, a.seq, -1, -1);
@@ -341,13 +607,18 @@ class llm_llama : public llm_engine {
             if (cancelled(a)) {
                 finish(a, "cancelled");
             } else {
-                a.result.error = "prompt evaluation failed";
+                std::string why = take_last_error();
+                a.result.error = std::string(a.audio ? "audio" : "prompt") + " evaluation failed" +
+                                 (why.empty() ? "" : ": " + why);
                 finish(a, "error");
             }
             return false;
         }
+        // After audio the record keeps only the text before it: the KV entries past that
+        // point are audio embeddings, which no text prompt can match.
         cached = prompt;
-        a.n_past = int(prompt.size());
+        a.track = !a.audio;
+        a.n_past = int(n_past);
         a.result.prompt_ms = ms_since(t_prompt);
         if (a.req.max_tokens <= 0) {
             finish(a, "prefill"); // the prompt is in the slot's cache; nothing to generate
@@ -356,6 +627,8 @@ class llm_llama : public llm_engine {
         a.sampler = make_sampler(a.req.sampling);
         // Replay the prompt into the penalty sampler's history.
         for (llama_token t : prompt)
+            llama_sampler_accept(a.sampler, t);
+        for (llama_token t : suffix)
             llama_sampler_accept(a.sampler, t);
         a.i_batch = -1;
         return accept(a, llama_sampler_sample(a.sampler, ctx_, -1));
@@ -377,7 +650,24 @@ class llm_llama : public llm_engine {
             return false;
         }
         ++a.result.generated_tokens;
-        std::string text = a.stops.push(a.utf8.push(piece(tok)));
+        a.pending.assign(1, tok);
+        std::string text = a.utf8.push(piece(tok));
+        if (a.in_transcript) {
+            ++a.transcript_tokens;
+            text = a.split.feed(text); // the reply's start, once the transcript is closed
+            if (a.split.done()) {
+                send_transcript(a);
+            } else if (a.transcript_tokens >= a.req.max_transcript_tokens) {
+                // Close the transcript for the model, so that it goes on to reply.
+                send_transcript(a);
+                std::vector<llama_token> close =
+                    tokenize(std::string(transcript_splitter::CLOSE) + "\n", false);
+                a.pending.insert(a.pending.end(), close.begin(), close.end());
+            }
+        } else {
+            ++a.reply_tokens;
+        }
+        text = a.stops.push(text);
         if (!text.empty()) {
             a.result.text += text;
             if (a.req.on_piece) a.req.on_piece(text);
@@ -386,32 +676,36 @@ class llm_llama : public llm_engine {
             finish(a, "stop");
             return false;
         }
-        if (a.result.generated_tokens >= a.req.max_tokens) {
+        if (a.reply_tokens >= a.req.max_tokens) {
             finish(a, "length");
             return false;
         }
-        if (a.n_past + 1 >= slot_ctx_) {
+        if (a.n_past + int(a.pending.size()) >= slot_ctx_) {
             finish(a, "context");
             return false;
         }
-        a.last = tok;
         return true;
     }
 
     void step(std::vector<std::unique_ptr<active_request>> &active) {
-        llama_batch batch = llama_batch_init(int(active.size()), 0, 1);
+        size_t n = 0;
+        for (auto &a : active)
+            n += a->pending.size();
+        llama_batch batch = llama_batch_init(int(std::max<size_t>(1, n)), 0, 1);
         for (auto &a : active) {
             if (cancelled(*a)) {
                 finish(*a, "cancelled");
                 continue;
             }
-            int k = batch.n_tokens++;
-            batch.token[k] = a->last;
-            batch.pos[k] = a->n_past;
-            batch.n_seq_id[k] = 1;
-            batch.seq_id[k][0] = a->seq;
-            batch.logits[k] = true;
-            a->i_batch = k;
+            for (size_t j = 0; j < a->pending.size(); ++j) {
+                int k = batch.n_tokens++;
+                batch.token[k] = a->pending[j];
+                batch.pos[k] = a->n_past + int(j);
+                batch.n_seq_id[k] = 1;
+                batch.seq_id[k][0] = a->seq;
+                batch.logits[k] = j + 1 == a->pending.size();
+                a->i_batch = k;
+            }
         }
         if (batch.n_tokens > 0) {
             int rc = llama_decode(ctx_, batch);
@@ -422,8 +716,11 @@ class llm_llama : public llm_engine {
                     finish(*a, "error");
                     continue;
                 }
-                slot_tokens_[size_t(a->seq)].push_back(a->last);
-                ++a->n_past;
+                if (a->track) {
+                    std::vector<llama_token> &cached = slot_tokens_[size_t(a->seq)];
+                    cached.insert(cached.end(), a->pending.begin(), a->pending.end());
+                }
+                a->n_past += int(a->pending.size());
                 accept(*a, llama_sampler_sample(a->sampler, ctx_, a->i_batch));
             }
         }
@@ -492,6 +789,9 @@ class llm_llama : public llm_engine {
     std::string name_;
     llama_model *model_ = nullptr;
     llama_context *ctx_ = nullptr;
+    mtmd_context *mctx_ = nullptr; // audio projector, when loaded
+    int audio_rate_ = 16000;
+    int close_tokens_ = 0; // tokens of the transcript's closing mark, when the engine adds it
     const llama_vocab *vocab_ = nullptr;
     std::string template_;
     int slot_ctx_ = 0, n_slots_ = 0, n_batch_ = 512;

@@ -50,6 +50,56 @@ std::string stop_filter::push(std::string_view text) {
     return out;
 }
 
+std::vector<float> pcm16_to_float(std::span<const int16_t> pcm) {
+    std::vector<float> out(pcm.size());
+    for (size_t i = 0; i < pcm.size(); ++i)
+        out[i] = float(pcm[i]) / 32768.0f;
+    return out;
+}
+
+namespace {
+
+bool is_space(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
+
+void trim(std::string &s) {
+    size_t b = 0, e = s.size();
+    while (b < e && is_space(s[b]))
+        ++b;
+    while (e > b && is_space(s[e - 1]))
+        --e;
+    s = s.substr(b, e - b);
+}
+
+} // namespace
+
+std::string transcript_splitter::feed(std::string_view text) {
+    std::string out;
+    if (!done_) {
+        transcript_.append(text);
+        size_t at = transcript_.find(CLOSE);
+        if (at == std::string::npos) return {};
+        out = transcript_.substr(at + CLOSE.size());
+        transcript_.resize(at);
+        close();
+    } else {
+        out = std::string(text);
+    }
+    if (trim_) {
+        size_t b = 0;
+        while (b < out.size() && is_space(out[b]))
+            ++b;
+        out.erase(0, b);
+        trim_ = out.empty();
+    }
+    return out;
+}
+
+void transcript_splitter::close() {
+    if (done_) return;
+    done_ = true;
+    trim(transcript_);
+}
+
 std::string stop_filter::flush() {
     std::string out = stopped_ ? std::string() : held_;
     held_.clear();

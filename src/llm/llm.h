@@ -7,11 +7,21 @@
 // one batch; requests of one slot run one after another. A slot is a session's place in the KV
 // cache: the tokens of its previous turn stay there, so the next turn only evaluates what is
 // new.
+//
+// Audio (an engine loaded with an audio projector, llm_config::mmproj_path): a request may carry
+// the user's utterance as 16 kHz PCM. The audio goes into the slot's KV cache as embeddings, after
+// the text of the conversation so far. In LLM_AUDIO_TRANSCRIBE mode the model writes the
+// transcript only; in LLM_AUDIO_DIRECT mode it writes the transcript and then the reply in one
+// generation: on_transcript gets the transcript once, on_piece only the reply. History stays text
+// (the caller stores the transcript as the user's message), so later turns are cheap; the slot's
+// cache keeps the text before the audio for reuse.
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -39,7 +49,7 @@ struct sampling_params {
 };
 
 struct llm_result {
-    std::string text;        // everything generated (stop strings removed)
+    std::string text;        // everything generated (stop strings removed); direct mode: the reply
     std::string stop_reason; // "eog", "length", "stop", "context", "cancelled", "error"
     std::string error;       // set when stop_reason is "error"
     int prompt_tokens = 0;   // tokens in the formatted prompt
@@ -49,6 +59,16 @@ struct llm_result {
     double prompt_ms = 0;      // prompt evaluation
     double first_token_ms = 0; // start to first token
     double generate_ms = 0;    // first token to end
+    // Audio requests only.
+    std::string transcript; // what the model heard (the whole text in transcribe mode)
+    int audio_tokens = 0;   // KV positions the audio took
+    double audio_ms = 0;    // audio to KV cache: features, encoder, projector, decode
+    double audio_seconds = 0;
+};
+
+enum llm_audio_mode {
+    LLM_AUDIO_TRANSCRIBE, // the model writes what was said; the result's text is the transcript
+    LLM_AUDIO_DIRECT,     // the model writes the transcript, then its reply to it
 };
 
 struct llm_request {
@@ -65,6 +85,20 @@ struct llm_request {
     std::shared_ptr<std::atomic<bool>> cancel;
     std::function<void(std::string_view piece)> on_piece;
     std::function<void(const llm_result &result)> on_done;
+
+    // The user's utterance, 16 kHz mono in [-1, 1]; empty for a text request. With audio,
+    // messages() returns the conversation before this turn (it may be empty, or unset in
+    // transcribe mode) and the engine adds the user's turn with the audio and the mode's
+    // instruction.
+    std::vector<float> audio;
+    llm_audio_mode audio_mode = LLM_AUDIO_TRANSCRIBE;
+    // Direct mode: the transcript part may take at most this many tokens; max_tokens counts the
+    // reply only. A model that does not close its transcript is cut here and goes on to reply.
+    int max_transcript_tokens = 96;
+    // Called once on the worker thread when the transcript is complete (direct mode: at its
+    // closing mark or cut; transcribe mode: at the end), or with what was written when the
+    // generation ends inside it. Not called for a request cancelled or failed before that.
+    std::function<void(const std::string &transcript)> on_transcript;
 };
 
 class llm_engine {
@@ -79,6 +113,8 @@ class llm_engine {
     virtual void submit(llm_request request) = 0;
     // The prompt text the engine would evaluate (for tests and debugging).
     virtual std::string format(const std::vector<chat_message> &messages) = 0;
+    // True when requests may carry audio (an audio projector is loaded).
+    virtual bool supports_audio() const { return false; }
 };
 
 struct llm_config {
@@ -88,6 +124,9 @@ struct llm_config {
     int threads = 0;       // generation; 0: half the cores
     int threads_batch = 0; // prompt evaluation; 0: all cores
     int batch = 512;
+    // Audio projector GGUF (libmtmd: Voxtral, Ultravox, Qwen2-Audio ...) made for model_path.
+    // Empty: text only.
+    std::string mmproj_path;
     std::string chat_template; // empty: the model's own, else the plain fallback
     bool warmup = true;
     bool verbose = false;
@@ -95,6 +134,26 @@ struct llm_config {
 
 // Throws llm_error with a one-line reason naming the file when it cannot load.
 std::unique_ptr<llm_engine> make_llm_engine(const llm_config &config);
+
+// 16-bit PCM to the float samples of llm_request::audio.
+std::vector<float> pcm16_to_float(std::span<const int16_t> pcm);
+
+// Splits direct-mode output: feed() the generated text; it holds the transcript back until the
+// closing mark and returns the reply's text after it. close() ends the transcript where it is.
+class transcript_splitter {
+  public:
+    static constexpr std::string_view OPEN = "<transcript>";
+    static constexpr std::string_view CLOSE = "</transcript>";
+    std::string feed(std::string_view text);
+    void close();
+    bool done() const { return done_; }
+    const std::string &transcript() const { return transcript_; }
+
+  private:
+    std::string transcript_;
+    bool done_ = false;
+    bool trim_ = true; // reply's leading white space still to drop
+};
 
 // Plain fallback prompt format for models without a chat template.
 std::string format_plain_chat(const std::vector<chat_message> &messages);

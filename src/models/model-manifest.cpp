@@ -114,7 +114,39 @@ std::string model_manifest::validate() const {
             if (f.size < -1) return fw + ".size: must not be negative";
         }
     }
+    std::set<std::string> profile_names;
+    for (size_t i = 0; i < profiles.size(); i++) {
+        const model_profile &p = profiles[i];
+        std::string where = "profiles[" + std::to_string(i) + "]";
+        if (!valid_model_name(p.name)) return where + ".name: '" + p.name + "' is not a valid name";
+        if (!profile_names.insert(p.name).second) return where + ".name: listed twice";
+        for (auto [role, task, names] :
+             {std::tuple{"asr", "asr", &p.asr}, std::tuple{"llm", "llm", &p.llm},
+              std::tuple{"tts", "tts", &p.tts}, std::tuple{"audio_llm", "audio-llm", &p.audio_llm}}) {
+            for (const std::string &n : *names) {
+                if (is_builtin_engine(role, n)) continue;
+                const model_entry *e = find(n);
+                if (!e) return where + "." + role + ": no model named '" + n + "'";
+                if (e->task != task)
+                    return where + "." + role + ": '" + n + "' is a " + e->task + " model";
+            }
+        }
+    }
+    if (!default_profile.empty() && !find_profile(default_profile))
+        return "default_profile: no profile named '" + default_profile + "'";
     return "";
+}
+
+const model_profile *model_manifest::find_profile(const std::string &name) const {
+    for (const model_profile &p : profiles)
+        if (p.name == name) return &p;
+    return nullptr;
+}
+
+bool is_builtin_engine(const std::string &role, const std::string &name) {
+    if (role == "asr") return name == "pocketsphinx" || name == "none";
+    if (role == "tts") return name == "espeak" || name == "none";
+    return false;
 }
 
 std::string parse_model_manifest(const std::string &json_text, model_manifest *out) {
@@ -171,6 +203,43 @@ std::string parse_model_manifest(const std::string &json_text, model_manifest *o
         }
         m.models.push_back(std::move(e));
     }
+    if (auto profiles = doc.find("profiles"); profiles != doc.end()) {
+        if (!profiles->is_array()) return "profiles: must be an array";
+        for (size_t i = 0; i < profiles->size(); i++) {
+            const json &jp = (*profiles)[i];
+            std::string where = "profiles[" + std::to_string(i) + "]";
+            if (!jp.is_object()) return where + ": must be an object";
+            model_profile p;
+            if (std::string err = get_string(jp, "name", where, true, &p.name); !err.empty())
+                return err;
+            if (std::string err = get_string(jp, "description", where, true, &p.description);
+                !err.empty())
+                return err;
+            for (auto [key, dest] : {std::pair{"asr", &p.asr}, std::pair{"llm", &p.llm},
+                                     std::pair{"tts", &p.tts}, std::pair{"audio_llm", &p.audio_llm}}) {
+                auto v = jp.find(key);
+                if (v == jp.end()) continue;
+                if (v->is_string()) {
+                    dest->push_back(v->get<std::string>());
+                } else if (v->is_array() && !v->empty() &&
+                           std::all_of(v->begin(), v->end(),
+                                       [](const json &x) { return x.is_string(); })) {
+                    for (const json &x : *v)
+                        dest->push_back(x.get<std::string>());
+                } else {
+                    return where + "." + key + ": must be a name or a non-empty list of names";
+                }
+            }
+            if (auto v = jp.find("pull"); v != jp.end()) {
+                if (!v->is_boolean()) return where + ".pull: must be true or false";
+                p.pull = v->get<bool>();
+            }
+            m.profiles.push_back(std::move(p));
+        }
+    }
+    if (std::string err = get_string(doc, "default_profile", "manifest", false, &m.default_profile);
+        !err.empty())
+        return err;
     if (std::string err = m.validate(); !err.empty()) return err;
     *out = std::move(m);
     return "";

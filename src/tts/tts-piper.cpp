@@ -277,6 +277,7 @@ class tts_piper : public tts_engine {
             size_t begin = out.pcm.size();
             run(ids, sid, length_scale, out.pcm);
             add_word_estimates(s, begin, out.pcm.size(), out.words);
+            out.words_estimated = true;
         }
         return out;
     }

@@ -35,6 +35,7 @@ struct tts_result {
     std::vector<int16_t> pcm; // mono s16
     int sample_rate = 0;
     std::vector<tts_word> words;
+    bool words_estimated = false; // from the text's shape, not the engine's own timing events
 };
 
 class tts_engine {

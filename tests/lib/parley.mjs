@@ -25,12 +25,12 @@ process.on('exit', () => {
 });
 
 // Starts `parley serve` on a free port; resolves once it listens.
-export async function startServer(args = [], { withModel = true, db } = {}) {
+export async function startServer(args = [], { withModel = true, db, env } = {}) {
   const dir = tempDir();
   const full = ['serve', '--port', '0', '--db', db || join(dir, 'parley.db')];
   if (withModel) full.push('--model', model);
   full.push(...args);
-  const proc = spawn(bin, full, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(bin, full, { stdio: ['ignore', 'pipe', 'pipe'], env: env ? { ...process.env, ...env } : process.env });
   running.add(proc);
   proc.on('exit', () => running.delete(proc));
   let log = '';
@@ -171,6 +171,54 @@ export async function voiceTurn(client, clip, { realtime = true, tts = true, tim
   let done = null;
   if (final.json.text && reply) done = await client.waitFor((m) => m.json && ['response_done', 'interrupted'].includes(m.json.type), { from, timeout });
   return { from, tStop, final, done, msgs: client.msgs.slice(from) };
+}
+
+// Where the speech is in a clip: the first and last 10 ms frames clearly above the background.
+export function speechBounds(pcm, RATE = 16000) {
+  const n = pcm.length / 2, win = RATE / 100, rms = [];
+  for (let i = 0; i + win <= n; i += win) {
+    let s = 0;
+    for (let j = 0; j < win; j++) s += pcm.readInt16LE((i + j) * 2) ** 2;
+    rms.push(Math.sqrt(s / win));
+  }
+  const loud = Math.max(...rms) * 0.1;
+  const first = rms.findIndex((r) => r > loud), last = rms.length - 1 - [...rms].reverse().findIndex((r) => r > loud);
+  return { startMs: first * 10, endMs: (last + 1) * 10 };
+}
+
+// A microphone that never stops: queued sounds at real-time pace, silence in between.
+export class Mic {
+  constructor(client, RATE = 16000) {
+    this.frame = RATE / 50; // 20 ms
+    this.client = client;
+    this.queue = [];
+    this.running = true;
+    this.loop = this.run();
+  }
+  play(pcm) {
+    return new Promise((ok) => this.queue.push({ pcm, pos: 0, started: ok }));
+  }
+  async run() {
+    const t0 = performance.now();
+    for (let n = 0; this.running; n++) {
+      const frame = Buffer.alloc(this.frame * 2);
+      const cur = this.queue[0];
+      if (cur) {
+        if (cur.pos === 0) cur.started(performance.now());
+        const part = cur.pcm.subarray(cur.pos, cur.pos + this.frame * 2);
+        part.copy(frame);
+        cur.pos += this.frame * 2;
+        if (cur.pos >= cur.pcm.length) this.queue.shift();
+      }
+      this.client.sendBinary(frame);
+      const wait = t0 + (n + 1) * 20 - performance.now();
+      if (wait > 0) await sleep(wait);
+    }
+  }
+  async stop() {
+    this.running = false;
+    await this.loop;
+  }
 }
 
 export function words(s) {

@@ -125,6 +125,16 @@ class scripted_tts : public tts_engine {
         tts_result r;
         r.sample_rate = 22050;
         r.pcm.assign(text.size() * 220, 1000);
+        // 10 ms a character: each word from its first to its last character.
+        size_t i = 0;
+        while (i < text.size()) {
+            size_t b = text.find_first_not_of(' ', i);
+            if (b == std::string_view::npos) break;
+            size_t e = text.find(' ', b);
+            if (e == std::string_view::npos) e = text.size();
+            r.words.push_back({std::string(text.substr(b, e - b)), int(b * 10), int(e * 10)});
+            i = e;
+        }
         return r;
     }
     int fail_after = -1;

@@ -219,6 +219,62 @@ TEST(model_manifest, the_repository_manifest_is_valid_and_complete) {
         if (e.engine == "piper") EXPECT_EQ(e.files.at(1).name, e.files.at(0).name + ".json");
 }
 
+TEST(model_manifest, profiles_name_models_of_their_role_or_builtin_engines) {
+    auto with = [](const std::string &profiles) {
+        std::string j = manifest_json(R"("name": "f.gguf", "url": "https://example.com/f.gguf")");
+        j.pop_back(); // the closing brace
+        return j + ", " + profiles + "}";
+    };
+    model_manifest m;
+    ASSERT_EQ(parse_model_manifest(
+                  with(R"("default_profile": "p", "profiles": [{"name": "p", "description": "d",
+                      "asr": "pocketsphinx", "llm": ["m1"], "tts": ["espeak", "none"]}])"),
+                  &m),
+              "");
+    ASSERT_NE(m.find_profile("p"), nullptr);
+    EXPECT_EQ(m.default_profile, "p");
+    EXPECT_EQ(m.find_profile("p")->llm, std::vector<std::string>{"m1"});
+    EXPECT_EQ(m.find_profile("p")->tts.size(), 2u);
+    EXPECT_TRUE(m.find_profile("p")->pull);
+    EXPECT_EQ(m.find_profile("q"), nullptr);
+
+    EXPECT_EQ(parse_model_manifest(with(R"("profiles": [{"name": "p", "description": "d",
+                  "llm": "nope"}])"), &m),
+              "profiles[0].llm: no model named 'nope'");
+    EXPECT_EQ(parse_model_manifest(with(R"("profiles": [{"name": "p", "description": "d",
+                  "asr": "m1"}])"), &m),
+              "profiles[0].asr: 'm1' is a llm model");
+    EXPECT_EQ(parse_model_manifest(with(R"("profiles": [{"name": "p", "description": "d",
+                  "tts": "pocketsphinx"}])"), &m),
+              "profiles[0].tts: no model named 'pocketsphinx'");
+    EXPECT_EQ(parse_model_manifest(with(R"("profiles": [{"name": "p", "description": "d",
+                  "llm": []}])"), &m),
+              "profiles[0].llm: must be a name or a non-empty list of names");
+    EXPECT_EQ(parse_model_manifest(with(R"("default_profile": "x", "profiles": [])"), &m),
+              "default_profile: no profile named 'x'");
+    EXPECT_EQ(parse_model_manifest(with(R"("profiles": [{"name": "p", "description": "d"},
+                  {"name": "p", "description": "d"}])"), &m),
+              "profiles[1].name: listed twice");
+}
+
+TEST(model_manifest, the_repository_profiles) {
+    model_manifest m;
+    ASSERT_EQ(load_model_manifest(source_dir() + "/models/manifest.json", &m), "");
+    EXPECT_EQ(m.default_profile, "cpu");
+    const model_profile *off = m.find_profile("offline");
+    ASSERT_NE(off, nullptr);
+    EXPECT_FALSE(off->pull); // the offline profile never downloads
+    EXPECT_EQ(off->asr, std::vector<std::string>{"pocketsphinx"});
+    EXPECT_EQ(off->llm.back(), "stories260k");
+    const model_profile *cpu = m.find_profile("cpu");
+    ASSERT_NE(cpu, nullptr);
+    EXPECT_EQ(cpu->asr, std::vector<std::string>{"whisper-base.en"});
+    const model_profile *vox = m.find_profile("voxtral");
+    ASSERT_NE(vox, nullptr);
+    EXPECT_EQ(vox->audio_llm, std::vector<std::string>{"voxtral-mini-3b"});
+    EXPECT_TRUE(vox->asr.empty() && vox->llm.empty());
+}
+
 TEST(model_cache, settings_from_the_environment) {
     model_settings s = model_settings_from_env(env_of({{"HOME", "/home/u"}}), "");
     EXPECT_EQ(s.cache_dir, "/home/u/.cache/parley/models");

@@ -141,6 +141,8 @@ TEST(session, second_turn_sees_the_first) {
     rig r(reply);
     r.send({{"type", "text"}, {"text", "first question"}});
     ASSERT_TRUE(r.out->wait_type("response_done"));
+    // The reply's audio (10 ms a character) has played out before the next question.
+    std::this_thread::sleep_for(std::chrono::milliseconds(450));
     r.send({{"type", "text"}, {"text", "second question"}});
     ASSERT_TRUE(r.out->wait_type("response_done", 2));
     auto prompts = r.llm.prompts();
@@ -152,7 +154,7 @@ TEST(session, second_turn_sees_the_first) {
     EXPECT_EQ(p.back().content, "second question");
 }
 
-TEST(session, interrupt_stops_the_reply_and_keeps_what_was_sent) {
+TEST(session, interrupt_stops_the_reply_and_keeps_what_was_heard) {
     std::vector<std::string> slow(reply);
     for (int i = 0; i < 50; ++i)
         slow.push_back(" more");
@@ -174,8 +176,58 @@ TEST(session, interrupt_stops_the_reply_and_keeps_what_was_sent) {
     auto prompts = r.llm.prompts();
     ASSERT_EQ(prompts.size(), 2u);
     auto &p = prompts[1];
-    EXPECT_EQ(p[p.size() - 2].role, "assistant");
-    EXPECT_EQ(p[p.size() - 2].content.find("more more more more more more"), std::string::npos);
+    // The interrupted reply stays only as far as its audio had played (maybe not at all).
+    std::string heard = r.out->of_type("interrupted")[0].value("heard", "");
+    EXPECT_EQ(std::string("Hello there.").rfind(heard, 0), 0u) << heard;
+    for (auto &m : p)
+        EXPECT_EQ(m.content.find("more more"), std::string::npos) << m.content;
+    if (!heard.empty()) EXPECT_EQ(p[p.size() - 2].content, heard);
+}
+
+TEST(session, a_new_turn_while_the_reply_plays_keeps_what_was_heard_of_it) {
+    rig r(reply);
+    r.send({{"type", "text"}, {"text", "first question"}});
+    ASSERT_TRUE(r.out->wait_type("response_done"));
+    // "Hello there." is 120 ms of audio (10 ms a character); cut in the middle of the next
+    // phrase: the client reports where it stopped.
+    r.send({{"type", "text"}, {"text", "second question"}});
+    ASSERT_TRUE(r.out->wait_type("interrupted"));
+    EXPECT_EQ(r.out->of_type("interrupted")[0]["turn_id"], 1);
+    r.send({{"type", "playback"}, {"turn_id", 1}, {"chunk_id", "chunk_id_1"}, {"played_ms", 45}});
+    ASSERT_TRUE(r.out->wait_type("response_done", 2));
+    r.send({{"type", "text"}, {"text", "third"}});
+    ASSERT_TRUE(r.out->wait_type("response_done", 3));
+    auto prompts = r.llm.prompts();
+    ASSERT_EQ(prompts.size(), 3u);
+    auto &p = prompts[2];
+    // Chunk 0 whole, then "How" (0-30 ms, middle 15) and "are" (40-70, middle 55: not heard).
+    bool found = false;
+    for (auto &m : p)
+        if (m.role == "assistant" && m.content == "Hello there. How") found = true;
+    EXPECT_TRUE(found) << "the first reply is cut to the heard words";
+}
+
+TEST(session, text_chunks_carry_word_timings_within_their_audio) {
+    rig r(reply);
+    r.send({{"type", "text"}, {"text", "hi"}});
+    ASSERT_TRUE(r.out->wait_type("response_done"));
+    auto all = r.out->all();
+    int with_words = 0;
+    for (size_t i = 0; i < all.size(); i++) {
+        if (all[i].binary || all[i].j.value("type", "") != "text_chunk") continue;
+        if (!all[i].j["has_audio"]) continue;
+        ASSERT_LT(i + 1, all.size());
+        int audio_ms = int(all[i + 1].data.size() / 2 * 1000 / 22050);
+        int prev = 0;
+        for (auto &w : all[i].j["words"]) {
+            EXPECT_GE(w["start_ms"].get<int>(), prev);
+            EXPECT_GE(w["end_ms"].get<int>(), w["start_ms"].get<int>());
+            EXPECT_LE(w["end_ms"].get<int>(), audio_ms);
+            prev = w["start_ms"];
+        }
+        with_words += !all[i].j["words"].empty();
+    }
+    EXPECT_GE(with_words, 2);
 }
 
 TEST(session, bad_input_gets_errors_and_the_session_keeps_working) {

@@ -1,0 +1,109 @@
+// Server-side acoustic echo cancellation (WebRTC AEC3 from Debian's webrtc-audio-processing),
+// for clients that play Parley's reply on a speaker and send their microphone without echo
+// cancellation of their own.
+//
+//     echo_canceller aec;                        // per session, 16 kHz mono
+//     aec.far_end(reply_pcm_16k);                // the reply audio, as it is sent to the client
+//     auto clean = aec.process(mic_pcm_16k);     // every microphone frame, before the VAD/ASR
+//     aec.clear_far_end();                       // on barge-in: the client dropped its queue
+//
+// Pacing: far_end() may be given a whole phrase at once (TTS runs faster than real time). The
+// canceller queues it and plays it out 10 ms per 10 ms of microphone audio, as the client's
+// speaker does; the delay between that and the echo in the microphone (network, the client's
+// buffers, the room) is found by AEC3's delay estimator: up to 500 ms (tested; 600 ms is out of
+// its range), more with delay_hint_ms. When the queue is empty, silence is the far end.
+//
+// Frames of any size; internally 10 ms. process() returns the cleaned samples of every whole
+// 10 ms frame received so far, so a call may return up to 159 samples fewer or more than it was
+// given; over a stream, output sample i belongs to input sample i. AEC3's block framing delays
+// the audio itself by ECHO_LATENCY_MS (8 ms at 16 kHz, measured): a VAD on the cleaned stream
+// sees speech 8 ms later than on the raw microphone.
+//
+// Thread-safety: far_end() and clear_far_end() may be called from any thread (they lock);
+// process(), flush(), reset() and stats() from the session's one thread.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace webrtc {
+class AudioProcessing;
+}
+
+namespace parley {
+
+constexpr int ECHO_LATENCY_MS = 8; // AEC3's block framing at 16 kHz (see test-echo.cpp)
+
+struct echo_error : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+struct echo_params {
+    int sample_rate = 16000;         // of both streams: 8000, 16000, 32000 or 48000
+    bool noise_suppression = false;  // WebRTC's NS after the AEC (off: the VAD/ASR see the voice)
+    int noise_suppression_level = 1; // 0 low .. 3 very high
+    bool high_pass = true;           // 80 Hz high-pass, as AEC3 recommends (off: the near talker
+                                     // passes untouched when there is no echo)
+    int delay_hint_ms = 0;           // known delay from sending to playing (client buffer): a reply
+                           // after a pause is played out this much later; AEC3 finds the rest
+    int max_far_queue_ms = 60000; // far-end audio queued beyond this is dropped (oldest first)
+
+    std::string validate() const;
+};
+
+struct echo_stats {
+    int64_t far_samples = 0;  // far-end samples played out so far
+    int64_t near_samples = 0; // near-end samples processed
+    int far_queued_ms = 0;    // far-end audio waiting to be played out
+    double erle_db = 0;       // AEC3's linear-filter ERLE estimate (its suppressor removes more)
+    int delay_ms = -1;        // AEC3's echo delay estimate while there is echo (0/-1: none yet)
+};
+
+class echo_canceller {
+  public:
+    // Throws echo_error for invalid params or when the APM cannot be made.
+    explicit echo_canceller(const echo_params &params = {});
+    ~echo_canceller();
+    echo_canceller(const echo_canceller &) = delete;
+    echo_canceller &operator=(const echo_canceller &) = delete;
+
+    // The audio sent to the client for playback (at sample_rate). Any thread.
+    void far_end(std::span<const int16_t> pcm);
+    // The client dropped its queued audio (barge-in, interrupt): forget the unplayed far end.
+    void clear_far_end();
+
+    // Microphone audio (at sample_rate) in, echo-cancelled audio out (see above). Empty in,
+    // whatever whole frames are ready out (usually nothing).
+    std::vector<int16_t> process(std::span<const int16_t> near);
+    // The last partial frame, cancelled (padded internally), so the output length equals the
+    // input length. For the end of a stream.
+    std::vector<int16_t> flush();
+    // A fresh canceller (new call, new client): filters, queues and counters.
+    void reset();
+
+    echo_stats stats() const; // session thread (AEC3's statistics are read with the capture)
+    const echo_params &params() const { return params_; }
+
+  private:
+    void process_frame(int16_t *frame);
+    void make_apm();
+
+    echo_params params_;
+    size_t frame_ = 0; // samples per 10 ms
+    std::unique_ptr<webrtc::AudioProcessing, void (*)(webrtc::AudioProcessing *)> apm_;
+
+    mutable std::mutex far_mutex_;
+    std::deque<int16_t> far_queue_;
+
+    std::vector<int16_t> near_pending_; // less than a frame
+    std::vector<int16_t> far_frame_;
+    int64_t far_samples_ = 0, near_samples_ = 0;
+};
+
+} // namespace parley
