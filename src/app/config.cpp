@@ -57,6 +57,11 @@ std::string set(app_config &c, const std::string &key, const std::string &v) {
         return need_int(c.llm.threads);
     else if (key == "mmproj")
         c.llm.mmproj_path = v;
+    else if (key == "voice-mode") {
+        if (v != "transcribe" && v != "direct")
+            return "--voice-mode must be transcribe or direct, got '" + v + "'";
+        c.session.direct_audio = v == "direct";
+    }
     else if (key == "chat-template")
         c.llm.chat_template = v;
     else if (key == "max-tokens")
@@ -185,6 +190,8 @@ std::string app_config::validate() const {
     if (asr.engine != "pocketsphinx" && asr.engine != "whisper" && asr.engine != "parakeet" &&
         asr.engine != "audio-llm" && asr.engine != "none")
         return "asr must be pocketsphinx, whisper, parakeet, audio-llm or none";
+    if (session.direct_audio && (llm.model_path.empty() || llm.mmproj_path.empty()))
+        return "voice-mode direct needs --model and --mmproj (the model's audio projector)";
     if (asr.engine == "audio-llm" && (llm.model_path.empty() || llm.mmproj_path.empty()))
         return "asr audio-llm needs --model and --mmproj (the model's audio projector)";
     if ((asr.engine == "whisper" || asr.engine == "parakeet") && asr.model_path.empty())
@@ -317,6 +324,9 @@ options (also as keys of a JSON file given with --config FILE):
   --threads-batch N       LLM prompt threads (default: all cores)
   --mmproj FILE.gguf      the model's audio projector (Voxtral, Ultravox...): with --asr
                           audio-llm the language model hears the user itself
+  --voice-mode transcribe|direct  with --mmproj: transcribe (the model writes the transcript,
+                          then replies to it; with --asr audio-llm) or direct (one pass: the
+                          model hears the audio, writes the transcript, then the reply)
   --chat-template NAME    llama.cpp template name, or "plain" (default: the model's own)
   --max-tokens N          reply length limit (default 128)
   --temperature T --top-k K --top-p P --min-p P --repeat-penalty R --seed S

@@ -45,7 +45,8 @@ int cmd_serve(app_config &cfg) {
     std::unique_ptr<tts_engine> tts;
     server_info info;
     try {
-        if (cfg.asr.engine != "none" && cfg.asr.engine != "audio-llm") {
+        if (cfg.asr.engine != "none" && cfg.asr.engine != "audio-llm" &&
+            !cfg.session.direct_audio) {
             mono_time t0 = mono_now();
             asr = make_asr_engine(cfg.asr);
             stats.asr_load_ms = ms_between(t0, mono_now());
@@ -67,7 +68,9 @@ int cmd_serve(app_config &cfg) {
         log_warn("no language model: transcription only. Give one with --model FILE.gguf "
                  "(make serve MODEL=FILE.gguf)");
     }
-    if (cfg.asr.engine == "audio-llm") {
+    if (cfg.session.direct_audio) {
+        info.asr = "audio-llm (direct)";
+    } else if (cfg.asr.engine == "audio-llm") {
         // The language model hears the user itself (transcribe-then-reply).
         try {
             if (!llm) throw asr_error("asr audio-llm needs --model and --mmproj");

@@ -287,6 +287,7 @@ void session::handle_start(const start_params &p) {
             since_partial_ = 0;
             last_partial_.clear();
             utt_asr_ms_ = 0;
+            utt_audio_.clear();
         } catch (const std::exception &e) {
             error("asr_failed", e.what());
         }
@@ -402,6 +403,11 @@ void session::feed_audio(std::vector<int16_t> pcm) {
         }
         return;
     }
+    if (direct_audio() && !asr_) {
+        std::vector<int16_t> s16k = in_resampler_->process(pcm);
+        utt_audio_.insert(utt_audio_.end(), s16k.begin(), s16k.end());
+        return;
+    }
     if (!asr_) return;
     try {
         std::vector<int16_t> s16k = in_resampler_->process(pcm);
@@ -431,6 +437,7 @@ void session::feed_hands_free(std::vector<int16_t> s16k, mono_time now) {
     }
     if (aec) s16k = aec->process(s16k);
     auto accept = [this](std::span<const int16_t> pcm) {
+        if (!asr_ && direct_audio()) utt_audio_.insert(utt_audio_.end(), pcm.begin(), pcm.end());
         if (!asr_ || pcm.empty()) return;
         mono_time t = mono_now();
         asr_->accept(pcm);
@@ -489,6 +496,7 @@ void session::begin_utterance() {
     since_partial_ = 0;
     last_partial_.clear();
     utt_asr_ms_ = 0;
+    utt_audio_.clear();
 }
 
 // In a pause that may be the end of the turn, start the reply from the partial transcript; it
@@ -516,6 +524,16 @@ void session::maybe_speculate(mono_time now) {
 void session::end_hands_free_utterance(mono_time t_decided, double speech_end_ms) {
     utterance_open_ = false;
     barged_ = false;
+    if (!asr_ && direct_audio()) {
+        std::vector<int16_t> audio = std::move(utt_audio_);
+        utt_audio_.clear();
+        auto t = start_turn("", t_decided, mono_time{}, false, std::move(audio));
+        if (t) {
+            std::lock_guard lock(t->m);
+            t->speech_end_ms = speech_end_ms;
+        }
+        return;
+    }
     std::shared_ptr<turn> spec = std::move(spec_);
     spec_.reset();
     std::string text;
@@ -555,6 +573,10 @@ void session::end_hands_free_utterance(mono_time t_decided, double speech_end_ms
     }
 }
 
+bool session::direct_audio() const {
+    return cfg_.direct_audio && eng_.llm && eng_.llm->supports_audio();
+}
+
 void session::prefill(const std::string &partial) {
     int slot;
     {
@@ -580,6 +602,19 @@ void session::prefill(const std::string &partial) {
 }
 
 void session::finish_utterance(mono_time t_stop) {
+    if (direct_audio() && !asr_ && in_resampler_) {
+        std::vector<int16_t> rest = in_resampler_->flush();
+        utt_audio_.insert(utt_audio_.end(), rest.begin(), rest.end());
+        in_resampler_.reset();
+        std::vector<int16_t> audio = std::move(utt_audio_);
+        utt_audio_.clear();
+        if (audio.size() < ASR_SAMPLE_RATE / 10) { // under 100 ms: nothing to hear
+            out_->send_text(encode_transcript("", true, 0));
+            return;
+        }
+        start_turn("", t_stop, mono_time{}, false, std::move(audio));
+        return;
+    }
     if (!asr_ || !in_resampler_) {
         out_->send_text(encode_transcript("", true, 0));
         return;
@@ -638,7 +673,8 @@ void session::finish_utterance(mono_time t_stop) {
 }
 
 std::shared_ptr<session::turn> session::start_turn(const std::string &user_text, mono_time t0,
-                                                   mono_time t_transcript, bool held) {
+                                                   mono_time t_transcript, bool held,
+                                                   std::vector<int16_t> audio) {
     if (!eng_.llm) {
         error("no_model", "no language model is loaded; start the server with --model FILE.gguf "
                           "(make serve MODEL=FILE.gguf)");
@@ -697,6 +733,28 @@ std::shared_ptr<session::turn> session::start_turn(const std::string &user_text,
         }
         return fit_history(self->cfg_.system_prompt, history, t->user, budget, count);
     };
+    if (!audio.empty()) {
+        // Direct audio: the model hears the utterance and writes its transcript, then replies.
+        req.audio = pcm16_to_float(audio);
+        req.audio_mode = LLM_AUDIO_DIRECT;
+        req.messages = [self](int budget, const token_counter &count) {
+            std::vector<turn_record> history;
+            {
+                std::lock_guard lock(self->m_);
+                history = self->history_;
+            }
+            auto msgs = fit_history(self->cfg_.system_prompt, history, "", budget, count);
+            if (!msgs.empty() && msgs.back().role == "user" && msgs.back().content.empty())
+                msgs.pop_back(); // the engine adds the user's turn with the audio
+            return msgs;
+        };
+        req.on_transcript = [self, t](const std::string &text) {
+            std::lock_guard lock(t->m);
+            t->user = text;
+            t->t_transcript = mono_now();
+            self->out_->send_text(encode_transcript(text, true, t->id));
+        };
+    }
     req.on_piece = [self, t](std::string_view piece) { self->on_piece(t, piece); };
     req.on_done = [self, t](const llm_result &r) { self->on_llm_done(t, r); };
     eng_.llm->submit(std::move(req));
@@ -1109,6 +1167,8 @@ void session::record_turn(const std::shared_ptr<turn> &t, bool interrupted) {
                     {"cached_tokens", t->llm.cached_tokens},
                     {"generated_tokens", t->llm.generated_tokens},
                     {"llm_first_token_ms", t->llm.first_token_ms},
+                    {"llm_audio_ms", t->llm.audio_ms},
+                    {"audio_tokens", t->llm.audio_tokens},
                     {"llm_generate_ms", t->llm.generate_ms},
                     {"asr_ms", std::round(t->asr_ms * 100) / 100},
                     {"tts_ms", t->tts_ms},

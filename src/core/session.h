@@ -78,6 +78,10 @@ struct session_config {
     // Server-side echo cancellation of hands-free input: "auto" (when the client says it has
     // none: start with "echo_cancellation": false), "on", "off".
     std::string echo = "auto";
+    // With an audio-LLM (an LLM that supports_audio() and no separate ASR engine): "direct"
+    // sends the utterance's audio to the model, which writes the transcript and then the reply
+    // in one pass.
+    bool direct_audio = false;
 };
 
 class session : public std::enable_shared_from_this<session> {
@@ -114,7 +118,9 @@ class session : public std::enable_shared_from_this<session> {
     void prefill(const std::string &partial);
     void finish_utterance(mono_time t_stop);
     std::shared_ptr<turn> start_turn(const std::string &user_text, mono_time t0,
-                                     mono_time t_transcript, bool held = false);
+                                     mono_time t_transcript, bool held = false,
+                                     std::vector<int16_t> audio = {});
+    bool direct_audio() const;
 
     // Turn pipeline (any thread; each takes the turn's lock).
     void on_piece(const std::shared_ptr<turn> &t, std::string_view piece);
@@ -177,6 +183,7 @@ class session : public std::enable_shared_from_this<session> {
     std::shared_ptr<turn> spec_;  // a reply started speculatively in a pause
     mono_time t_onset_{};
     double utt_asr_ms_ = 0; // recognition work for the current utterance
+    std::vector<int16_t> utt_audio_; // direct audio mode: the utterance at 16 kHz
 
     std::unique_ptr<worker> worker_;
 };

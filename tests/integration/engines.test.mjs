@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { startServer, Client, clips, voiceTurn, repo } from '../lib/parley.mjs';
+import { startServer, Client, clips, voiceTurn, repo, readWav, streamPcm } from '../lib/parley.mjs';
 
 const models = resolve(repo, 'build/test-models');
 const whisper = `${models}/tiny-whisper.bin`;
@@ -68,6 +68,32 @@ test('an audio-LLM transcribes the utterance and the same model replies', { skip
     c.send({ type: 'text', text: 'And then?' });
     const done = await c.waitType('response_done', { from });
     assert.ok(done.json.timings.generated_tokens > 0);
+    await c.close();
+  } finally {
+    await s.stop();
+  }
+});
+
+test('direct audio mode: one pass writes the transcript, then the reply', { skip: haveAudioLlm ? false : 'generated audio-LLM missing: run the unit tests first' }, async () => {
+  const s = await startServer(['--voice-mode', 'direct', '--model', `${audioLlm}/text.gguf`, '--mmproj', `${audioLlm}/mmproj-voxtral.gguf`, '--max-tokens', '12', '--tts', 'none'], { withModel: false });
+  try {
+    const h = await (await fetch(`${s.url}/health`)).json();
+    assert.equal(h.asr, 'audio-llm (direct)');
+    const c = await Client.open(s.ws);
+    await c.waitType('ready');
+    c.send({ type: 'start', sample_rate: 16000, tts: false });
+    const { pcm } = readWav(clips[1].wav);
+    await streamPcm(c, pcm, 16000, { realtime: false });
+    c.send({ type: 'stop' });
+    const done = await c.waitType('response_done', { timeout: 60000 });
+    // The transcript came first, for this turn, from the model itself.
+    const tr = c.msgs.findIndex((m) => m.json && m.json.type === 'transcript' && m.json.is_final && m.json.turn_id === done.json.turn_id);
+    const firstChunk = c.msgs.findIndex((m) => m.json && m.json.type === 'text_chunk');
+    assert.ok(tr >= 0 && tr < firstChunk, 'the transcript precedes the reply');
+    assert.ok(done.json.timings.audio_tokens > 0, 'the audio went into the model');
+    assert.ok(done.json.timings.llm_audio_ms > 0);
+    const hist = await (await fetch(`${s.url}/sessions/${(await c.ofType('ready'))[0].session_id}`)).json();
+    assert.equal(hist.turns[0].user, c.msgs[tr].json.text, 'the history holds the heard transcript as text');
     await c.close();
   } finally {
     await s.stop();
