@@ -39,10 +39,10 @@ unit: build
 	@$(RUN) bash -c 'cd build && ctest --output-on-failure'
 
 integration: build node_modules/.parley-stamp
-	@$(RUN) node --test --test-concurrency=1 tests/integration/
+	@$(RUN) node --test --test-force-exit --test-concurrency=1 'tests/integration/*.test.mjs'
 
 e2e: build node_modules/.parley-stamp
-	@$(RUN) node --test tests/e2e/
+	@$(RUN) node --test --test-force-exit 'tests/e2e/*.test.mjs'
 
 bench: build node_modules/.parley-stamp
 	@$(RUN) node bench/latency.mjs

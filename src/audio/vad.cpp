@@ -6,6 +6,7 @@
 #include "audio/vad.h"
 
 #include "core/log.h"
+#include "core/onnx.h"
 
 #include <onnxruntime_cxx_api.h>
 
@@ -29,30 +30,6 @@ namespace {
 constexpr int SILERO_CONTEXT = 64;
 constexpr int SILERO_STATE = 2 * 1 * 128;
 constexpr const char *VAD_WEB_MODEL = "node_modules/@ricky0123/vad-web/dist/silero_vad_v5.onnx";
-
-std::string one_line(std::string s) {
-    std::replace(s.begin(), s.end(), '\n', ' ');
-    std::replace(s.begin(), s.end(), '\r', ' ');
-    while (!s.empty() && s.back() == ' ')
-        s.pop_back();
-    return s;
-}
-
-Ort::Env &ort_env() {
-    // ONNX Runtime keeps one process-wide environment; a second Ort::Env (Piper has its own)
-    // shares it.
-    static Ort::Env env(ORT_LOGGING_LEVEL_WARNING, "parley-vad");
-    return env;
-}
-
-// Debian's onnxruntime and libonnx both register ONNX's operator schemas, and the first session
-// prints hundreds of harmless "Schema error" lines to std::cerr; Parley logs with stdio.
-struct cerr_muted {
-    std::streambuf *old;
-    std::ostringstream sink;
-    cerr_muted() : old(std::cerr.rdbuf(sink.rdbuf())) {}
-    ~cerr_muted() { std::cerr.rdbuf(old); }
-};
 
 // --- Silero ---
 

@@ -943,8 +943,18 @@ std::string session::heard_locked(const turn &t, size_t chunk, double played_ms)
             continue;
         }
         if (!c.words.empty()) {
-            for (const chunk_word &w : c.words)
-                if ((w.start_ms + w.end_ms) / 2.0 <= played_ms) add(w.text);
+            // The chunk's own text up to the last heard word, to the end of its token: the
+            // engine's words may leave out a contraction's tail or the punctuation.
+            size_t cursor = 0, end = 0;
+            for (const chunk_word &w : c.words) {
+                if ((w.start_ms + w.end_ms) / 2.0 > played_ms) break;
+                size_t at = w.text.empty() ? std::string::npos : c.text.find(w.text, cursor);
+                if (at == std::string::npos) continue;
+                cursor = end = at + w.text.size();
+            }
+            while (end > 0 && end < c.text.size() && c.text[end] != ' ')
+                end++;
+            add(c.text.substr(0, end));
         } else if (c.audio_ms > 0) {
             // No timings: the played share of the text, cut back to a word boundary.
             size_t n = size_t(double(c.text.size()) * played_ms / c.audio_ms);

@@ -16,6 +16,7 @@
 #include "tts/tts.h"
 
 #include "core/log.h"
+#include "core/onnx.h"
 #include "tts/espeak-lock.h"
 
 #include <espeak-ng/speak_lib.h>
@@ -166,14 +167,6 @@ std::string encode_utf8(char32_t c) {
     return s;
 }
 
-std::string one_line(std::string s) {
-    std::replace(s.begin(), s.end(), '\n', ' ');
-    std::replace(s.begin(), s.end(), '\r', ' ');
-    while (!s.empty() && s.back() == ' ')
-        s.pop_back();
-    return s;
-}
-
 bool file_exists(const std::string &path) {
     struct stat st;
     return stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
@@ -226,20 +219,6 @@ struct clause {
 
 struct sentence {
     std::vector<clause> clauses;
-};
-
-Ort::Env &ort_env() {
-    static Ort::Env env(ORT_LOGGING_LEVEL_WARNING, "parley");
-    return env;
-}
-
-// Debian's onnxruntime and its libonnx both register ONNX's operator schemas: on the first
-// session, libonnx prints some 600 harmless "Schema error: ... already registered" lines to
-// std::cerr. Parley logs with stdio and ONNX Runtime's own log is not std::cerr, so loading a
-// voice mutes std::cerr.
-struct cerr_muted {
-    std::streambuf *saved = std::cerr.rdbuf(nullptr);
-    ~cerr_muted() { std::cerr.rdbuf(saved); }
 };
 
 class tts_piper : public tts_engine {

@@ -1,7 +1,7 @@
 // Browser end-to-end test: the embedded page in headless Chromium against a real server.
 //
-// Chromium's fake microphone plays a LibriVox clip; the test holds push-to-talk for the clip's
-// length and checks the page shows the transcript, streams the reply and schedules its audio.
+// Chromium's fake microphone plays a LibriVox clip; the test picks push-to-talk, holds it for the
+// clip's length and checks the page shows the transcript, streams the reply and schedules its audio.
 // A typed turn, then a reload (session resume from localStorage + GET /sessions/{id}) follow.
 //
 //   node --test tests/e2e/                              (server binary: build/parley)
@@ -139,6 +139,7 @@ describe('web page in Chromium', { timeout: 240_000 }, () => {
 
   test('push-to-talk: transcript, streamed reply and its audio', { timeout: 60_000 }, async () => {
     const { page, errors } = await openPage();
+    await page.getByLabel('Push to talk').check(); // hands-free is the default
     const talk = page.getByRole('button', { name: /hold to talk/i });
     const box = await talk.boundingBox();
     await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);

@@ -108,3 +108,58 @@ test('hands-free: a 100 ms click during the reply does not interrupt it', async 
     await s.stop();
   }
 });
+
+// A client without echo cancellation: its speaker plays the reply and its microphone hears it
+// again (6 dB down), mixed into what it sends, as a laptop on speakers does.
+class EchoMic extends Mic {
+  constructor(client, outRate) {
+    super(client);
+    this.outRate = outRate;
+    this.speaker = []; // 16 kHz samples still to play
+    client.ws.addEventListener('message', (e) => {
+      if (typeof e.data === 'string') {
+        if (JSON.parse(e.data).type === 'interrupted') this.speaker = []; // the client drops its queue
+        return;
+      }
+      const pcm = new Int16Array(e.data);
+      const n = Math.floor((pcm.length * RATE) / this.outRate);
+      for (let i = 0; i < n; i++) this.speaker.push(pcm[Math.min(pcm.length - 1, Math.floor((i * this.outRate) / RATE))]);
+    });
+    const send = client.sendBinary.bind(client);
+    client.sendBinary = (frame) => {
+      const out = Buffer.from(frame);
+      const echo = this.speaker.splice(0, out.length / 2);
+      for (let i = 0; i < echo.length; i++) {
+        const v = out.readInt16LE(i * 2) + Math.round(echo[i] * 0.5);
+        out.writeInt16LE(Math.max(-32768, Math.min(32767, v)), i * 2);
+      }
+      send(out);
+    };
+  }
+}
+
+for (const echo of ['auto', 'off']) {
+  test(`hands-free without client echo cancellation, server echo ${echo}: ${echo === 'off' ? 'the reply interrupts itself' : 'the reply plays out'}`, async () => {
+    const s = await startServer(['--max-tokens', '60', '--echo', echo, '--speculative-silence-ms', '0']);
+    const c = await Client.open(s.ws);
+    const ready = await c.waitType('ready');
+    c.send({ type: 'start', sample_rate: RATE, mode: 'hands_free', echo_cancellation: false });
+    const mic = new EchoMic(c, ready.json.audio_format.sample_rate);
+    try {
+      await mic.play(clip(1).pcm);
+      const first = await c.waitFor((m) => m.json && m.json.type === 'text_chunk' && m.json.has_audio, { timeout: 30000 });
+      const turn = first.json.turn_id;
+      // Wait for the reply's audio to play out through the echo path.
+      await c.waitType('response_done', { timeout: 30000 }).catch(() => {});
+      for (let i = 0; i < 200 && mic.speaker.length > 0; i++) await sleep(100);
+      await sleep(700);
+      const cut = c.ofType('interrupted').filter((x) => x.turn_id === turn);
+      if (echo === 'off') assert.equal(cut.length, 1, 'without echo cancellation the reply hears itself and stops');
+      else assert.equal(cut.length, 0, `the echo interrupted the reply: ${JSON.stringify(cut)}`);
+    } finally {
+      await mic.stop();
+      await c.close();
+      await s.stop();
+    }
+  });
+}
