@@ -16,7 +16,7 @@ MIRROR ?= $(abspath $(wildcard ../shared/models))
 ARGS ?=
 RUN := scripts/run
 
-.PHONY: setup build serve test unit integration e2e bench format clean
+.PHONY: setup build serve test unit integration e2e bench bench-engines format clean
 
 setup:
 	@scripts/setup
@@ -46,6 +46,12 @@ e2e: build node_modules/.parley-stamp
 
 bench: build node_modules/.parley-stamp
 	@$(RUN) node bench/latency.mjs
+	@$(RUN) node bench/handsfree.mjs
+
+# Parley's engines against llama-bench, llama-server, whisper-cli, pocketsphinx and espeak-ng on
+# the same inputs, with realistic-shape generated models (0.5B/1.5B LLM, Whisper base.en).
+bench-engines: build
+	@$(RUN) bench/engines.sh $(ARGS)
 
 format:
 	clang-format -i src/*/*.cpp src/*/*.h tests/unit/*.cpp tests/unit/*.h

@@ -8,7 +8,7 @@
 // Prints median / p95 / max; writes bench/out/handsfree.json.
 //   node bench/handsfree.mjs [--rounds N]
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { startServer, Client, clips, readWav, Mic, speechBounds, median, percentile, repo } from '../tests/lib/parley.mjs';
+import { startServer, Client, clips, readWav, Mic, clipBounds, median, percentile, repo } from '../tests/lib/parley.mjs';
 
 const arg = (name, def) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -18,7 +18,7 @@ const rounds = arg('rounds', 1);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const audio = clips.map((c) => {
   const { pcm } = readWav(c.wav);
-  return { pcm, ...speechBounds(pcm) };
+  return { pcm, ...clipBounds(c.wav, pcm) };
 });
 
 async function session(args) {

@@ -308,6 +308,7 @@ commands:
   transcribe FILE.wav     print the transcript of a WAV file
   say "TEXT" -o OUT.wav   speak text into a WAV file
   models list|show|pull|path|rm   the model manager (parley models --help)
+  bench engines [--help]  Parley's engines against the bare tools on the same inputs
 
 options (also as keys of a JSON file given with --config FILE):
   --host ADDR             listen address (default 127.0.0.1; others need --api-key)

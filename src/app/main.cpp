@@ -3,6 +3,7 @@
 #include "app/config.h"
 #include "app/profile.h"
 #include "asr/asr-audio-llm.h"
+#include "bench/engine-bench.h"
 #include "audio/resampler.h"
 #include "audio/wav.h"
 #include "core/clock.h"
@@ -288,6 +289,8 @@ int main(int argc, char **argv) {
     std::string cmd = args[0];
     args.erase(args.begin());
     if (cmd == "models") return cmd_models(args);
+    if (cmd == "bench" && !args.empty() && args[0] == "engines")
+        return engine_bench_main(std::vector<std::string>(args.begin() + 1, args.end()));
     app_config cfg;
     std::vector<std::string> positional;
     if (std::string err = parse_args(cfg, args, &positional); !err.empty()) return fail(err);

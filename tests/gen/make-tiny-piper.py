@@ -16,10 +16,26 @@ alignment path (as VITS does), noise scaled by noise_scale, and 256 samples per 
 hop length). It makes noise, not speech. noise_w is accepted and unused (there is no stochastic
 duration predictor here). The .onnx.json has Piper's keys and Piper's default phoneme_id_map,
 which covers every symbol espeak-ng produces for English.
+
+    python3 make-tiny-piper.py --preset medium OUT_DIR
+
+OUT_DIR/medium-piper.onnx (+ .onnx.json): a voice with the compute of a Piper "medium" voice
+where it matters. Its decoder is a HiFi-GAN generator of Piper's medium configuration
+(conv_pre 192 -> 256 channels, upsampling 8 x 8 x 4 with kernels 16, 16, 8 to 128, 64, 32
+channels, after each three resblock-2 stacks with kernels 3, 5, 7 and dilations (1, 2), (2, 6),
+(3, 12), conv_post, tanh: about 23M multiply-adds per frame), fed 192-channel frames, about
+3.5 per phoneme id (Piper puts a pad id between phonemes, so about 7 per phoneme: 86 frames a
+second, speech at a normal pace), random weights. Before it, a residual stack of the
+flow's size (16 gated WaveNet layers at 192 channels, about 6.5M per frame; VITS's flow has 4
+coupling layers of 4). The text encoder (6 transformer layers, run per phoneme, not per frame)
+and the stochastic duration predictor are still the tiny model's, so a real medium voice
+takes a little longer than this one (a few percent, by multiply-adds).
 """
+import argparse
 import json
 import os
 import sys
+import time
 
 import numpy as np
 import onnx
@@ -46,14 +62,94 @@ def const(name, array):
     return numpy_helper.from_array(np.asarray(array), name)
 
 
-def build_graph(num_speakers, seed):
+# Piper's "medium" HiFi-GAN generator (resblock "2").
+MEDIUM = dict(dim=192, upsample_initial_channel=256, upsample_rates=(8, 8, 4),
+              upsample_kernel_sizes=(16, 16, 8), resblock_kernel_sizes=(3, 5, 7),
+              resblock_dilation_sizes=((1, 2), (2, 6), (3, 12)), flow_layers=16)
+
+
+def hifigan_nodes(rng, inits, x, dim):
+    """Nodes of a HiFi-GAN generator from x [1, dim, T] to "audio" [1, 1, T * 256]."""
+    nodes = []
+    counter = [0]
+
+    def conv(inp, c_in, c_out, k, dilation=1, transpose=False, stride=1):
+        counter[0] += 1
+        n = counter[0]
+        fan_in = c_in * k
+        if transpose:
+            w = rng.normal(0, 1.0 / np.sqrt(c_in * k / stride), (c_in, c_out, k))
+            pad = (k - stride) // 2
+            nodes.append(helper.make_node(
+                "ConvTranspose", [inp, f"dec_w{n}", f"dec_b{n}"], [f"dec_c{n}"], kernel_shape=[k],
+                strides=[stride], pads=[pad, pad]))
+        else:
+            w = rng.normal(0, 1.0 / np.sqrt(fan_in), (c_out, c_in, k))
+            pad = dilation * (k - 1) // 2
+            nodes.append(helper.make_node(
+                "Conv", [inp, f"dec_w{n}", f"dec_b{n}"], [f"dec_c{n}"], kernel_shape=[k],
+                dilations=[dilation], pads=[pad, pad]))
+        inits.append(const(f"dec_w{n}", w.astype(np.float32)))
+        inits.append(const(f"dec_b{n}", np.zeros(c_out, dtype=np.float32)))
+        return f"dec_c{n}"
+
+    def leaky(inp, slope=0.1):
+        counter[0] += 1
+        out = f"dec_l{counter[0]}"
+        nodes.append(helper.make_node("LeakyRelu", [inp], [out], alpha=slope))
+        return out
+
+    def add(a, b):
+        counter[0] += 1
+        out = f"dec_a{counter[0]}"
+        nodes.append(helper.make_node("Add", [a, b], [out]))
+        return out
+
+    def op(kind, *inputs):
+        counter[0] += 1
+        out = f"dec_{kind.lower()}{counter[0]}"
+        nodes.append(helper.make_node(kind, list(inputs), [out]))
+        return out
+
+    # The flow's compute: 4 coupling layers of 4 WaveNet layers each at 192 channels (a gated
+    # kernel-5 convolution and a 1x1 convolution, as VITS's WN; the coupling's split in halves
+    # is left out, so this is a residual stack of the same size).
+    for _ in range(MEDIUM["flow_layers"]):
+        g = op("Mul", op("Tanh", conv(x, dim, dim, 5)), op("Sigmoid", conv(x, dim, dim, 5)))
+        x = add(x, conv(g, dim, dim, 1))
+
+    ch = MEDIUM["upsample_initial_channel"]
+    h = conv(x, dim, ch, 7)
+    for u, k in zip(MEDIUM["upsample_rates"], MEDIUM["upsample_kernel_sizes"]):
+        h = conv(leaky(h), ch, ch // 2, k, transpose=True, stride=u)
+        ch //= 2
+        branches = []
+        for rk, dilations in zip(MEDIUM["resblock_kernel_sizes"],
+                                 MEDIUM["resblock_dilation_sizes"]):
+            r = h
+            for d in dilations:
+                r = add(conv(leaky(r), ch, ch, rk, dilation=d), r)
+            branches.append(r)
+        s = add(add(branches[0], branches[1]), branches[2])
+        counter[0] += 1
+        h = f"dec_avg{counter[0]}"
+        nodes.append(helper.make_node("Mul", [s, "third"], [h]))
+    post = conv(leaky(h, 0.01), ch, 1, 7)
+    nodes.append(helper.make_node("Tanh", [post], ["audio"]))
+    inits.append(const("third", np.float32(1.0 / 3.0)))
+    return nodes
+
+
+def build_graph(num_speakers, seed, preset="tiny"):
     rng = np.random.default_rng(seed)
     multi = num_speakers > 1
+    medium = preset == "medium"
+    dim = MEDIUM["dim"] if medium else DIM
     inits = [
-        const("emb", rng.normal(0, 1, (NUM_SYMBOLS, DIM)).astype(np.float32)),
-        const("w_dur", rng.normal(0, 0.3, (DIM,)).astype(np.float32)),
+        const("emb", rng.normal(0, 1, (NUM_SYMBOLS, dim)).astype(np.float32)),
+        const("w_dur", rng.normal(0, 0.3 * np.sqrt(DIM / dim), (dim,)).astype(np.float32)),
         const("b_dur", np.float32(1.0)),
-        const("frames_per_unit", np.float32(3.0)),
+        const("frames_per_unit", np.float32(2.0 if medium else 3.0)),
         const("w_audio", rng.normal(0, 0.5, (DIM, HOP)).astype(np.float32)),
         const("audio_gain", np.float32(0.5)),
         const("i0", np.int64(0)),
@@ -70,7 +166,7 @@ def build_graph(num_speakers, seed):
         helper.make_node("Squeeze", ["x3", "axis0"], ["x"]),
     ]
     if multi:
-        inits.append(const("spk_emb", rng.normal(0, 1, (num_speakers, DIM)).astype(np.float32)))
+        inits.append(const("spk_emb", rng.normal(0, 1, (num_speakers, dim)).astype(np.float32)))
         nodes += [
             helper.make_node("Gather", ["spk_emb", "sid"], ["g"], axis=0),  # [1, DIM]
             helper.make_node("Add", ["x", "g"], ["h"]),
@@ -111,12 +207,22 @@ def build_graph(num_speakers, seed):
         helper.make_node("RandomNormalLike", ["frames"], ["eps"], seed=float(seed)),
         helper.make_node("Mul", ["eps", "noise_scale"], ["eps_s"]),
         helper.make_node("Add", ["frames", "eps_s"], ["z"]),
-        # decoder: HOP samples per frame
-        helper.make_node("MatMul", ["z", "w_audio"], ["hop"]),  # [T, HOP]
-        helper.make_node("Tanh", ["hop"], ["hop_t"]),
-        helper.make_node("Mul", ["hop_t", "audio_gain"], ["hop_g"]),
-        helper.make_node("Reshape", ["hop_g", "out_shape"], ["output"]),
     ]
+    if medium:
+        # [T, dim] -> [1, dim, T] -> HiFi-GAN -> [1, 1, T * HOP]
+        nodes += [helper.make_node("Transpose", ["z"], ["z_t"], perm=[1, 0]),
+                  helper.make_node("Unsqueeze", ["z_t", "axis0"], ["z_b"])]
+        nodes += hifigan_nodes(rng, inits, "z_b", dim)
+        nodes.append(helper.make_node("Mul", ["audio", "audio_gain"], ["audio_g"]))
+        nodes.append(helper.make_node("Reshape", ["audio_g", "out_shape"], ["output"]))
+    else:
+        nodes += [
+            # decoder: HOP samples per frame
+            helper.make_node("MatMul", ["z", "w_audio"], ["hop"]),  # [T, HOP]
+            helper.make_node("Tanh", ["hop"], ["hop_t"]),
+            helper.make_node("Mul", ["hop_t", "audio_gain"], ["hop_g"]),
+            helper.make_node("Reshape", ["hop_g", "out_shape"], ["output"]),
+        ]
     inputs = [
         helper.make_tensor_value_info("input", TensorProto.INT64, ["batch_size", "phonemes"]),
         helper.make_tensor_value_info("input_lengths", TensorProto.INT64, ["batch_size"]),
@@ -138,10 +244,10 @@ def build_graph(num_speakers, seed):
     return model
 
 
-def build_config(speakers):
+def build_config(speakers, preset="tiny"):
     return {
-        "dataset": "tiny-piper",
-        "audio": {"sample_rate": SAMPLE_RATE, "quality": "x_low"},
+        "dataset": "tiny-piper" if preset == "tiny" else preset + "-piper",
+        "audio": {"sample_rate": SAMPLE_RATE, "quality": "x_low" if preset == "tiny" else preset},
         "espeak": {"voice": "en-us"},
         "language": {"code": "en_US"},
         "inference": {"noise_scale": 0.667, "length_scale": 1, "noise_w": 0.8},
@@ -155,19 +261,27 @@ def build_config(speakers):
     }
 
 
-def write_voice(out_dir, name, speakers, seed):
-    model = build_graph(max(1, len(speakers)), seed)
+def write_voice(out_dir, name, speakers, seed, preset="tiny"):
+    model = build_graph(max(1, len(speakers)), seed, preset)
     path = os.path.join(out_dir, name + ".onnx")
     onnx.save(model, path)
     with open(path + ".json", "w", encoding="utf-8") as f:
-        json.dump(build_config(speakers), f, ensure_ascii=False, indent=2)
+        json.dump(build_config(speakers, preset), f, ensure_ascii=False, indent=2)
+    return path
 
 
 def main():
-    if len(sys.argv) != 2:
-        sys.exit("usage: make-tiny-piper.py OUT_DIR")
-    out_dir = sys.argv[1]
+    parser = argparse.ArgumentParser(usage="make-tiny-piper.py [--preset medium] OUT_DIR")
+    parser.add_argument("out_dir")
+    parser.add_argument("--preset", choices=["tiny", "medium"], default="tiny")
+    args = parser.parse_args()
+    out_dir = args.out_dir
     os.makedirs(out_dir, exist_ok=True)
+    if args.preset == "medium":
+        t0 = time.time()
+        path = write_voice(out_dir, "medium-piper", [], seed=3, preset="medium")
+        print(f"{path}: {os.path.getsize(path) / 2**20:.1f} MiB in {time.time() - t0:.1f} s")
+        return
     write_voice(out_dir, "tiny-piper", [], seed=1)
     write_voice(out_dir, "tiny-piper-multi", ["alice", "bob", "carol"], seed=2)
 

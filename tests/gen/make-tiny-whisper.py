@@ -2,6 +2,7 @@
 """Writes a tiny Whisper model in whisper.cpp's ggml file format, with random weights.
 
     python3 tests/gen/make-tiny-whisper.py OUT.bin
+    python3 tests/gen/make-tiny-whisper.py --preset base.en OUT.bin   # real base.en dimensions
 
 The layout is the one whisper.cpp's loader reads (all little-endian):
 
@@ -18,7 +19,15 @@ Tensor names and shapes are those of OpenAI's checkpoints. The shapes are real W
 small widths: n_audio_ctx stays 1500 (30 s) and n_vocab the English-only 51864, the smallest
 vocabulary whose special tokens (end of text at 50256, start at 50257, ...) whisper.cpp can
 address. The weights are random, so the transcript is nonsense; the tests check the pipeline.
+
+`--preset base.en` writes OpenAI's base.en dimensions instead (512 wide, 6 + 6 layers, 8 heads,
+74M parameters, 140 MiB in f16 as whisper.cpp's ggml-base.en.bin): the compute of the real
+model, for benchmarks. A random decoder would rarely emit end of text and would write until its
+token limit, which differs between callers; so this one is rigged to write TEXT_TOKENS (16, what
+a few seconds of speech takes) nonsense tokens and then end of text, whatever the audio. Every
+caller then decodes the same number of tokens.
 """
+import argparse
 import struct
 import sys
 
@@ -30,6 +39,29 @@ from ggml_file import mel_filter_bank, write_tensor  # noqa: E402
 HPARAMS = dict(n_vocab=51864, n_audio_ctx=1500, n_audio_state=64, n_audio_head=2,
                n_audio_layer=1, n_text_ctx=448, n_text_state=64, n_text_head=2,
                n_text_layer=1, n_mels=80)
+PRESETS = {
+    "tiny-test": HPARAMS,
+    "base.en": dict(HPARAMS, n_audio_state=512, n_audio_head=8, n_audio_layer=6,
+                    n_text_state=512, n_text_head=8, n_text_layer=6),
+}
+TEXT_TOKENS = 16
+EOT = 50256
+
+
+def rig_end_of_text(items, n_text_tokens):
+    """Makes end of text the decoder's choice from position 1 + n_text_tokens on (after the
+    prompt <|startoftranscript|><|notimestamps|> and n_text_tokens tokens), and rarely before.
+    Dimension 0 of the text state carries it: only end of text's embedding has a component
+    there (the output matrix is the embedding), and from that position on the positional
+    embedding puts a large value there, which dominates every layer norm that follows."""
+    d = dict(items)
+    emb = d["decoder.token_embedding.weight"]
+    emb[:, 0] = 0.0
+    emb[EOT, 0] = 1.0
+    pos = d["decoder.positional_embedding"]
+    pos[:, 0] = 0.0
+    pos[1 + n_text_tokens:, 0] = 100.0
+    return items
 FTYPE_F16 = 1
 N_TEXT_TOKENS = 50256  # ordinary tokens; ids from 50256 on are special
 
@@ -106,9 +138,8 @@ def stored_as_f32(name, data):
         or name.endswith("positional_embedding")
 
 
-def write(path):
+def write(path, h=HPARAMS):
     rng = np.random.default_rng(20240503)
-    h = HPARAMS
     with open(path, "wb") as f:
         f.write(struct.pack("<I", 0x67676D6C))
         for key in ["n_vocab", "n_audio_ctx", "n_audio_state", "n_audio_head", "n_audio_layer",
@@ -126,11 +157,16 @@ def write(path):
             f.write(struct.pack("<i", len(tok)))
             f.write(tok)
 
-        for name, data in tensors(rng, h):
+        items = tensors(rng, h)
+        if h is not HPARAMS:
+            items = rig_end_of_text(items, TEXT_TOKENS)
+        for name, data in items:
             write_tensor(f, name, data, f16=not stored_as_f32(name, data))
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: make-tiny-whisper.py OUT.bin")
-    write(sys.argv[1])
+    parser = argparse.ArgumentParser(usage="make-tiny-whisper.py [--preset NAME] OUT.bin")
+    parser.add_argument("out")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny-test")
+    args = parser.parse_args()
+    write(args.out, PRESETS[args.preset])

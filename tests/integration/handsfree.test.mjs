@@ -3,7 +3,7 @@
 // in on the reply, a click does not, and the history keeps only what was heard.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, Client, clips, readWav, Mic, speechBounds } from '../lib/parley.mjs';
+import { startServer, Client, clips, readWav, Mic, clipBounds } from '../lib/parley.mjs';
 
 const RATE = 16000;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -11,7 +11,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 function clip(i) {
   const { rate, pcm } = readWav(clips[i].wav);
   assert.equal(rate, RATE);
-  return { pcm, ...speechBounds(pcm) };
+  return { pcm, ...clipBounds(clips[i].wav, pcm) };
 }
 
 async function handsFree(args = [], start = {}) {

@@ -1,6 +1,6 @@
 // Helpers for tests and benchmarks that talk to a real `parley serve` over the network.
 import { spawn } from 'node:child_process';
-import { readFileSync, mkdtempSync } from 'node:fs';
+import { existsSync, readFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -174,6 +174,17 @@ export async function voiceTurn(client, clip, { realtime = true, tts = true, tim
 }
 
 // Where the speech is in a clip: the first and last 10 ms frames clearly above the background.
+// Where the speech is in a LibriVox clip: from its forced word alignment (the .json beside the
+// .wav: first word's start, last word's end) when there is one, else from the signal.
+export function clipBounds(wav, pcm) {
+  const json = wav.replace(/\.wav$/, '.json');
+  if (existsSync(json)) {
+    const words = JSON.parse(readFileSync(json, 'utf8')).w.filter((w) => w.t && !/^[<[+]/.test(w.t));
+    if (words.length) return { startMs: words[0].b * 1000, endMs: (words.at(-1).b + words.at(-1).d) * 1000 };
+  }
+  return speechBounds(pcm);
+}
+
 export function speechBounds(pcm, RATE = 16000) {
   const n = pcm.length / 2, win = RATE / 100, rms = [];
   for (let i = 0; i + win <= n; i += win) {
