@@ -61,8 +61,7 @@ std::string set(app_config &c, const std::string &key, const std::string &v) {
         if (v != "transcribe" && v != "direct")
             return "--voice-mode must be transcribe or direct, got '" + v + "'";
         c.session.direct_audio = v == "direct";
-    }
-    else if (key == "chat-template")
+    } else if (key == "chat-template")
         c.llm.chat_template = v;
     else if (key == "max-tokens")
         return need_int(c.session.max_tokens);

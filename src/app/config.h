@@ -22,8 +22,8 @@ struct app_config {
     session_config session;
     std::string db_path = "data/parley.db";
     std::string log_level = "info";
-    std::string wav_out; // chat: write the spoken replies here; say: output file
-    std::string profile; // a profile of the model manifest (empty: the flags alone decide)
+    std::string wav_out;         // chat: write the spoken replies here; say: output file
+    std::string profile;         // a profile of the model manifest (empty: the flags alone decide)
     std::set<std::string> given; // options set by the config file or the command line
 
     // Empty when valid; otherwise one readable line.

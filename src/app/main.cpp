@@ -3,9 +3,9 @@
 #include "app/config.h"
 #include "app/profile.h"
 #include "asr/asr-audio-llm.h"
-#include "bench/engine-bench.h"
 #include "audio/resampler.h"
 #include "audio/wav.h"
+#include "bench/engine-bench.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/metrics.h"
@@ -255,7 +255,8 @@ int use_profile(app_config &cfg) {
     model_settings settings = model_settings_from_env(process_env(), executable_dir());
     settings.progress_bar = isatty(fileno(stderr));
     if (settings.manifest_path.empty())
-        return fail("--profile needs the model manifest (models/manifest.json; or PARLEY_MANIFEST)");
+        return fail(
+            "--profile needs the model manifest (models/manifest.json; or PARLEY_MANIFEST)");
     model_manifest manifest;
     if (std::string err = load_model_manifest(settings.manifest_path, &manifest); !err.empty())
         return fail(err);

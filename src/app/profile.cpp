@@ -54,8 +54,8 @@ struct resolver {
     profile_outcome out;
 
     // The first candidate on disk (or pulled, when allowed); "" when none could be had.
-    std::string pick(const std::string &role, const std::vector<std::string> &candidates,
-                     bool pull, const char **how) {
+    std::string pick(const std::string &role, const std::vector<std::string> &candidates, bool pull,
+                     const char **how) {
         for (const std::string &c : candidates) {
             if (is_builtin_engine(role, c)) {
                 *how = "built in";

@@ -18,7 +18,7 @@
 namespace parley {
 
 struct profile_outcome {
-    std::vector<std::string> lines; // what was chosen for each role, and why (for the log)
+    std::vector<std::string> lines;   // what was chosen for each role, and why (for the log)
     std::vector<std::string> missing; // models that could not be had
 };
 

@@ -8,6 +8,7 @@
 #include <modules/audio_processing/include/audio_processing.h>
 
 #include <algorithm>
+#include <cmath>
 
 namespace parley {
 
@@ -67,9 +68,12 @@ void echo_canceller::make_apm() {
                          std::to_string(err) + ")");
 }
 
-void echo_canceller::far_end(std::span<const int16_t> pcm) {
+void echo_canceller::far_end(std::span<const int16_t> pcm, int64_t lead_samples) {
     if (pcm.empty()) return;
     std::lock_guard lock(far_mutex_);
+    // Microphone audio already captured but not yet processed precedes this sound's echo.
+    if (far_queue_.empty() && lead_samples > 0)
+        far_queue_.resize(size_t(std::min<int64_t>(lead_samples, params_.sample_rate)), 0);
     // A reply that starts after a pause reaches the speaker delay_hint_ms later (network, the
     // client's buffer): play it out that much later, leaving AEC3 only the rest to find.
     if (far_queue_.empty() && params_.delay_hint_ms > 0)
@@ -93,6 +97,11 @@ void echo_canceller::process_frame(int16_t *frame) {
         std::copy(far_queue_.begin(), far_queue_.begin() + ptrdiff_t(n), far_frame_.begin());
         std::fill(far_frame_.begin() + ptrdiff_t(n), far_frame_.end(), int16_t(0));
         far_queue_.erase(far_queue_.begin(), far_queue_.begin() + ptrdiff_t(n));
+        double sum = 0;
+        for (int16_t x : far_frame_)
+            sum += double(x) * x;
+        far_levels_.push_back(float(std::sqrt(sum / double(frame_))));
+        if (far_levels_.size() > 50) far_levels_.pop_front(); // the last 500 ms
     }
     webrtc::StreamConfig stream(params_.sample_rate, 1);
     // Errors here mean a misconfigured APM (the formats are fixed at construction): the audio
@@ -143,6 +152,14 @@ void echo_canceller::reset() {
     near_pending_.clear();
     far_samples_ = near_samples_ = 0;
     make_apm();
+}
+
+float echo_canceller::far_level() const {
+    std::lock_guard lock(far_mutex_);
+    float m = 0;
+    for (float x : far_levels_)
+        m = std::max(m, x);
+    return m;
 }
 
 echo_stats echo_canceller::stats() const {

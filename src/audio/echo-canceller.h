@@ -74,7 +74,10 @@ class echo_canceller {
     echo_canceller &operator=(const echo_canceller &) = delete;
 
     // The audio sent to the client for playback (at sample_rate). Any thread.
-    void far_end(std::span<const int16_t> pcm);
+    // lead_samples: microphone audio the client captured before this sound started playing
+    // that process() has not seen yet (it was in flight or queued); when nothing is queued, the
+    // sound starts that much later in the far-end stream, so its echo lines up (at most 1 s).
+    void far_end(std::span<const int16_t> pcm, int64_t lead_samples = 0);
     // The client dropped its queued audio (barge-in, interrupt): forget the unplayed far end.
     void clear_far_end();
 
@@ -87,7 +90,10 @@ class echo_canceller {
     // A fresh canceller (new call, new client): filters, queues and counters.
     void reset();
 
-    echo_stats stats() const; // session thread (AEC3's statistics are read with the capture)
+    echo_stats stats() const;
+    // The loudest far-end 10 ms frame (RMS) played out in the last 500 ms: how loud the echo
+    // can be now.
+    float far_level() const; // session thread (AEC3's statistics are read with the capture)
     const echo_params &params() const { return params_; }
 
   private:
@@ -100,6 +106,7 @@ class echo_canceller {
 
     mutable std::mutex far_mutex_;
     std::deque<int16_t> far_queue_;
+    std::deque<float> far_levels_;
 
     std::vector<int16_t> near_pending_; // less than a frame
     std::vector<int16_t> far_frame_;

@@ -84,9 +84,9 @@ std::variant<client_message, protocol_error> parse_client_message(std::string_vi
                   std::tuple{"prefix_pad_ms", &m.start.prefix_pad_ms, 0, 1000}}) {
                 if (!v.contains(key)) continue;
                 if (!v[key].is_number_integer() || v[key] < lo || v[key] > hi)
-                    return bad("invalid_message", std::string("vad.") + key + " must be an integer " +
-                                                      std::to_string(lo) + ".." +
-                                                      std::to_string(hi));
+                    return bad("invalid_message", std::string("vad.") + key +
+                                                      " must be an integer " + std::to_string(lo) +
+                                                      ".." + std::to_string(hi));
                 *dest = v[key];
             }
         }

@@ -31,6 +31,10 @@ std::string new_session_id() {
     return buf;
 }
 
+// Server-side echo cancellation: while a reply plays, input below this level (-40 dBFS) is
+// taken as the canceller's residual echo, not as the user barging in.
+constexpr double ECHO_GATE_RMS = 328;
+
 bool valid_session_id(const std::string &id) {
     if (id.empty() || id.size() > 64) return false;
     for (char c : id)
@@ -77,12 +81,12 @@ struct session::turn {
     double tts_first_ms = 0;
     int tts_calls = 0;
     int audio_ms = 0;
-    double asr_ms = 0;       // recognition work for this utterance (session worker)
+    double asr_ms = 0;         // recognition work for this utterance (session worker)
     double speech_end_ms = -1; // hands-free: true end of speech, ms before t0
     bool speculative = false;  // started in a pause before the end of the turn
     std::vector<sent_chunk> chunks;
     std::vector<int> held_chunks; // held_out entries' chunk indexes (-1: text)
-    bool cut = false;          // barged in: only the heard words stay in the history
+    bool cut = false;             // barged in: only the heard words stay in the history
     std::string heard;
 };
 
@@ -355,8 +359,8 @@ void session::handle_stop(mono_time t_stop) {
         if (utterance_open_) {
             for (const vad_event &e : events)
                 if (e.type == VAD_EVENT_SPEECH_STOPPED)
-                    out_->send_text(encode_speech_stopped(e.ms(), e.decided_sample * 1000.0 /
-                                                                      VAD_SAMPLE_RATE));
+                    out_->send_text(
+                        encode_speech_stopped(e.ms(), e.decided_sample * 1000.0 / VAD_SAMPLE_RATE));
             end_hands_free_utterance(t_stop, 0);
         }
         in_resampler_.reset();
@@ -390,10 +394,20 @@ void session::on_binary(std::string_view bytes) {
     }
     std::vector<int16_t> pcm(bytes.size() / 2);
     std::memcpy(pcm.data(), bytes.data(), pcm.size() * 2);
+    int rate;
+    {
+        std::lock_guard lock(m_);
+        rate = in_rate_;
+    }
+    near_received_ += int64_t(pcm.size()) * ASR_SAMPLE_RATE / rate;
     post([this, pcm = std::move(pcm)]() mutable { feed_audio(std::move(pcm)); });
 }
 
 void session::feed_audio(std::vector<int16_t> pcm) {
+    {
+        std::lock_guard lock(m_);
+        near_processed_ += int64_t(pcm.size()) * ASR_SAMPLE_RATE / in_rate_;
+    }
     if (!in_resampler_) return;
     if (vad_) {
         try {
@@ -435,7 +449,21 @@ void session::feed_hands_free(std::vector<int16_t> s16k, mono_time now) {
         std::lock_guard lock(m_);
         aec = aec_;
     }
-    if (aec) s16k = aec->process(s16k);
+    std::vector<int16_t> quiet;
+    if (aec) {
+        s16k = aec->process(s16k);
+        // What AEC3 leaves of the echo is quiet but still sounds like speech, and Silero scores
+        // speech at any level: while the reply plays, quiet input is not the user.
+        if (!s16k.empty() && reply_active(now)) {
+            double sum = 0;
+            for (int16_t x : s16k)
+                sum += double(x) * x;
+            // Echo is at most as loud as the sound that made it, and the canceller takes most of
+            // it away: a talker over the reply is louder than a quarter of the reply's level.
+            double gate = std::max(ECHO_GATE_RMS, 0.25 * aec->far_level());
+            if (std::sqrt(sum / double(s16k.size())) < gate) quiet.assign(s16k.size(), 0);
+        }
+    }
     auto accept = [this](std::span<const int16_t> pcm) {
         if (!asr_ && direct_audio()) utt_audio_.insert(utt_audio_.end(), pcm.begin(), pcm.end());
         if (!asr_ || pcm.empty()) return;
@@ -446,10 +474,10 @@ void session::feed_hands_free(std::vector<int16_t> s16k, mono_time now) {
     };
     auto ms_of = [](int64_t samples) { return samples * 1000.0 / VAD_SAMPLE_RATE; };
     bool fed = false;
-    for (vad_event &e : vad_->process(s16k)) {
+    for (vad_event &e : vad_->process(quiet.empty() ? s16k : quiet)) {
         if (e.type == VAD_EVENT_SPEECH_STARTED) {
-            t_onset_ = now - std::chrono::microseconds(
-                                 int64_t(ms_of(vad_->position() - e.sample) * 1000));
+            t_onset_ =
+                now - std::chrono::microseconds(int64_t(ms_of(vad_->position() - e.sample) * 1000));
             begin_utterance();
             out_->send_text(encode_speech_started(e.ms()));
             accept(e.audio); // the prefix padding and the speech so far, this frame included
@@ -838,8 +866,8 @@ void session::synthesize(const std::shared_ptr<turn> &t, std::string text, std::
             if (!err.empty()) {
                 // No audio for this phrase; the rest of the turn goes out as text.
                 t->want_audio = false;
-                self->error("tts_failed", "chunk_id_" + std::to_string(t->next_chunk) + ": " +
-                                              err + "; continuing with text only");
+                self->error("tts_failed", "chunk_id_" + std::to_string(t->next_chunk) + ": " + err +
+                                              "; continuing with text only");
                 self->emit_chunk_locked(t, text, {}, nullptr);
             } else {
                 self->emit_chunk_locked(t, text, std::move(pcm), &audio);
@@ -918,7 +946,8 @@ void session::emit_locked(const std::shared_ptr<turn> &t, bool binary, std::stri
             // The far end of the echo canceller: this audio as the client's speaker plays it.
             std::vector<int16_t> pcm(data.size() / 2);
             std::memcpy(pcm.data(), data.data(), pcm.size() * 2);
-            aec->far_end(resample(pcm, cfg_.audio_out_rate, ASR_SAMPLE_RATE));
+            aec->far_end(resample(pcm, cfg_.audio_out_rate, ASR_SAMPLE_RATE),
+                         near_received_.load() - near_processed_.load());
         }
         out_->send_binary(std::move(data));
     } else {

@@ -44,8 +44,8 @@ struct session_engines {
     llm_engine *llm = nullptr; // null: no model (transcription still works)
     tts_engine *tts = nullptr; // null: text-only replies
     worker *tts_worker = nullptr;
-    store *db = nullptr;      // null: history in memory only
-    metrics *stats = nullptr; // null: not counted
+    store *db = nullptr;                  // null: history in memory only
+    metrics *stats = nullptr;             // null: not counted
     std::shared_ptr<const vad_model> vad; // hands-free turn-taking; null: the energy detector
 };
 
@@ -128,8 +128,7 @@ class session : public std::enable_shared_from_this<session> {
     void pump(const std::shared_ptr<turn> &t);
     void synthesize(const std::shared_ptr<turn> &t, std::string text, std::string chunk_id);
     void finish_turn_locked(const std::shared_ptr<turn> &t);
-    void emit_locked(const std::shared_ptr<turn> &t, bool binary, std::string data,
-                     int chunk = -1);
+    void emit_locked(const std::shared_ptr<turn> &t, bool binary, std::string data, int chunk = -1);
     void emit_chunk_locked(const std::shared_ptr<turn> &t, std::string text,
                            std::vector<int16_t> pcm, const tts_result *speech);
     bool reply_active(mono_time now);
@@ -168,6 +167,9 @@ class session : public std::enable_shared_from_this<session> {
     std::shared_ptr<turn> cut_; // the last interrupted reply (its playback report may follow)
     bool hands_free_ = false;
     std::shared_ptr<echo_canceller> aec_;
+    // Microphone samples (16 kHz) received from the network and processed by the worker: the
+    // difference is captured audio not yet through the echo canceller.
+    std::atomic<int64_t> near_received_{0}, near_processed_{0};
     std::shared_ptr<std::atomic<bool>> prefill_busy_ = std::make_shared<std::atomic<bool>>(false);
 
     // Session worker only.
@@ -179,10 +181,10 @@ class session : public std::enable_shared_from_this<session> {
     // Hands-free (session worker only).
     std::unique_ptr<vad_stream> vad_;
     bool utterance_open_ = false;
-    bool barged_ = false;         // this utterance already interrupted a reply
-    std::shared_ptr<turn> spec_;  // a reply started speculatively in a pause
+    bool barged_ = false;        // this utterance already interrupted a reply
+    std::shared_ptr<turn> spec_; // a reply started speculatively in a pause
     mono_time t_onset_{};
-    double utt_asr_ms_ = 0; // recognition work for the current utterance
+    double utt_asr_ms_ = 0;          // recognition work for the current utterance
     std::vector<int16_t> utt_audio_; // direct audio mode: the utterance at 16 kHz
 
     std::unique_ptr<worker> worker_;

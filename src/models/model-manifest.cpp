@@ -122,7 +122,8 @@ std::string model_manifest::validate() const {
         if (!profile_names.insert(p.name).second) return where + ".name: listed twice";
         for (auto [role, task, names] :
              {std::tuple{"asr", "asr", &p.asr}, std::tuple{"llm", "llm", &p.llm},
-              std::tuple{"tts", "tts", &p.tts}, std::tuple{"audio_llm", "audio-llm", &p.audio_llm}}) {
+              std::tuple{"tts", "tts", &p.tts},
+              std::tuple{"audio_llm", "audio-llm", &p.audio_llm}}) {
             for (const std::string &n : *names) {
                 if (is_builtin_engine(role, n)) continue;
                 const model_entry *e = find(n);
@@ -215,8 +216,9 @@ std::string parse_model_manifest(const std::string &json_text, model_manifest *o
             if (std::string err = get_string(jp, "description", where, true, &p.description);
                 !err.empty())
                 return err;
-            for (auto [key, dest] : {std::pair{"asr", &p.asr}, std::pair{"llm", &p.llm},
-                                     std::pair{"tts", &p.tts}, std::pair{"audio_llm", &p.audio_llm}}) {
+            for (auto [key, dest] :
+                 {std::pair{"asr", &p.asr}, std::pair{"llm", &p.llm}, std::pair{"tts", &p.tts},
+                  std::pair{"audio_llm", &p.audio_llm}}) {
                 auto v = jp.find(key);
                 if (v == jp.end()) continue;
                 if (v->is_string()) {

@@ -163,3 +163,25 @@ for (const echo of ['auto', 'off']) {
     }
   });
 }
+
+test('hands-free with server echo cancellation: the user still barges in over the echo', async () => {
+  const s = await startServer(['--max-tokens', '160', '--speculative-silence-ms', '0']);
+  const c = await Client.open(s.ws);
+  const ready = await c.waitType('ready');
+  c.send({ type: 'start', sample_rate: RATE, mode: 'hands_free', echo_cancellation: false });
+  const mic = new EchoMic(c, ready.json.audio_format.sample_rate);
+  try {
+    await mic.play(clip(1).pcm);
+    const first = await c.waitFor((m) => m.json && m.json.type === 'text_chunk' && m.json.has_audio, { timeout: 30000 });
+    await sleep(1000); // the echo canceller has heard the reply for a second
+    const q = clip(3);
+    const tPlay = await mic.play(q.pcm);
+    const cut = await c.waitType('interrupted', { timeout: 10000 });
+    console.log(`barge-in over the echo: ${(cut.t - (tPlay + q.startMs)).toFixed(0)} ms after the onset`);
+    assert.equal(cut.json.turn_id, first.json.turn_id);
+  } finally {
+    await mic.stop();
+    await c.close();
+    await s.stop();
+  }
+});

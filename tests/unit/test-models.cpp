@@ -239,21 +239,26 @@ TEST(model_manifest, profiles_name_models_of_their_role_or_builtin_engines) {
     EXPECT_EQ(m.find_profile("q"), nullptr);
 
     EXPECT_EQ(parse_model_manifest(with(R"("profiles": [{"name": "p", "description": "d",
-                  "llm": "nope"}])"), &m),
+                  "llm": "nope"}])"),
+                                   &m),
               "profiles[0].llm: no model named 'nope'");
     EXPECT_EQ(parse_model_manifest(with(R"("profiles": [{"name": "p", "description": "d",
-                  "asr": "m1"}])"), &m),
+                  "asr": "m1"}])"),
+                                   &m),
               "profiles[0].asr: 'm1' is a llm model");
     EXPECT_EQ(parse_model_manifest(with(R"("profiles": [{"name": "p", "description": "d",
-                  "tts": "pocketsphinx"}])"), &m),
+                  "tts": "pocketsphinx"}])"),
+                                   &m),
               "profiles[0].tts: no model named 'pocketsphinx'");
     EXPECT_EQ(parse_model_manifest(with(R"("profiles": [{"name": "p", "description": "d",
-                  "llm": []}])"), &m),
+                  "llm": []}])"),
+                                   &m),
               "profiles[0].llm: must be a name or a non-empty list of names");
     EXPECT_EQ(parse_model_manifest(with(R"("default_profile": "x", "profiles": [])"), &m),
               "default_profile: no profile named 'x'");
     EXPECT_EQ(parse_model_manifest(with(R"("profiles": [{"name": "p", "description": "d"},
-                  {"name": "p", "description": "d"}])"), &m),
+                  {"name": "p", "description": "d"}])"),
+                                   &m),
               "profiles[1].name: listed twice");
 }
 
