@@ -289,6 +289,7 @@
       case 'text_chunk': return onChunk(m);
       case 'response_done': return onDone(m);
       case 'interrupted': return onInterrupted(m);
+      case 'resumed': return onResumed(m);
       case 'error': return onError(m);
     }
   }
@@ -422,6 +423,24 @@
       showCut(r, pos, m.heard || '');
       finishReply(r, 'interrupted');
     }
+    refresh();
+  }
+
+  // A false start (a sound, or speech with no words) cut the reply: it goes on. The server
+  // sends its unheard rest again, so the struck-through copy goes.
+  function onResumed(m) {
+    const r = replies.get(m.turn_id);
+    parley.resumes = (parley.resumes || 0) + 1;
+    if (!r) return;
+    r.text.querySelectorAll('.unheard, .visually-hidden').forEach((e) => e.remove());
+    r.chunks = r.chunks.filter((c) => !c.el.classList.contains('unheard'));
+    r.el.classList.remove('cut');
+    r.badges.delete('interrupted');
+    const badge = r.meta.querySelector('.badge.interrupted');
+    if (badge) badge.remove();
+    r.done = false;
+    r.el.classList.add('streaming');
+    replyActive = true;
     refresh();
   }
 

@@ -186,6 +186,10 @@ std::string encode_interrupted(int64_t turn_id, const std::string &heard) {
     return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
+std::string encode_resumed(int64_t turn_id) {
+    return json({{"type", "resumed"}, {"turn_id", turn_id}}).dump();
+}
+
 std::string encode_speech_started(double at_ms) {
     return json({{"type", "speech_started"}, {"at_ms", std::round(at_ms)}}).dump();
 }

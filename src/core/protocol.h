@@ -89,6 +89,9 @@ std::string encode_response_done(int64_t turn_id, const std::string &reply,
 std::string encode_interrupted(int64_t turn_id, const std::string &heard = {});
 // Hands-free: the VAD found speech (at_ms: its onset in the utterance stream) or its end.
 std::string encode_speech_started(double at_ms);
+// A reply cut by a false start (a sound, or speech with no words) goes on: its remaining
+// chunks follow again.
+std::string encode_resumed(int64_t turn_id);
 std::string encode_speech_stopped(double at_ms, double decided_ms);
 std::string encode_error(const std::string &code, const std::string &message);
 std::string encode_error(const protocol_error &err);

@@ -52,6 +52,8 @@ struct sent_chunk {
     int audio_ms = 0;
     mono_time play_start{}; // when the client starts playing it (estimated, then reported)
     std::vector<chunk_word> words;
+    bool words_estimated = false;
+    std::string audio; // the PCM sent, kept to resume after a false start
 };
 
 // One reply: the LLM's phrases on their way out, in order.
@@ -88,6 +90,8 @@ struct session::turn {
     std::vector<int> held_chunks; // held_out entries' chunk indexes (-1: text)
     bool cut = false;             // barged in: only the heard words stay in the history
     std::string heard;
+    int cut_chunk = -1; // where the client stopped: this chunk, this far into its audio
+    double cut_played_ms = 0;
 };
 
 session::session(const session_engines &engines, const session_config &config,
@@ -300,7 +304,7 @@ void session::handle_start(const start_params &p) {
             spec_.reset();
         }
         utterance_open_ = false;
-        barged_ = false;
+        barging_ = false;
         if (!hands_free) {
             vad_.reset();
             return;
@@ -321,7 +325,11 @@ void session::request_tts_check(const tts_params &params) {
     // Lazy: the engine initialises on its first check, on the TTS worker, off the network path.
     auto self = shared_from_this();
     eng_.tts_worker->post([self, params] {
+        mono_time t0 = mono_now();
         std::string err = self->eng_.tts->check(params);
+        // The engine loads on its first check (lazily, off the network path): its load time.
+        if (metrics *st = self->eng_.stats; st && st->tts_load_ms.load() == 0 && err.empty())
+            st->tts_load_ms = ms_between(t0, mono_now());
         if (!err.empty()) self->error("tts_unavailable", err + "; replies are text-only");
         self->tts_checked(err.empty());
     });
@@ -492,10 +500,17 @@ void session::feed_hands_free(std::vector<int16_t> s16k, mono_time now) {
     if (utterance_open_ && !fed) accept(s16k);
     // Barge-in: speech over a reply that lasts past a click or a cough stops it.
     bool speech = vad_->in_speech() || vad_->pending_speech_ms() >= cfg_.barge_in_ms;
-    if (!speech && !vad_->in_speech()) barged_ = false;
-    if (speech && !barged_ && reply_active(now)) {
-        barged_ = true;
-        barge_in(now);
+    if (!speech && !vad_->in_speech()) barging_ = false;
+    if (speech && !barging_ && reply_active(now)) {
+        barging_ = true;
+        cut_by_speech_ = barge_in(now);
+    }
+    // A false start: the sound that cut the reply ended before it was speech.
+    if (cut_by_speech_ && !utterance_open_ && !vad_->in_speech() &&
+        vad_->pending_speech_ms() == 0) {
+        std::shared_ptr<turn> t = std::move(cut_by_speech_);
+        cut_by_speech_.reset();
+        resume_turn(t);
     }
     if (!utterance_open_ || !asr_) return;
     if (since_partial_ >= size_t(cfg_.partial_interval_ms) * ASR_SAMPLE_RATE / 1000) {
@@ -551,7 +566,7 @@ void session::maybe_speculate(mono_time now) {
 
 void session::end_hands_free_utterance(mono_time t_decided, double speech_end_ms) {
     utterance_open_ = false;
-    barged_ = false;
+    barging_ = false;
     if (!asr_ && direct_audio()) {
         std::vector<int16_t> audio = std::move(utt_audio_);
         utt_audio_.clear();
@@ -593,7 +608,14 @@ void session::end_hands_free_utterance(mono_time t_decided, double speech_end_ms
         discard_turn(spec);
     }
     out_->send_text(encode_transcript(text, true, 0));
-    if (text.empty()) return; // a noise, or nothing the recogniser knew
+    if (text.empty()) {
+        // A noise, or nothing the recogniser knew: no turn, and a reply it cut goes on.
+        if (std::shared_ptr<turn> cut = std::move(cut_by_speech_)) {
+            cut_by_speech_.reset();
+            resume_turn(cut);
+        }
+        return;
+    }
     auto t = start_turn(text, t_decided, mono_now());
     if (t) {
         std::lock_guard lock(t->m);
@@ -715,6 +737,7 @@ std::shared_ptr<session::turn> session::start_turn(const std::string &user_text,
     t->t_transcript = t_transcript;
     t->held = held;
     t->chunker = phrase_chunker(cfg_.chunker);
+    cut_by_speech_.reset(); // the user said something: the reply they cut stays cut
     t->asr_ms = utt_asr_ms_;
     utt_asr_ms_ = 0;
     int slot;
@@ -731,7 +754,7 @@ std::shared_ptr<session::turn> session::start_turn(const std::string &user_text,
     if (playing) {
         // The last reply was still being played: the history keeps what was heard of it.
         std::lock_guard lock(playing->m);
-        std::string heard = heard_by_clock_locked(*playing, now);
+        std::string heard = cut_locked(*playing, now);
         amend_turn(playing, heard);
         out_->send_text(encode_interrupted(playing->id, heard));
         std::lock_guard slock(m_);
@@ -906,7 +929,9 @@ void session::emit_chunk_locked(const std::shared_ptr<turn> &t, std::string text
         }
         c.words_estimated = speech->words_estimated;
         sc.words = c.words;
+        sc.words_estimated = c.words_estimated;
     }
+    if (c.has_audio) sc.audio.assign(reinterpret_cast<const char *>(pcm.data()), pcm.size() * 2);
     t->chunks.push_back(std::move(sc));
     if (!t->sent_text.empty()) t->sent_text += " ";
     t->sent_text += text;
@@ -994,7 +1019,8 @@ std::string session::heard_locked(const turn &t, size_t chunk, double played_ms)
     return out;
 }
 
-std::string session::heard_by_clock_locked(const turn &t, mono_time now) const {
+bool session::position_by_clock_locked(const turn &t, mono_time now, size_t *chunk,
+                                       double *played_ms) const {
     size_t last = 0;
     double played = 0;
     bool any = false;
@@ -1010,7 +1036,31 @@ std::string session::heard_by_clock_locked(const turn &t, mono_time now) const {
         any = true;
         if (c.has_audio && played < c.audio_ms) break;
     }
-    return any ? heard_locked(t, last, played) : "";
+    *chunk = last;
+    *played_ms = played;
+    return any;
+}
+
+std::string session::heard_by_clock_locked(const turn &t, mono_time now) const {
+    size_t k;
+    double played;
+    return position_by_clock_locked(t, now, &k, &played) ? heard_locked(t, k, played) : "";
+}
+
+// The reply stops here for the client: remembers where, returns the words heard.
+std::string session::cut_locked(turn &t, mono_time now) {
+    size_t k;
+    double played;
+    t.cut = true;
+    if (position_by_clock_locked(t, now, &k, &played)) {
+        t.cut_chunk = int(k);
+        t.cut_played_ms = played;
+        t.heard = heard_locked(t, k, played);
+    } else {
+        t.cut_chunk = -1;
+        t.heard.clear();
+    }
+    return t.heard;
 }
 
 void session::release_turn(const std::shared_ptr<turn> &t, const std::string &final_text) {
@@ -1073,8 +1123,7 @@ void session::cancel_turn(const std::shared_ptr<turn> &t, bool notify) {
     std::lock_guard lock(t->m);
     if (t->finished) return;
     t->finished = true;
-    t->cut = true;
-    t->heard = heard_by_clock_locked(*t, now);
+    cut_locked(*t, now);
     if (notify) out_->send_text(encode_interrupted(t->id, t->heard));
     if (eng_.stats) ++eng_.stats->interruptions;
     record_turn(t, true);
@@ -1088,8 +1137,8 @@ void session::cancel_turn(const std::shared_ptr<turn> &t, bool notify) {
 
 // A reply that was generated in full but whose audio was still playing: it keeps only what
 // was heard. Called with the turn's lock held.
-void session::amend_turn(const std::shared_ptr<turn> &t, const std::string &heard) {
-    t->cut = true;
+void session::amend_turn(const std::shared_ptr<turn> &t, const std::string &heard,
+                         bool interrupted) {
     t->heard = heard;
     turn_record rec;
     std::string sid;
@@ -1099,7 +1148,7 @@ void session::amend_turn(const std::shared_ptr<turn> &t, const std::string &hear
                                [&](const turn_record &r) { return r.turn_id == t->id; });
         if (it == history_.end()) return;
         it->assistant = heard;
-        it->interrupted = true;
+        it->interrupted = interrupted;
         rec = *it;
         sid = id_;
         cut_ = t;
@@ -1126,7 +1175,7 @@ bool session::reply_active(mono_time now) {
 }
 
 // The user spoke over the reply: stop it where they stopped hearing it.
-void session::barge_in(mono_time now) {
+std::shared_ptr<session::turn> session::barge_in(mono_time now) {
     std::shared_ptr<turn> t, spk;
     std::shared_ptr<echo_canceller> aec;
     {
@@ -1140,11 +1189,14 @@ void session::barge_in(mono_time now) {
         std::lock_guard lock(t->m);
         generating = !t->held && !t->finished;
     }
+    std::shared_ptr<turn> cut;
     if (generating) {
         cancel_turn(t, true);
+        cut = t;
     } else if (spk) {
+        cut = spk;
         std::lock_guard lock(spk->m);
-        std::string heard = heard_by_clock_locked(*spk, now);
+        std::string heard = cut_locked(*spk, now);
         amend_turn(spk, heard);
         out_->send_text(encode_interrupted(spk->id, heard));
         if (eng_.stats) ++eng_.stats->interruptions;
@@ -1154,6 +1206,90 @@ void session::barge_in(mono_time now) {
     }
     if (aec) aec->clear_far_end();
     log_debug("session %s: barge-in", id().c_str());
+    return cut;
+}
+
+// After a false start: the reply goes on from the first word the client did not play, with
+// the audio already made (generation that was cut is not redone). The history gets the reply
+// back.
+void session::resume_turn(const std::shared_ptr<turn> &t) {
+    std::lock_guard lock(t->m);
+    if (!t->cut || t->cut_chunk < 0 || size_t(t->cut_chunk) >= t->chunks.size()) return;
+    size_t k = size_t(t->cut_chunk);
+    double played = t->cut_played_ms;
+    std::vector<sent_chunk> rest(t->chunks.begin() + ptrdiff_t(k), t->chunks.end());
+    sent_chunk &first = rest.front();
+    sent_chunk heard_part = first;
+    if (!first.has_audio || played >= first.audio_ms) {
+        rest.erase(rest.begin()); // chunk k was heard whole
+    } else {
+        // Split chunk k at its first unheard word (the server's rule: a word whose middle was
+        // played was heard); without timings it is played again from its start.
+        size_t w = 0;
+        while (w < first.words.size() &&
+               (first.words[w].start_ms + first.words[w].end_ms) / 2.0 <= played)
+            w++;
+        int from_ms = first.words.empty()        ? 0
+                      : w < first.words.size() ? first.words[w].start_ms
+                                               : first.audio_ms;
+        // The text from the start of word w: past word w-1's token and the spaces after it.
+        size_t at = 0, cursor = 0;
+        for (size_t i = 0; i < w; i++) {
+            size_t p = first.text.find(first.words[i].text, cursor);
+            if (p != std::string::npos) cursor = p + first.words[i].text.size();
+        }
+        if (w > 0) {
+            size_t space = first.text.find(' ', cursor);
+            at = space == std::string::npos ? first.text.size()
+                                            : first.text.find_first_not_of(' ', space);
+            if (at == std::string::npos) at = first.text.size();
+        }
+        size_t byte = std::min(first.audio.size(),
+                               size_t(int64_t(from_ms) * cfg_.audio_out_rate / 1000) * 2);
+        heard_part.text = first.text.substr(0, at);
+        while (!heard_part.text.empty() && heard_part.text.back() == ' ')
+            heard_part.text.pop_back();
+        heard_part.audio_ms = from_ms;
+        heard_part.words.resize(w);
+        heard_part.audio.resize(byte);
+        first.text = first.text.substr(at);
+        first.audio = first.audio.substr(byte);
+        first.audio_ms -= from_ms;
+        std::vector<chunk_word> shifted;
+        for (size_t i = w; i < first.words.size(); i++)
+            shifted.push_back({first.words[i].text, first.words[i].start_ms - from_ms,
+                               first.words[i].end_ms - from_ms});
+        first.words = std::move(shifted);
+        if (first.text.empty()) rest.erase(rest.begin());
+    }
+    if (rest.empty()) return;
+    // The turn's record of what went out: the heard part, then the chunks sent again.
+    t->chunks.resize(k);
+    if (!heard_part.text.empty() && heard_part.audio_ms > 0) t->chunks.push_back(heard_part);
+    bool complete = t->llm_done && t->pending.empty();
+    t->cut = false;
+    t->cut_chunk = -1;
+    out_->send_text(encode_resumed(t->id));
+    bool llm_done = t->llm_done;
+    t->pending.clear();
+    for (size_t i = 0; i < rest.size(); i++) {
+        sent_chunk &c = rest[i];
+        t->llm_done = llm_done && i + 1 == rest.size(); // is_final on the last one only
+        tts_result speech;
+        for (const chunk_word &w : c.words)
+            speech.words.push_back({w.text, w.start_ms, w.end_ms});
+        speech.words_estimated = c.words_estimated;
+        std::vector<int16_t> pcm(c.audio.size() / 2);
+        std::memcpy(pcm.data(), c.audio.data(), pcm.size() * 2);
+        emit_chunk_locked(t, c.text, std::move(pcm), c.has_audio ? &speech : nullptr);
+    }
+    t->llm_done = llm_done;
+    std::string all;
+    for (const sent_chunk &c : t->chunks)
+        all += (all.empty() || c.text.empty() ? "" : " ") + c.text;
+    amend_turn(t, all, !complete);
+    if (eng_.stats) --eng_.stats->interruptions;
+    log_debug("session %s: false start; turn %lld goes on", id().c_str(), (long long)t->id);
 }
 
 void session::handle_playback(int64_t turn_id, const std::string &chunk_id, int played_ms) {
@@ -1173,6 +1309,8 @@ void session::handle_playback(int64_t turn_id, const std::string &chunk_id, int 
         if (t->cut) {
             // The client's own account of where it stopped beats the clock's estimate.
             std::string heard = heard_locked(*t, k, played_ms);
+            t->cut_chunk = int(k);
+            t->cut_played_ms = played_ms;
             if (heard != t->heard) amend_turn(t, heard);
             return;
         }
@@ -1215,6 +1353,12 @@ void session::record_turn(const std::shared_ptr<turn> &t, bool interrupted) {
                     {"tts_calls", t->tts_calls},
                     {"audio_ms", t->audio_ms}};
     if (t->speech_end_ms >= 0) timings["speech_end_ms"] = -std::round(t->speech_end_ms);
+    if (eng_.stats) {
+        auto ms = [](double x) { return std::round(x * 10) / 10; };
+        timings["load_ms"] = {{"asr", ms(eng_.stats->asr_load_ms.load())},
+                              {"llm", ms(eng_.stats->llm_load_ms.load())},
+                              {"tts", ms(eng_.stats->tts_load_ms.load())}};
+    }
     if (t->speculative) timings["speculative"] = true;
     turn_record rec;
     rec.turn_id = t->id;

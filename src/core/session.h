@@ -132,10 +132,16 @@ class session : public std::enable_shared_from_this<session> {
     void emit_chunk_locked(const std::shared_ptr<turn> &t, std::string text,
                            std::vector<int16_t> pcm, const tts_result *speech);
     bool reply_active(mono_time now);
-    void barge_in(mono_time now);
+    // Returns the reply it cut (null: none).
+    std::shared_ptr<turn> barge_in(mono_time now);
     std::string heard_locked(const turn &t, size_t chunk, double played_ms) const;
     std::string heard_by_clock_locked(const turn &t, mono_time now) const;
-    void amend_turn(const std::shared_ptr<turn> &t, const std::string &heard);
+    bool position_by_clock_locked(const turn &t, mono_time now, size_t *chunk,
+                                  double *played_ms) const;
+    std::string cut_locked(turn &t, mono_time now);
+    void amend_turn(const std::shared_ptr<turn> &t, const std::string &heard,
+                    bool interrupted = true);
+    void resume_turn(const std::shared_ptr<turn> &t);
     void release_turn(const std::shared_ptr<turn> &t, const std::string &final_text);
     void discard_turn(const std::shared_ptr<turn> &t);
     void cancel_turn(const std::shared_ptr<turn> &t, bool notify);
@@ -181,8 +187,9 @@ class session : public std::enable_shared_from_this<session> {
     // Hands-free (session worker only).
     std::unique_ptr<vad_stream> vad_;
     bool utterance_open_ = false;
-    bool barged_ = false;        // this utterance already interrupted a reply
+    bool barging_ = false;       // this speech already interrupted a reply
     std::shared_ptr<turn> spec_; // a reply started speculatively in a pause
+    std::shared_ptr<turn> cut_by_speech_; // the reply this speech cut, until it proves words
     mono_time t_onset_{};
     double utt_asr_ms_ = 0;          // recognition work for the current utterance
     std::vector<int16_t> utt_audio_; // direct audio mode: the utterance at 16 kHz

@@ -207,7 +207,10 @@ describe('hands-free in Chromium', { timeout: 180_000 }, () => {
     await page.getByRole('button', { name: 'Start listening' }).click();
     await page.waitForFunction(() => window.parley.state === 'listening' || window.parley.state === 'hearing', null, { timeout: 10_000 });
     await page.getByRole('button', { name: 'Stop listening' }).waitFor({ timeout: 5_000 });
-    const start = sent.find((m) => m.type === 'start');
+    // The frame listener may see the start message a moment after the page's state changes.
+    for (let i = 0; i < 100 && !sent.some((m) => m.type === 'start' && m.mode); i++) await new Promise((r) => setTimeout(r, 50));
+    const start = sent.find((m) => m.type === 'start' && m.mode);
+    assert.ok(start, 'the page sent start');
     assert.equal(start.mode, 'hands_free');
     assert.equal(start.echo_cancellation, true, 'the browser cancels the echo and says so');
 

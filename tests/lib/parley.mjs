@@ -160,7 +160,7 @@ export async function streamPcm(client, pcm, rate, { realtime = true } = {}) {
 }
 
 // One push-to-talk turn with a clip; returns the messages of the turn and the stop time.
-export async function voiceTurn(client, clip, { realtime = true, tts = true, timeout = 60000, reply = true } = {}) {
+export async function voiceTurn(client, clip, { realtime = true, tts = true, timeout = 60000, reply = true, played = true } = {}) {
   const { rate, pcm } = readWav(clip.wav);
   const from = client.msgs.length;
   client.send({ type: 'start', sample_rate: rate, tts });
@@ -169,8 +169,26 @@ export async function voiceTurn(client, clip, { realtime = true, tts = true, tim
   client.send({ type: 'stop' });
   const final = await client.waitFor((m) => m.json && m.json.type === 'transcript' && m.json.is_final, { from, timeout });
   let done = null;
-  if (final.json.text && reply) done = await client.waitFor((m) => m.json && ['response_done', 'interrupted'].includes(m.json.type), { from, timeout });
-  return { from, tStop, final, done, msgs: client.msgs.slice(from) };
+  // This turn's end (an earlier reply cut by this turn sends its own `interrupted`).
+  const earlier = Math.max(0, ...client.msgs.slice(0, from).map((m) => (m.json && m.json.turn_id) || 0));
+  if (final.json.text && reply) done = await client.waitFor((m) => m.json && (m.json.type === 'response_done' || (m.json.type === 'interrupted' && m.json.turn_id > earlier)), { from, timeout });
+  const msgs = client.msgs.slice(from);
+  if (played && done && done.json.type === 'response_done') reportPlayedOut(client, msgs);
+  return { from, tStop, final, done, msgs };
+}
+
+// Tells the server the client has played the reply's audio to the end (as a page does after
+// each chunk), so the next turn does not count as talking over it.
+export function reportPlayedOut(client, msgs) {
+  const ready = client.msgs.find((m) => m.json && m.json.type === 'ready');
+  const rate = ready ? ready.json.audio_format.sample_rate : 22050;
+  for (let i = msgs.length - 2; i >= 0; i--) {
+    const m = msgs[i];
+    if (m.json && m.json.type === 'text_chunk' && m.json.has_audio && msgs[i + 1].binary) {
+      client.send({ type: 'playback', turn_id: m.json.turn_id, chunk_id: m.json.chunk_id, played_ms: Math.round((msgs[i + 1].binary.length / 2 / rate) * 1000) });
+      return;
+    }
+  }
 }
 
 // Where the speech is in a clip: the first and last 10 ms frames clearly above the background.

@@ -113,6 +113,29 @@ class scripted_llm : public llm_engine {
 };
 
 // 10 ms of a constant per character; fails on demand.
+// Hears whatever it is given as `text` (empty: a noise with no words).
+class scripted_asr : public asr_engine {
+  public:
+    explicit scripted_asr(std::string text) : text(std::move(text)) {}
+    std::string name() const override { return "scripted"; }
+    std::unique_ptr<asr_stream> open() override { return std::make_unique<stream>(text); }
+    std::string text;
+
+  private:
+    struct stream : asr_stream {
+        explicit stream(std::string t) : text(std::move(t)) {}
+        void accept(std::span<const int16_t> pcm) override { samples += pcm.size(); }
+        std::string partial() override { return ""; }
+        std::string finish() override {
+            std::string r = samples ? text : "";
+            samples = 0;
+            return r;
+        }
+        std::string text;
+        size_t samples = 0;
+    };
+};
+
 class scripted_tts : public tts_engine {
   public:
     std::string name() const override { return "scripted"; }

@@ -1,6 +1,10 @@
 // The session pipeline with scripted engines: ordering, fallbacks, interruption, bad input.
 #include "fakes.h"
 
+#include <cmath>
+#include <cstring>
+#include <numbers>
+
 using namespace parley;
 using namespace parley::testing;
 
@@ -256,4 +260,118 @@ TEST(session, bad_input_gets_errors_and_the_session_keeps_working) {
     EXPECT_EQ(codes(), want);
     r.send({{"type", "text"}, {"text", "still there?"}});
     ASSERT_TRUE(r.out->wait_type("response_done"));
+}
+
+// Hands-free false starts, with the energy detector on synthetic sound: a reply cut by a sound
+// that was not speech (too short to be an utterance, or an utterance with no words) goes on.
+namespace {
+
+std::string tone(int ms, int amplitude) {
+    std::string pcm(size_t(ms) * 16 * 2, '\0');
+    for (size_t i = 0; i < size_t(ms) * 16; i++) {
+        auto v = int16_t(amplitude * std::sin(double(i) * 2 * std::numbers::pi * 220 / 16000) +
+                         (amplitude ? 0 : (int(i * 7919 % 61) - 30)));
+        std::memcpy(&pcm[i * 2], &v, 2);
+    }
+    return pcm;
+}
+
+std::string testing_dump(const std::vector<chat_message> &msgs) {
+    std::string out;
+    for (auto &m : msgs)
+        out += m.role + ": " + m.content + "\n";
+    return out;
+}
+
+void feed(session &s, const std::string &pcm) {
+    for (size_t i = 0; i < pcm.size(); i += 640)
+        s.on_binary(pcm.substr(i, 640));
+}
+
+struct hands_free_rig {
+    scripted_llm llm;
+    scripted_tts tts;
+    scripted_asr asr{""};
+    worker tts_worker{"tts"};
+    std::shared_ptr<recording_output> out = std::make_shared<recording_output>();
+    std::shared_ptr<session> s;
+
+    hands_free_rig() : llm(long_reply(), std::chrono::milliseconds(1)) {
+        session_engines e;
+        e.llm = &llm;
+        e.tts = &tts;
+        e.asr = &asr;
+        e.tts_worker = &tts_worker;
+        e.vad = make_energy_vad();
+        session_config c;
+        c.speculative_silence_ms = 0;
+        s = std::make_shared<session>(e, c, out);
+        s->open();
+    }
+    ~hands_free_rig() { s->close(); }
+    static std::vector<std::string> long_reply() {
+        std::vector<std::string> r = {"Once", " upon", " a", " time", "."};
+        for (int i = 0; i < 20; i++)
+            r.push_back(" There was a little dog.");
+        return r;
+    }
+};
+
+void expect_resumed(hands_free_rig &r, const std::string &sound) {
+    r.s->on_text(R"({"type":"text","text":"tell me"})");
+    ASSERT_TRUE(r.out->wait_type("response_done"));
+    r.s->on_text(R"({"type":"start","sample_rate":16000,"mode":"hands_free"})");
+    feed(*r.s, tone(600, 0)); // the background, while the reply plays
+    feed(*r.s, sound);
+    feed(*r.s, tone(900, 0));
+    ASSERT_TRUE(r.out->wait_type("interrupted"));
+    ASSERT_TRUE(r.out->wait_type("resumed")) << "the reply goes on after a false start";
+    std::this_thread::sleep_for(std::chrono::milliseconds(100)); // the rest goes out behind it
+    auto all = r.out->all();
+    size_t at = 0;
+    for (size_t i = 0; i < all.size(); i++)
+        if (!all[i].binary && all[i].j["type"] == "resumed") at = i;
+    int64_t turn = r.out->of_type("interrupted")[0]["turn_id"];
+    EXPECT_EQ(all[at].j["turn_id"], turn);
+    // The rest of the reply follows again, text then audio, ending with a final chunk.
+    std::string again;
+    bool final = false;
+    for (size_t i = at + 1; i < all.size(); i++) {
+        if (all[i].binary || all[i].j["type"] != "text_chunk") continue;
+        EXPECT_EQ(all[i].j["turn_id"], turn);
+        again += all[i].j["text"].get<std::string>();
+        final = final || all[i].j["is_final"].get<bool>();
+        if (all[i].j["has_audio"]) {
+            ASSERT_LT(i + 1, all.size());
+            EXPECT_TRUE(all[i + 1].binary);
+        }
+    }
+    EXPECT_TRUE(final);
+    EXPECT_NE(again.find("little dog."), std::string::npos);
+    // The history holds the reply once: what was heard, then what played again (a new turn
+    // 400 ms later cuts it where the client is by then).
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    r.s->on_text(R"({"type":"text","text":"next"})");
+    ASSERT_TRUE(r.out->wait_type("interrupted", 2)); // the resumed audio is still playing
+    ASSERT_TRUE(r.out->wait_type("response_done", 2));
+    auto prompts = r.llm.prompts();
+    ASSERT_EQ(prompts.size(), 2u);
+    bool once = false;
+    for (auto &m : prompts[1])
+        if (m.role == "assistant")
+            once = m.content.rfind("Once upon a time. There", 0) == 0 &&
+                   m.content.find("Once", 1) == std::string::npos;
+    EXPECT_TRUE(once) << testing_dump(prompts[1]);
+}
+
+} // namespace
+
+TEST(session, a_sound_too_short_to_be_speech_lets_the_reply_go_on) {
+    hands_free_rig r;
+    expect_resumed(r, tone(190, 8000)); // past barge-in (120 ms), short of speech (250 ms)
+}
+
+TEST(session, speech_with_no_words_lets_the_reply_go_on) {
+    hands_free_rig r;
+    expect_resumed(r, tone(700, 8000)); // an utterance, but the recogniser hears no words
 }
