@@ -154,7 +154,7 @@ for (const echo of ['auto', 'off']) {
       for (let i = 0; i < 200 && mic.speaker.length > 0; i++) await sleep(100);
       await sleep(700);
       const cut = c.ofType('interrupted').filter((x) => x.turn_id === turn);
-      if (echo === 'off') assert.equal(cut.length, 1, 'without echo cancellation the reply hears itself and stops');
+      if (echo === 'off') assert.ok(cut.length >= 1, 'without echo cancellation the reply hears itself and stops');
       else assert.equal(cut.length, 0, `the echo interrupted the reply: ${JSON.stringify(cut)}`);
     } finally {
       await mic.stop();
