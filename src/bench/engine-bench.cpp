@@ -154,6 +154,9 @@ std::string parse_options(const std::vector<std::string> &args, bench_options &o
             return "bad value for " + a + ": " + v;
         }
     }
+    for (const std::string &p : o.parts)
+        if (p != "asr" && p != "llm" && p != "tts" && p != "server")
+            return "unknown part '" + p + "' (parts: asr, llm, tts, server)";
     if (o.threads <= 0) o.threads = int(std::max(1u, std::thread::hardware_concurrency()));
     return {};
 }
@@ -310,7 +313,7 @@ std::map<std::string, double> whisper_cli_timings(const std::string &out) {
 void bench_whisper(const bench_options &o, const std::vector<clip> &clips, bench_report &rep) {
     if (o.whisper_model.empty()) {
         rep.skip("whisper", "no --whisper-model (make one: python3 tests/gen/make-tiny-whisper.py "
-                            "--preset base.en build-bench/models/whisper-base.en-random.bin)");
+                            "--preset base.en build/bench-models/whisper-base.en-random.bin)");
         return;
     }
     if (!fs::exists(o.whisper_model)) {
@@ -951,7 +954,7 @@ int engine_bench_main(const std::vector<std::string> &args) {
         bench_tts_engine(o, "espeak", "", tmp, rep);
         if (o.piper_model.empty())
             rep.skip("piper", "no --piper-model (make one: python3 tests/gen/make-tiny-piper.py "
-                              "--preset medium build-bench/models)");
+                              "--preset medium build/bench-models)");
         else if (!fs::exists(o.piper_model))
             rep.skip("piper", "no file " + o.piper_model);
         else

@@ -3,9 +3,9 @@
 // weights: the words are noise, so this checks the pipeline, not the words).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { startServer, Client, clips, voiceTurn, repo, readWav, streamPcm } from '../lib/parley.mjs';
+import { startServer, Client, clips, voiceTurn, repo, readWav, streamPcm, bin, tempDir } from '../lib/parley.mjs';
 
 const models = resolve(repo, 'build/test-models');
 const whisper = `${models}/tiny-whisper.bin`;
@@ -98,4 +98,18 @@ test('direct audio mode: one pass writes the transcript, then the reply', { skip
   } finally {
     await s.stop();
   }
+});
+
+test('parley bench engines: Parley against the bare tool on the same input, a table and JSON', async () => {
+  const out = `${tempDir()}/engines.json`;
+  const { spawnSync } = await import('node:child_process');
+  const r = spawnSync(bin, ['bench', 'engines', '--parts', 'tts', '--repeats', '2', '--warmup', '1', '--out', out], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /espeak-ng time to audio/);
+  assert.match(r.stdout, /skipped piper: no --piper-model/); // a part without its inputs is skipped, not failed
+  const j = JSON.parse(readFileSync(out, 'utf8'));
+  const row = j.rows.find((x) => /espeak/.test(x.stage));
+  assert.ok(row.parley_ms > 0 && row.bare_ms > 0 && row.ratio > 0, JSON.stringify(row));
+  const bad = spawnSync(bin, ['bench', 'engines', '--parts', 'nonsense'], { encoding: 'utf8' });
+  assert.equal(bad.status, 2);
 });
