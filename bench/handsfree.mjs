@@ -6,7 +6,7 @@
 //     150 ms median)
 //   - speculative start: first audio after the end-of-turn decision, with and without it.
 // Prints median / p95 / max; writes bench/out/handsfree.json.
-//   node bench/handsfree.mjs [--rounds N]
+//   node bench/handsfree.mjs [--rounds N] [--parts eot,spec,barge]   (PARLEY_ARGS: server flags)
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { startServer, Client, clips, readWav, Mic, clipBounds, median, percentile, repo } from '../tests/lib/parley.mjs';
 
@@ -22,7 +22,7 @@ const audio = clips.map((c) => {
 });
 
 async function session(args) {
-  const s = await startServer(['--max-tokens', '160', ...args]);
+  const s = await startServer(['--max-tokens', '160', ...args, ...extra]);
   const c = await Client.open(s.ws);
   await c.waitType('ready');
   c.send({ type: 'start', sample_rate: 16000, mode: 'hands_free' });
@@ -88,9 +88,11 @@ async function bargeIn() {
   return rows;
 }
 
-const plain = await endOfTurn(false);
-const spec = await endOfTurn(true);
-const barge = await bargeIn();
+const parts = (process.argv.includes('--parts') ? process.argv[process.argv.indexOf('--parts') + 1] : 'eot,spec,barge').split(',');
+const extra = process.env.PARLEY_ARGS ? process.env.PARLEY_ARGS.split(' ') : [];
+const plain = parts.includes('eot') ? await endOfTurn(false) : [];
+const spec = parts.includes('spec') ? await endOfTurn(true) : [];
+const barge = parts.includes('barge') ? await bargeIn() : [];
 
 const fmt = (x) => (Number.isFinite(x) ? x.toFixed(1).padStart(8) : '       -');
 const summary = {};

@@ -347,7 +347,7 @@ options (also as keys of a JSON file given with --config FILE):
                           speech probability (0.5), shortest speech (250), silence that ends a
                           turn (500), audio kept before the onset (300); a client's start may
                           override them
-  --barge-in-ms N         speech over a reply that interrupts it (default 120; shorter: a click)
+  --barge-in-ms N         speech over a reply that interrupts it (default 96; shorter: a click)
   --speculative-silence-ms N  start the reply at this pause if the words are stable (default
                           200; 0: off); it is sent only if the turn ends with the same words
   --echo auto|on|off      server-side echo cancellation of hands-free input (auto: for clients

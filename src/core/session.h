@@ -71,7 +71,7 @@ struct session_config {
     vad_params vad;
     // Speech during a reply (including audio still playing at the client) that lasts this long
     // interrupts it; shorter sounds (a click, a cough) do not.
-    int barge_in_ms = 120;
+    int barge_in_ms = 96;
     // Start the reply when the user has been silent this long and the partial transcript is
     // stable; it is sent only when the turn really ends with the same words (0: off).
     int speculative_silence_ms = 200;
