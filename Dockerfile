@@ -9,6 +9,8 @@ RUN apt-get -o Acquire::Check-Valid-Until=false update \
 WORKDIR /opt/parley
 COPY . .
 RUN touch /.parley-sysroot && scripts/setup && cmake -S . -B build -G Ninja -DBUILD_TESTING=OFF && ninja -C build parley
+# The Silero VAD model for hands-free turns comes from this npm package (no browser needed).
+RUN npm ci --omit=dev --no-audit --no-fund --loglevel=error
 EXPOSE 8000
 # Listening beyond loopback needs an API key: docker run -e PARLEY_API_KEY=... (see README).
 CMD ["sh", "-c", "exec build/parley serve --host 0.0.0.0 --api-key \"${PARLEY_API_KEY:?set PARLEY_API_KEY}\" ${PARLEY_ARGS:-}"]
