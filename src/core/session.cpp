@@ -498,8 +498,11 @@ void session::feed_hands_free(std::vector<int16_t> s16k, mono_time now) {
         }
     }
     if (utterance_open_ && !fed) accept(s16k);
-    // Barge-in: speech over a reply that lasts past a click or a cough stops it.
-    bool speech = vad_->in_speech() || vad_->pending_speech_ms() >= cfg_.barge_in_ms;
+    // Barge-in: speech over a reply that lasts past a click or a cough stops it. Over the echo
+    // of a reply the canceller is still taking away, it must last twice as long: what AEC3
+    // leaves while it re-converges comes in short bursts.
+    int need_ms = aec && aec->far_level() > ECHO_GATE_RMS ? 2 * cfg_.barge_in_ms : cfg_.barge_in_ms;
+    bool speech = vad_->in_speech() || vad_->pending_speech_ms() >= need_ms;
     if (!speech && !vad_->in_speech()) barging_ = false;
     if (speech && !barging_ && reply_active(now)) {
         barging_ = true;
