@@ -19,7 +19,8 @@ async function handsFree(args = [], start = {}) {
   const c = await Client.open(s.ws);
   const ready = await c.waitType('ready');
   c.send({ type: 'start', sample_rate: RATE, mode: 'hands_free', ...start });
-  const mic = new Mic(c);
+  // A client without echo cancellation hears the reply in its microphone (EchoMic, below).
+  const mic = start.echo_cancellation === false ? new EchoMic(c, ready.json.audio_format.sample_rate) : new Mic(c);
   return { s, c, mic, id: ready.json.session_id };
 }
 
@@ -140,11 +141,7 @@ class EchoMic extends Mic {
 
 for (const echo of ['auto', 'off']) {
   test(`hands-free without client echo cancellation, server echo ${echo}: ${echo === 'off' ? 'the reply interrupts itself' : 'the reply plays out'}`, async () => {
-    const s = await startServer(['--max-tokens', '60', '--echo', echo, '--speculative-silence-ms', '0']);
-    const c = await Client.open(s.ws);
-    const ready = await c.waitType('ready');
-    c.send({ type: 'start', sample_rate: RATE, mode: 'hands_free', echo_cancellation: false });
-    const mic = new EchoMic(c, ready.json.audio_format.sample_rate);
+    const { s, c, mic } = await handsFree(['--max-tokens', '60', '--echo', echo, '--speculative-silence-ms', '0'], { echo_cancellation: false });
     try {
       await mic.play(clip(1).pcm);
       const first = await c.waitFor((m) => m.json && m.json.type === 'text_chunk' && m.json.has_audio, { timeout: 30000 });
@@ -165,11 +162,7 @@ for (const echo of ['auto', 'off']) {
 }
 
 test('hands-free with server echo cancellation: the user still barges in over the echo', async () => {
-  const s = await startServer(['--max-tokens', '160', '--speculative-silence-ms', '0']);
-  const c = await Client.open(s.ws);
-  const ready = await c.waitType('ready');
-  c.send({ type: 'start', sample_rate: RATE, mode: 'hands_free', echo_cancellation: false });
-  const mic = new EchoMic(c, ready.json.audio_format.sample_rate);
+  const { s, c, mic } = await handsFree(['--speculative-silence-ms', '0'], { echo_cancellation: false });
   try {
     await mic.play(clip(1).pcm);
     const first = await c.waitFor((m) => m.json && m.json.type === 'text_chunk' && m.json.has_audio, { timeout: 30000 });
