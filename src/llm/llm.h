@@ -119,8 +119,8 @@ class llm_engine {
 
 struct llm_config {
     std::string model_path;
-    int context = 2048; // tokens per slot (capped at the model's training context)
-    int slots = 8;      // sessions with their own KV cache
+    int context = 2048;    // tokens per slot (capped at the model's training context)
+    int slots = 8;         // sessions with their own KV cache
     int threads = 0;       // generation; 0: half the cores
     int threads_batch = 0; // prompt evaluation; 0: all cores
     int batch = 512;
@@ -130,6 +130,10 @@ struct llm_config {
     std::string chat_template; // empty: the model's own, else the plain fallback
     bool warmup = true;
     bool verbose = false;
+    // Sampling takes the top-k (greedy: the few best) candidates from the logits in one pass
+    // before llama.cpp's sampler chain; false gives the chain the whole vocabulary (same tokens,
+    // slower with large vocabularies; kept to check that).
+    bool preselect = true;
 };
 
 // Throws llm_error with a one-line reason naming the file when it cannot load.

@@ -149,6 +149,43 @@ TEST(llm_llama, several_slots_decode_together) {
         EXPECT_EQ(c->result.text, cs[0]->result.text);
 }
 
+// The one-pass candidate preselection must pick exactly what llama.cpp's chain picks from the
+// whole vocabulary: greedy, greedy with repeat penalties, and seeded top-k/top-p/min-p sampling.
+TEST(llm_llama, preselected_sampling_picks_the_same_tokens_as_the_whole_vocabulary) {
+    if (!exists(model_path())) GTEST_SKIP() << "no test model";
+    auto generate = [](bool preselect, const sampling_params &s) {
+        llm_config cfg;
+        cfg.model_path = model_path();
+        cfg.slots = 1;
+        cfg.preselect = preselect;
+        auto llm = make_llm_engine(cfg);
+        std::vector<turn_record> history;
+        collected c;
+        auto req = make_request(0, &history, "Once upon a time there was a dog.", c, 64);
+        req.slot = -1;
+        req.sampling = s;
+        llm->submit(std::move(req));
+        wait(c);
+        return c.result;
+    };
+    sampling_params greedy;
+    greedy.temperature = 0;
+    greedy.repeat_penalty = 1.0f;
+    sampling_params penalised = greedy;
+    penalised.repeat_penalty = 1.3f;
+    sampling_params seeded; // the server's defaults: top-k 40, top-p, min-p, temperature
+    seeded.seed = 42;
+    for (const sampling_params &s : {greedy, penalised, seeded}) {
+        llm_result fast = generate(true, s), full = generate(false, s);
+        EXPECT_GT(full.generated_tokens, 8);
+        EXPECT_EQ(fast.generated_tokens, full.generated_tokens);
+        EXPECT_EQ(fast.text, full.text)
+            << "temperature " << s.temperature << " penalty " << s.repeat_penalty;
+    }
+    // Different settings do sample differently (the comparison above is not vacuous).
+    EXPECT_NE(generate(true, greedy).text, generate(true, penalised).text);
+}
+
 TEST(llm_llama, cancel_stops_generation) {
     if (!exists(model_path())) GTEST_SKIP() << "no test model";
     llm_config cfg;
