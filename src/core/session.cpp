@@ -869,7 +869,16 @@ void session::synthesize(const std::shared_ptr<turn> &t, std::string text, std::
         params = tts_params_;
     }
     int out_rate = cfg_.audio_out_rate;
-    eng_.tts_worker->post([self, t, text = std::move(text), params, out_rate] {
+    // Needed when the audio already sent for this reply has played (now for its first phrase):
+    // the shared TTS worker serves the earliest need first, across sessions.
+    // (The turn's lock is held by pump().)
+    mono_time needed = mono_now();
+    for (auto c = t->chunks.rbegin(); c != t->chunks.rend(); ++c)
+        if (c->has_audio && c->play_start != mono_time{}) {
+            needed = std::max(needed, c->play_start + std::chrono::milliseconds(c->audio_ms));
+            break;
+        }
+    eng_.tts_worker->post_by(needed, [self, t, text = std::move(text), params, out_rate] {
         if (t->cancel->load()) return;
         std::vector<int16_t> pcm;
         tts_result audio;
@@ -1232,7 +1241,7 @@ void session::resume_turn(const std::shared_ptr<turn> &t) {
         while (w < first.words.size() &&
                (first.words[w].start_ms + first.words[w].end_ms) / 2.0 <= played)
             w++;
-        int from_ms = first.words.empty()        ? 0
+        int from_ms = first.words.empty()      ? 0
                       : w < first.words.size() ? first.words[w].start_ms
                                                : first.audio_ms;
         // The text from the start of word w: past word w-1's token and the spaces after it.
@@ -1247,8 +1256,8 @@ void session::resume_turn(const std::shared_ptr<turn> &t) {
                                             : first.text.find_first_not_of(' ', space);
             if (at == std::string::npos) at = first.text.size();
         }
-        size_t byte = std::min(first.audio.size(),
-                               size_t(int64_t(from_ms) * cfg_.audio_out_rate / 1000) * 2);
+        size_t byte =
+            std::min(first.audio.size(), size_t(int64_t(from_ms) * cfg_.audio_out_rate / 1000) * 2);
         heard_part.text = first.text.substr(0, at);
         while (!heard_part.text.empty() && heard_part.text.back() == ' ')
             heard_part.text.pop_back();

@@ -15,9 +15,13 @@ worker::~worker() {
 }
 
 void worker::post(std::function<void()> task) {
+    post_by(mono_now(), std::move(task));
+}
+
+void worker::post_by(mono_time deadline, std::function<void()> task) {
     {
         std::lock_guard lock(m_);
-        tasks_.push_back(std::move(task));
+        tasks_.emplace(std::pair(deadline, posted_++), std::move(task));
     }
     cv_.notify_one();
 }
@@ -34,8 +38,9 @@ void worker::run(std::stop_token st) {
             std::unique_lock lock(m_);
             cv_.wait(lock, st, [&] { return !tasks_.empty(); });
             if (st.stop_requested()) return;
-            task = std::move(tasks_.front());
-            tasks_.pop_front();
+            auto first = tasks_.begin();
+            task = std::move(first->second);
+            tasks_.erase(first);
         }
         try {
             task();

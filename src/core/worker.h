@@ -1,16 +1,25 @@
-// A thread with a FIFO task queue.
+// A thread with a task queue ordered by deadline.
 //
-// post() may be called from any thread; tasks run one at a time on the worker's own thread, in
-// the order posted. The destructor stops taking tasks, runs none of those still queued, and
-// joins the thread. Tasks must not throw (an exception is caught and logged).
+// post() may be called from any thread; tasks run one at a time on the worker's own thread.
+// Each task has a deadline, when its result is needed: post() means now, post_by() a time in
+// the future. The earliest deadline runs first, and tasks with the same deadline run in the
+// order posted, so a worker fed only by post() is a FIFO. The TTS worker uses deadlines so that
+// a reply's first phrase, which a listener is waiting for, goes ahead of other replies' later
+// phrases, whose audio is only needed once what was sent before them has played.
+// The destructor stops taking tasks, runs none of those still queued, and joins the thread.
+// Tasks must not throw (an exception is caught and logged).
 #pragma once
 
+#include "core/clock.h"
+
 #include <condition_variable>
-#include <deque>
+#include <cstdint>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 
 namespace parley {
 
@@ -22,6 +31,7 @@ class worker {
     worker &operator=(const worker &) = delete;
 
     void post(std::function<void()> task);
+    void post_by(mono_time deadline, std::function<void()> task);
     size_t queued() const;
 
   private:
@@ -30,7 +40,8 @@ class worker {
     std::string name_;
     mutable std::mutex m_;
     std::condition_variable_any cv_;
-    std::deque<std::function<void()>> tasks_;
+    uint64_t posted_ = 0;
+    std::map<std::pair<mono_time, uint64_t>, std::function<void()>> tasks_;
     std::jthread thread_;
 };
 

@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <future>
 #include <numbers>
 
 using namespace parley;
@@ -374,4 +375,40 @@ TEST(session, a_sound_too_short_to_be_speech_lets_the_reply_go_on) {
 TEST(session, speech_with_no_words_lets_the_reply_go_on) {
     hands_free_rig r;
     expect_resumed(r, tone(700, 8000)); // an utterance, but the recogniser hears no words
+}
+
+// The TTS worker's order: earliest deadline first, posting order among equal deadlines (plain
+// post() is due now, so a worker fed by post() alone stays a FIFO).
+TEST(worker, runs_the_earliest_deadline_first_and_equal_ones_in_order) {
+    worker w{"test"};
+    std::promise<void> release;
+    std::shared_future<void> gate = release.get_future().share();
+    std::mutex m;
+    std::vector<std::string> order;
+    auto note = [&](std::string s) {
+        return [&, s] {
+            std::lock_guard lock(m);
+            order.push_back(s);
+        };
+    };
+    std::promise<void> holding;
+    w.post([&holding, gate] { // holds the worker while the rest is queued
+        holding.set_value();
+        gate.wait();
+    });
+    holding.get_future().wait();
+    auto now = mono_now();
+    w.post_by(now + std::chrono::seconds(2), note("later phrase of reply A"));
+    w.post_by(now + std::chrono::seconds(1), note("later phrase of reply B"));
+    w.post(note("first phrase of reply C"));
+    w.post(note("first phrase of reply D"));
+    w.post_by(now - std::chrono::seconds(1), note("overdue"));
+    EXPECT_EQ(w.queued(), 5u);
+    release.set_value();
+    std::promise<void> done;
+    w.post_by(now + std::chrono::seconds(3), [&] { done.set_value(); });
+    ASSERT_EQ(done.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready);
+    EXPECT_EQ(order, (std::vector<std::string>{"overdue", "first phrase of reply C",
+                                               "first phrase of reply D", "later phrase of reply B",
+                                               "later phrase of reply A"}));
 }
