@@ -24,7 +24,7 @@ RUN="${PARLEY:-build/parley} bench engines"
 llms=""
 [ -f "$STORIES" ] && llms="$STORIES"
 for p in $LLM_PRESETS; do
-    f="$MODELS/llama-$p-q4_0.gguf"
+    f="$MODELS/llama-$p-words-q4_0.gguf" # "words": the padding reads as phrases
     [ -f "$f" ] || python3 tests/gen/make-llama-gguf.py --preset "$p" --type q4_0 "$f"
     llms="${llms:+$llms,}$f"
 done

@@ -8,6 +8,7 @@ random weights, for benchmarks (the text it writes is nonsense; the compute is r
 Presets (Qwen2.5's dimensions in llama.cpp's llama architecture; Qwen2's q/k/v biases are left
 out, they are a rounding error of the compute):
 
+    tiny  2 layers, 64 embd (for tests of the generator itself)
     0.5b  24 layers, 896 embd, 4864 ffn, 14 heads, 2 kv heads (head dim 64)
     1.5b  28 layers, 1536 embd, 8960 ffn, 12 heads, 2 kv heads (head dim 128)
     3b    36 layers, 2048 embd, 11008 ffn, 16 heads, 2 kv heads (head dim 128)
@@ -15,9 +16,14 @@ out, they are a rounding error of the compute):
 The tokenizer is stories260K's (SentencePiece, 512 tokens, read from --tokenizer). Its 512
 tokens would make the embedding and output matrices 300 times smaller than the real model's
 151936 x embd, and the output matrix alone is a quarter of a 0.5B model's work per token, so by
-default the vocabulary is padded to the real model's size with synthetic tokens (never produced
-by the tokenizer from ordinary text, but sampled by the random weights, which costs the same).
-`--vocab 0` keeps the 512 tokens. As in Qwen2.5, the output matrix is tied to the embeddings.
+default the vocabulary is padded to the real model's size with synthetic tokens: made-up words,
+some ending a clause with a comma or a full stop (never produced by the tokenizer from ordinary
+text, but sampled by the random weights, which costs the same, and which read as phrases).
+`--vocab 0` keeps the 512 tokens. Qwen2.5 ties its output matrix to the embeddings; here it is a
+separate random matrix of the same shape (the same work per token: the whole matrix is read for
+every token either way; the file is larger by one embedding table). With random weights a tied
+output matrix mostly predicts the input token again ("dishoti dishoti dishoti ..."); a separate
+one gives varied words.
 
 Weight types: q4_0 (default; 4.5 bits per weight, written directly), q8_0, f16, and q4_k_m (what
 most people run on CPU: written as f16 to a temporary file, then `llama-quantize` makes
@@ -36,6 +42,8 @@ import numpy as np
 import gguf
 
 PRESETS = {
+    # A few MB with the real vocabulary: for tests of the padding's text, not for speed.
+    "tiny": dict(n_layer=2, n_embd=64, n_ff=256, n_head=4, n_head_kv=2, vocab=151936),
     "0.5b": dict(n_layer=24, n_embd=896, n_ff=4864, n_head=14, n_head_kv=2, vocab=151936),
     "1.5b": dict(n_layer=28, n_embd=1536, n_ff=8960, n_head=12, n_head_kv=2, vocab=151936),
     "3b": dict(n_layer=36, n_embd=2048, n_ff=11008, n_head=16, n_head_kv=2, vocab=151936),
@@ -67,13 +75,37 @@ def read_tokenizer(path):
     return model, tokens, scores, types, ids
 
 
+def pad_words():
+    """Pronounceable made-up words of three or four syllables ("▁tamiko"), in a fixed order; every
+    sixth ends a clause (a comma or a full stop, alternately)."""
+    onsets = "b d f g h k l m n p r s t v z ch sh".split()
+    vowels = "a e i o u".split()
+    syllables = [c + v for c in onsets for v in vowels]
+    k = 0
+    for n in (3, 4):
+        for idx in np.ndindex(*([len(syllables)] * n)):
+            word = "\u2581" + "".join(syllables[j] for j in idx)
+            k += 1
+            yield word + ("," if k % 12 == 6 else "." if k % 12 == 0 else "")
+
+
 def pad_vocab(tokens, scores, types, n):
+    """Pads the vocabulary with word-like tokens. Random weights sample these nearly all the
+    time, so a reply reads as words with a clause break every six or so: the phrase chunker and
+    the TTS then see text of a realistic shape (a first phrase of a few words), and the
+    benchmark's time to first audio means what it would with real weights. Their scores are
+    below every real piece's, so ordinary text tokenizes as before."""
     tokens, scores, types = list(tokens), list(scores), list(types)
     lowest = min(scores)
+    known = set(tokens)
+    words = pad_words()
     i = 0
     while len(tokens) < n:
-        tokens.append(f"<x{i}>")  # "<" never merges into these: no pair of vocab pieces makes it
-        scores.append(lowest - 1.0 - i * 1e-3)
+        w = next(words)
+        if w in known:
+            continue
+        tokens.append(w)
+        scores.append(lowest - 1.0 - i * 1e-6)
         types.append(gguf.TokenType.NORMAL)
         i += 1
     return tokens, scores, types
@@ -111,7 +143,7 @@ def tensor_plan(h, vocab):
     e, f = h["n_embd"], h["n_ff"]
     hd = e // h["n_head"]
     kv = hd * h["n_head_kv"]
-    plan = [("token_embd.weight", vocab, e, 1.0)]  # also the output matrix (tied)
+    plan = [("token_embd.weight", vocab, e, 1.0)]
     for i in range(h["n_layer"]):
         p = f"blk.{i}"
         plan += [(f"{p}.attn_norm.weight", 0, e, 0), (f"{p}.ffn_norm.weight", 0, e, 0),
@@ -122,6 +154,7 @@ def tensor_plan(h, vocab):
                  (f"{p}.ffn_gate.weight", f, e, e ** -0.5), (f"{p}.ffn_up.weight", f, e, e ** -0.5),
                  (f"{p}.ffn_down.weight", e, f, 0.5 * f ** -0.5)]
     plan.append(("output_norm.weight", 0, e, 0))
+    plan.append(("output.weight", vocab, e, e ** -0.5))  # logits of RMS about 1
     return plan
 
 

@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { startServer, Client, clips, voiceTurn, repo, readWav, streamPcm, bin, tempDir } from '../lib/parley.mjs';
 
 const models = resolve(repo, 'build/test-models');
@@ -102,7 +103,6 @@ test('direct audio mode: one pass writes the transcript, then the reply', { skip
 
 test('parley bench engines: Parley against the bare tool on the same input, a table and JSON', async () => {
   const out = `${tempDir()}/engines.json`;
-  const { spawnSync } = await import('node:child_process');
   const r = spawnSync(bin, ['bench', 'engines', '--parts', 'tts', '--repeats', '2', '--warmup', '1', '--out', out], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /espeak-ng time to audio/);
@@ -112,4 +112,32 @@ test('parley bench engines: Parley against the bare tool on the same input, a ta
   assert.ok(row.parley_ms > 0 && row.bare_ms > 0 && row.ratio > 0, JSON.stringify(row));
   const bad = spawnSync(bin, ['bench', 'engines', '--parts', 'nonsense'], { encoding: 'utf8' });
   assert.equal(bad.status, 2);
+});
+
+// The realistic-shape model generator (bench/engines.sh, the 1.5B latency benchmark): random
+// weights over Qwen's 151,936-token vocabulary must still read as phrases, or the benchmark's
+// first phrase (and so its time to first audio) would mean nothing.
+test('generated benchmark LLM: random weights reply in word-like phrases the chunker cuts early', async () => {
+  const dir = tempDir();
+  const gguf = `${dir}/tiny-words.gguf`;
+  const gen = spawnSync('python3', [`${repo}/tests/gen/make-llama-gguf.py`, '--preset', 'tiny', gguf], { encoding: 'utf8' });
+  assert.equal(gen.status, 0, gen.stderr);
+  const s = await startServer(['--model', gguf, '--tts', 'none', '--max-tokens', '80'], { withModel: false });
+  try {
+    const c = await Client.open(s.ws);
+    await c.waitType('ready');
+    c.send({ type: 'text', text: 'Hello there, how are you today?' });
+    const done = await c.waitType('response_done');
+    const chunks = c.msgs.filter((m) => m.json && m.json.type === 'text_chunk').map((m) => m.json.text.trim()).filter(Boolean);
+    const words = done.json.text.trim().split(/\s+/);
+    assert.ok(words.length >= 40, `a reply of words: ${done.json.text}`);
+    assert.ok(words.every((w) => /^[a-z]{6,8}[,.]?$/.test(w)), done.json.text);
+    assert.ok(new Set(words).size > words.length / 2, `varied words, not one repeated: ${done.json.text}`);
+    // The first phrase ends at the first clause break: a few words, as a real reply's would.
+    assert.ok(chunks.length >= 2, JSON.stringify(chunks));
+    assert.match(chunks[0], /[,.]$/);
+    assert.ok(chunks[0].split(/\s+/).length <= 20, chunks[0]);
+  } finally {
+    await s.stop();
+  }
 });
