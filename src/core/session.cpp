@@ -62,6 +62,8 @@ struct session::turn {
     std::string user;
     mono_time t0, t_transcript, t_first_token, t_first_chunk, t_first_audio;
     std::shared_ptr<std::atomic<bool>> cancel = std::make_shared<std::atomic<bool>>(false);
+    // Set while a held turn has its first phrase and waits for the end of the user's turn.
+    std::shared_ptr<std::atomic<bool>> pause = std::make_shared<std::atomic<bool>>(false);
     bool want_audio = false;
 
     std::mutex m;
@@ -778,6 +780,7 @@ std::shared_ptr<session::turn> session::start_turn(const std::string &user_text,
     req.sampling = cfg_.sampling;
     req.max_tokens = cfg_.max_tokens;
     req.cancel = t->cancel;
+    req.pause = t->pause;
     auto self = shared_from_this();
     req.messages = [self, t](int budget, const token_counter &count) {
         std::vector<turn_record> history;
@@ -822,6 +825,9 @@ void session::on_piece(const std::shared_ptr<turn> &t, std::string_view piece) {
         if (t->t_first_token == mono_time{}) t->t_first_token = mono_now();
         for (std::string &p : t->chunker.push(piece))
             t->pending.push_back(std::move(p));
+        // A held reply stops after its first phrase: that is all the end of the turn needs at
+        // once, and the user may go on talking (then the rest would be thrown away).
+        if (t->held && t->chunker.released() > 0) t->pause->store(true);
     }
     pump(t);
 }
@@ -1080,6 +1086,7 @@ void session::release_turn(const std::shared_ptr<turn> &t, const std::string &fi
         std::lock_guard lock(t->m);
         if (t->finished && !t->llm_done_pending_finish) return; // cancelled meanwhile
         t->held = false;
+        t->pause->store(false);
         t->t_transcript = mono_now();
         out_->send_text(encode_transcript(final_text, true, t->id));
         for (size_t i = 0; i < t->held_out.size(); i++)

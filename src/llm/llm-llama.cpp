@@ -19,6 +19,7 @@
 #include <mtmd-helper.h>
 #include <mtmd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
@@ -732,16 +733,20 @@ class llm_llama : public llm_engine {
         return true;
     }
 
+    static bool paused(const active_request &a) { return a.req.pause && a.req.pause->load(); }
+
     void step(std::vector<std::unique_ptr<active_request>> &active) {
         size_t n = 0;
         for (auto &a : active)
-            n += a->pending.size();
+            if (!paused(*a)) n += a->pending.size();
         llama_batch batch = llama_batch_init(int(std::max<size_t>(1, n)), 0, 1);
         for (auto &a : active) {
             if (cancelled(*a)) {
                 finish(*a, "cancelled");
                 continue;
             }
+            a->i_batch = -1;
+            if (paused(*a)) continue;
             for (size_t j = 0; j < a->pending.size(); ++j) {
                 int k = batch.n_tokens++;
                 batch.token[k] = a->pending[j];
@@ -755,7 +760,7 @@ class llm_llama : public llm_engine {
         if (batch.n_tokens > 0) {
             int rc = llama_decode(ctx_, batch);
             for (auto &a : active) {
-                if (a->done) continue;
+                if (a->done || a->i_batch < 0) continue;
                 if (rc != 0) {
                     a->result.error = "decode failed (" + std::to_string(rc) + ")";
                     finish(*a, "error");
@@ -780,8 +785,13 @@ class llm_llama : public llm_engine {
             std::vector<int> released;
             {
                 std::unique_lock lock(m_);
+                auto news = [&] { return !queue_.empty() || !released_.empty(); };
                 if (active.empty())
-                    cv_.wait(lock, st, [&] { return !queue_.empty() || !released_.empty(); });
+                    cv_.wait(lock, st, news);
+                else if (std::ranges::all_of(active, [](auto &a) { return paused(*a); }))
+                    // Nothing to decode: look again soon for a request that goes on (a pause
+                    // is an atomic flag the session clears without telling the engine).
+                    cv_.wait_for(lock, st, std::chrono::milliseconds(2), news);
                 if (st.stop_requested()) break;
                 released.swap(released_);
                 // Admit queued requests whose sequence is idle, in order.

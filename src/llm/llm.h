@@ -83,6 +83,10 @@ struct llm_request {
     // generated (stop_reason "prefill"); a later request with the same prefix starts faster.
     int max_tokens = 256;
     std::shared_ptr<std::atomic<bool>> cancel;
+    // While set, the request keeps its place and its KV entries but generates nothing; clearing
+    // it goes on where it stopped. A speculative reply waits here once its first phrase is
+    // made, instead of writing a whole reply that the user's next words may throw away.
+    std::shared_ptr<std::atomic<bool>> pause;
     std::function<void(std::string_view piece)> on_piece;
     std::function<void(const llm_result &result)> on_done;
 

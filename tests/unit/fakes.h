@@ -84,8 +84,15 @@ class scripted_llm : public llm_engine {
                 prompts_.push_back(msgs);
             }
             llm_result r;
+            if (req.max_tokens == 0) { // prefill only (partial transcripts while speaking)
+                r.stop_reason = "prefill";
+                if (req.on_done) req.on_done(r);
+                return;
+            }
             for (const std::string &p : pieces_) {
                 std::this_thread::sleep_for(delay_);
+                while (req.pause && req.pause->load() && !(req.cancel && req.cancel->load()))
+                    std::this_thread::sleep_for(std::chrono::milliseconds(1));
                 if (req.cancel && req.cancel->load()) {
                     r.stop_reason = "cancelled";
                     req.on_done(r);
@@ -93,12 +100,14 @@ class scripted_llm : public llm_engine {
                 }
                 r.text += p;
                 ++r.generated_tokens;
+                ++emitted;
                 req.on_piece(p);
             }
             r.stop_reason = "eog";
             req.on_done(r);
         });
     }
+    std::atomic<int> emitted{0}; // pieces handed out, over all requests
     std::vector<std::vector<chat_message>> prompts() {
         std::lock_guard lock(m_);
         return prompts_;
@@ -116,22 +125,27 @@ class scripted_llm : public llm_engine {
 // Hears whatever it is given as `text` (empty: a noise with no words).
 class scripted_asr : public asr_engine {
   public:
-    explicit scripted_asr(std::string text) : text(std::move(text)) {}
+    // partials: the text is also every partial (a stable one) once audio came.
+    explicit scripted_asr(std::string text, bool partials = false)
+        : text(std::move(text)), partials(partials) {}
     std::string name() const override { return "scripted"; }
-    std::unique_ptr<asr_stream> open() override { return std::make_unique<stream>(text); }
+    std::unique_ptr<asr_stream> open() override { return std::make_unique<stream>(text, partials); }
     std::string text;
+    bool partials;
 
   private:
     struct stream : asr_stream {
-        explicit stream(std::string t) : text(std::move(t)) {}
+        stream(std::string t, bool partials) : text(std::move(t)), partials(partials) {}
         void accept(std::span<const int16_t> pcm) override { samples += pcm.size(); }
-        std::string partial() override { return ""; }
+        std::string partial() override { return partials && samples ? text : ""; }
+        bool partial_is_final() const override { return partials; }
         std::string finish() override {
             std::string r = samples ? text : "";
             samples = 0;
             return r;
         }
         std::string text;
+        bool partials;
         size_t samples = 0;
     };
 };

@@ -186,6 +186,38 @@ TEST(llm_llama, preselected_sampling_picks_the_same_tokens_as_the_whole_vocabula
     EXPECT_NE(generate(true, greedy).text, generate(true, penalised).text);
 }
 
+// A paused request generates nothing and keeps its place; cleared, it goes on to the end
+// (another request meanwhile is served as usual).
+TEST(llm_llama, a_paused_request_waits_and_then_goes_on) {
+    if (!exists(model_path())) GTEST_SKIP() << "no test model";
+    llm_config cfg;
+    cfg.model_path = model_path();
+    cfg.slots = 2;
+    auto llm = make_llm_engine(cfg);
+    std::vector<turn_record> history;
+    collected a, b;
+    auto req = make_request(llm->acquire_slot(), &history, "Once upon a time", a, 40);
+    auto pause = std::make_shared<std::atomic<bool>>(false);
+    req.pause = pause;
+    std::atomic<int> seen = 0;
+    req.on_piece = [&](std::string_view) {
+        if (++seen == 3) pause->store(true);
+    };
+    llm->submit(std::move(req));
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    int while_paused = seen.load();
+    EXPECT_GE(while_paused, 3);
+    EXPECT_LE(while_paused, 4); // at most the token already being decoded
+    llm->submit(make_request(llm->acquire_slot(), &history, "The cat sat", b, 16));
+    wait(b);
+    EXPECT_GT(b.result.generated_tokens, 0);
+    EXPECT_EQ(seen.load(), while_paused) << "still paused while the other request ran";
+    pause->store(false);
+    wait(a);
+    EXPECT_EQ(a.result.generated_tokens, 40);
+    EXPECT_EQ(a.result.stop_reason, "length");
+}
+
 TEST(llm_llama, cancel_stops_generation) {
     if (!exists(model_path())) GTEST_SKIP() << "no test model";
     llm_config cfg;

@@ -377,6 +377,44 @@ TEST(session, speech_with_no_words_lets_the_reply_go_on) {
     expect_resumed(r, tone(700, 8000)); // an utterance, but the recogniser hears no words
 }
 
+// A reply started in a pause (speculative, held) makes its first phrase and then waits: the
+// user may go on talking, and then a whole reply would be written for nothing. At the end of
+// the turn it goes on and the whole reply goes out.
+TEST(session, a_speculative_reply_waits_after_its_first_phrase_until_the_turn_ends) {
+    scripted_llm llm(hands_free_rig::long_reply(), std::chrono::milliseconds(1));
+    scripted_tts tts;
+    scripted_asr asr("tell me a story", true);
+    worker tts_worker{"tts"};
+    auto out = std::make_shared<recording_output>();
+    session_engines e;
+    e.llm = &llm;
+    e.tts = &tts;
+    e.asr = &asr;
+    e.tts_worker = &tts_worker;
+    e.vad = make_energy_vad();
+    session_config c;
+    c.speculative_silence_ms = 200;
+    auto s = std::make_shared<session>(e, c, out);
+    s->open();
+    s->on_text(R"({"type":"start","sample_rate":16000,"mode":"hands_free"})");
+    feed(*s, tone(300, 0));
+    feed(*s, tone(700, 8000));
+    feed(*s, tone(300, 0)); // a pause past 200 ms: the reply starts, held
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    int total = int(hands_free_rig::long_reply().size());
+    int made = llm.emitted.load();
+    EXPECT_GE(made, 5) << "the first phrase is made";
+    EXPECT_LT(made, 12) << "and then the reply waits (" << total << " pieces in all)";
+    EXPECT_TRUE(out->of_type("text_chunk").empty()) << "nothing goes out before the turn ends";
+    feed(*s, tone(400, 0)); // the turn ends: the same words, the reply goes on
+    ASSERT_TRUE(out->wait_type("response_done"));
+    EXPECT_EQ(llm.emitted.load(), total);
+    auto done = out->of_type("response_done");
+    EXPECT_TRUE(done[0]["timings"].value("speculative", false));
+    EXPECT_NE(done[0]["text"].get<std::string>().find("little dog."), std::string::npos);
+    s->close();
+}
+
 // The TTS worker's order: earliest deadline first, posting order among equal deadlines (plain
 // post() is due now, so a worker fed by post() alone stays a FIFO).
 TEST(worker, runs_the_earliest_deadline_first_and_equal_ones_in_order) {
