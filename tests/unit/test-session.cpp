@@ -292,12 +292,15 @@ void feed(session &s, const std::string &pcm) {
 struct hands_free_rig {
     scripted_llm llm;
     scripted_tts tts;
-    scripted_asr asr{""};
+    scripted_asr asr;
     worker tts_worker{"tts"};
     std::shared_ptr<recording_output> out = std::make_shared<recording_output>();
     std::shared_ptr<session> s;
 
-    hands_free_rig() : llm(long_reply(), std::chrono::milliseconds(1)) {
+    // The recogniser hears asr_text (also as stable partials when partials is set).
+    explicit hands_free_rig(int speculative_silence_ms = 0, std::string asr_text = "",
+                            bool partials = false)
+        : llm(long_reply(), std::chrono::milliseconds(1)), asr(std::move(asr_text), partials) {
         session_engines e;
         e.llm = &llm;
         e.tts = &tts;
@@ -305,7 +308,7 @@ struct hands_free_rig {
         e.tts_worker = &tts_worker;
         e.vad = make_energy_vad();
         session_config c;
-        c.speculative_silence_ms = 0;
+        c.speculative_silence_ms = speculative_silence_ms;
         s = std::make_shared<session>(e, c, out);
         s->open();
     }
@@ -381,21 +384,10 @@ TEST(session, speech_with_no_words_lets_the_reply_go_on) {
 // user may go on talking, and then a whole reply would be written for nothing. At the end of
 // the turn it goes on and the whole reply goes out.
 TEST(session, a_speculative_reply_waits_after_its_first_phrase_until_the_turn_ends) {
-    scripted_llm llm(hands_free_rig::long_reply(), std::chrono::milliseconds(1));
-    scripted_tts tts;
-    scripted_asr asr("tell me a story", true);
-    worker tts_worker{"tts"};
-    auto out = std::make_shared<recording_output>();
-    session_engines e;
-    e.llm = &llm;
-    e.tts = &tts;
-    e.asr = &asr;
-    e.tts_worker = &tts_worker;
-    e.vad = make_energy_vad();
-    session_config c;
-    c.speculative_silence_ms = 200;
-    auto s = std::make_shared<session>(e, c, out);
-    s->open();
+    hands_free_rig r(200, "tell me a story", true);
+    auto &s = r.s;
+    auto &out = r.out;
+    auto &llm = r.llm;
     s->on_text(R"({"type":"start","sample_rate":16000,"mode":"hands_free"})");
     feed(*s, tone(300, 0));
     feed(*s, tone(700, 8000));
@@ -412,7 +404,6 @@ TEST(session, a_speculative_reply_waits_after_its_first_phrase_until_the_turn_en
     auto done = out->of_type("response_done");
     EXPECT_TRUE(done[0]["timings"].value("speculative", false));
     EXPECT_NE(done[0]["text"].get<std::string>().find("little dog."), std::string::npos);
-    s->close();
 }
 
 // The TTS worker's order: earliest deadline first, posting order among equal deadlines (plain
