@@ -16,7 +16,7 @@ MIRROR ?= $(abspath $(wildcard ../shared/models))
 ARGS ?=
 RUN := scripts/run
 
-.PHONY: setup build serve test unit integration e2e bench bench-engines format clean
+.PHONY: setup build serve test unit integration e2e bench bench-memory bench-engines format clean
 
 setup:
 	@scripts/setup
@@ -44,9 +44,17 @@ integration: build node_modules/.parley-stamp
 e2e: build node_modules/.parley-stamp
 	@$(RUN) node --test --test-force-exit 'tests/e2e/*.test.mjs'
 
+# Simulated voice clients over the real protocol (1 then 4), per-stage latency, CPU, memory, the
+# bare engines on the same inputs; bench/out/voice.{json,html}. Then hands-free end-of-turn and
+# barge-in timings. ARGS go to parley bench (e.g. ARGS="-- --model M.gguf").
 bench: build node_modules/.parley-stamp
-	@$(RUN) node bench/latency.mjs
+	@$(RUN) build/parley bench $(ARGS)
 	@$(RUN) node bench/handsfree.mjs
+
+# Memory check: 500 push-to-talk turns as fast as the server takes them (about 30 min here).
+bench-memory: build node_modules/.parley-stamp
+	@$(RUN) build/parley bench --clients 1 --turns 500 --pace 0 --mode push_to_talk --no-bare \
+		--out bench/out/memory.json --html bench/out/memory.html $(ARGS)
 
 # Parley's engines against llama-bench, llama-server, whisper-cli, pocketsphinx and espeak-ng on
 # the same inputs, with realistic-shape generated models (0.5B/1.5B LLM, Whisper base.en).

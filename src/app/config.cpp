@@ -55,6 +55,8 @@ std::string set(app_config &c, const std::string &key, const std::string &v) {
         return need_int(c.llm.slots);
     else if (key == "threads")
         return need_int(c.llm.threads);
+    else if (key == "threads-batch")
+        return need_int(c.llm.threads_batch);
     else if (key == "mmproj")
         c.llm.mmproj_path = v;
     else if (key == "voice-mode") {
@@ -307,6 +309,8 @@ commands:
   transcribe FILE.wav     print the transcript of a WAV file
   say "TEXT" -o OUT.wav   speak text into a WAV file
   models list|show|pull|path|rm   the model manager (parley models --help)
+  bench [--help]          simulated voice clients against a real server: latency per stage,
+                          CPU, memory, HTML report
   bench engines [--help]  Parley's engines against the bare tools on the same inputs
 
 options (also as keys of a JSON file given with --config FILE):

@@ -1,11 +1,12 @@
-// parley: serve | chat | transcribe | say. Exit codes: 0 ok, 1 runtime failure, 2 bad input
-// (arguments, files, models).
+// parley: serve | chat | transcribe | say | models | bench. Exit codes: 0 ok, 1 runtime failure, 2
+// bad input (arguments, files, models).
 #include "app/config.h"
 #include "app/profile.h"
 #include "asr/asr-audio-llm.h"
 #include "audio/resampler.h"
 #include "audio/wav.h"
 #include "bench/engine-bench.h"
+#include "bench/voice-bench.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/metrics.h"
@@ -292,6 +293,9 @@ int main(int argc, char **argv) {
     if (cmd == "models") return cmd_models(args);
     if (cmd == "bench" && !args.empty() && args[0] == "engines")
         return engine_bench_main(std::vector<std::string>(args.begin() + 1, args.end()));
+    if (cmd == "bench" && !args.empty() && args[0] == "voice")
+        return voice_bench_main(std::vector<std::string>(args.begin() + 1, args.end()));
+    if (cmd == "bench") return voice_bench_main(args);
     app_config cfg;
     std::vector<std::string> positional;
     if (std::string err = parse_args(cfg, args, &positional); !err.empty()) return fail(err);

@@ -4,50 +4,30 @@
 
 #include "asr/asr.h"
 #include "audio/wav.h"
+#include "bench/bench-util.h"
 #include "llm/llm.h"
 #include "tts/tts.h"
 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <arpa/inet.h>
-#include <chrono>
 #include <cmath>
-#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <future>
-#include <limits>
 #include <map>
-#include <netinet/in.h>
 #include <regex>
 #include <sstream>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <thread>
-#include <unistd.h>
 
 namespace parley {
 namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
-using clock_type = std::chrono::steady_clock;
-constexpr double NO_VALUE = std::numeric_limits<double>::quiet_NaN();
-constexpr int REPEAT_COPIES = 5; // bare CLIs: input once and this many times, to cancel start-up
-
-double ms_since(clock_type::time_point t0) {
-    return std::chrono::duration<double, std::milli>(clock_type::now() - t0).count();
-}
-
-double median(std::vector<double> v) {
-    if (v.empty()) return NO_VALUE;
-    std::sort(v.begin(), v.end());
-    size_t n = v.size();
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
+using clock_type = bench_clock;
 
 struct bench_options {
     std::vector<std::string> parts = {"asr", "llm", "tts"}; // also "server" (llama-server)
@@ -161,65 +141,6 @@ std::string parse_options(const std::vector<std::string> &args, bench_options &o
     return {};
 }
 
-// --- child processes ---
-
-std::string shell_quote(const std::string &s) {
-    std::string out = "'";
-    for (char c : s) {
-        if (c == '\'')
-            out += "'\\''";
-        else
-            out += c;
-    }
-    return out + "'";
-}
-
-std::string join_command(const std::vector<std::string> &argv) {
-    std::string cmd;
-    for (const auto &a : argv)
-        cmd += (cmd.empty() ? "" : " ") + shell_quote(a);
-    return cmd;
-}
-
-struct command_result {
-    int rc = -1;
-    double wall_ms = 0;
-    std::string output; // stdout and stderr together
-};
-
-command_result run_command(const std::vector<std::string> &argv) {
-    command_result r;
-    std::string cmd = join_command(argv) + " 2>&1 </dev/null";
-    auto t0 = clock_type::now();
-    FILE *p = popen(cmd.c_str(), "r");
-    if (!p) return r;
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0)
-        r.output.append(buf, n);
-    int status = pclose(p);
-    r.wall_ms = ms_since(t0);
-    r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    return r;
-}
-
-std::string find_tool(const std::string &name) {
-    const char *env = std::getenv("PATH");
-    std::stringstream path(env ? env : "/usr/bin:/bin");
-    std::string dir;
-    while (std::getline(path, dir, ':')) {
-        if (dir.empty()) continue;
-        fs::path p = fs::path(dir) / name;
-        if (access(p.c_str(), X_OK) == 0) return p.string();
-    }
-    return {};
-}
-
-std::string first_line(const std::string &s) {
-    std::string line = s.substr(0, s.find('\n'));
-    return line.size() > 160 ? line.substr(0, 160) + "..." : line;
-}
-
 // --- results ---
 
 struct bench_row {
@@ -247,7 +168,7 @@ struct bench_report {
 };
 
 json num(double v) {
-    return std::isfinite(v) ? json(std::round(v * 1000) / 1000) : json(nullptr);
+    return json_number(v);
 }
 
 // --- ASR ---
@@ -410,28 +331,16 @@ void bench_pocketsphinx(const bench_options &o, const std::vector<clip> &clips, 
         return;
     }
     std::string cli = find_tool("pocketsphinx");
-    // The engine's search settings (asr-pocketsphinx.cpp), so both do the same work.
-    std::vector<std::string> base = {cli,         "-loglevel", "ERROR", "-fwdflat", "no",
-                                     "-bestpath", "no",        "-topn", "2",        "-maxhmmpf",
-                                     "3000",      "-maxwpf",   "10",    "single"};
     if (cli.empty()) rep.skip("pocketsphinx CLI", "not on PATH");
-    // The CLI's time per clip without its start-up and model loading: one process decodes the
-    // clip once, another decodes it REPEAT_COPIES times; the difference over the extra copies.
+    // The CLI's time per clip without its start-up and model loading (cli_ms_per_copy).
     auto bare_ms = [&](const std::string &file, std::vector<double> &one_wall) {
-        std::vector<std::string> one = base, many = base;
-        one.push_back(file);
-        for (int k = 0; k < REPEAT_COPIES; ++k)
-            many.push_back(file);
-        std::vector<double> v;
-        for (int i = 0; i < o.warmup + o.repeats; ++i) {
-            command_result r1 = run_command(one);
-            command_result rn = run_command(many);
-            if (r1.rc != 0 || rn.rc != 0) return NO_VALUE;
-            if (i < o.warmup) continue;
-            one_wall.push_back(r1.wall_ms);
-            v.push_back((rn.wall_ms - r1.wall_ms) / (REPEAT_COPIES - 1));
-        }
-        return median(v);
+        auto make = [&](int copies) {
+            std::vector<std::string> argv = pocketsphinx_cli_command(cli);
+            for (int k = 0; k < copies; ++k)
+                argv.push_back(file);
+            return argv;
+        };
+        return cli_ms_per_copy(make, o.warmup, o.repeats, &one_wall);
     };
     double parley_total = 0, bare_total = 0, seconds = 0;
     json per_clip = json::array();
@@ -647,48 +556,6 @@ void bench_llm_model(const bench_options &o, const std::string &model, bench_rep
 
 // --- llama-server: first streamed token of the same conversation ---
 
-// One HTTP/1.1 request to 127.0.0.1:port. With stream, returns when the first SSE event with
-// text content arrives and sets first_ms (request sent to that event); reads to the end else.
-std::string http_request(int port, const std::string &method, const std::string &path,
-                         const std::string &body, double *first_ms = nullptr) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) return {};
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(uint16_t(port));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, reinterpret_cast<sockaddr *>(&addr), sizeof addr) != 0) {
-        close(fd);
-        return {};
-    }
-    std::string req = method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n";
-    if (!body.empty())
-        req += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
-               "\r\n";
-    req += "\r\n" + body;
-    auto t0 = clock_type::now();
-    if (send(fd, req.data(), req.size(), 0) != ssize_t(req.size())) {
-        close(fd);
-        return {};
-    }
-    std::string got;
-    char buf[8192];
-    ssize_t n;
-    while ((n = recv(fd, buf, sizeof buf, 0)) > 0) {
-        got.append(buf, size_t(n));
-        if (first_ms && got.find("\"content\":\"") != std::string::npos) {
-            // a delta with non-empty content ("content":"" is the role-only first chunk)
-            static const std::regex re(R"("content":"[^"])");
-            if (std::regex_search(got, re)) {
-                *first_ms = ms_since(t0);
-                break;
-            }
-        }
-    }
-    close(fd);
-    return got;
-}
-
 void bench_llama_server(const bench_options &o, const std::string &model, bench_report &rep) {
     std::string tag = fs::path(model).stem().string();
     std::string tool = find_tool("llama-server");
@@ -740,51 +607,34 @@ void bench_llama_server(const bench_options &o, const std::string &model, bench_
         return;
     }
 
-    std::string cmd =
-        join_command({tool, "-m", model, "-t", std::to_string(o.threads), "-tb",
-                      std::to_string(o.threads), "-c", std::to_string(ctx), "-np", "1", "-b",
-                      std::to_string(o.batch), "-ub", std::to_string(o.batch), "--host",
-                      "127.0.0.1", "--port", std::to_string(o.server_port)}) +
-        " >/dev/null 2>&1 & echo $!";
-    FILE *p = popen(cmd.c_str(), "r");
-    int pid = 0;
-    if (p) {
-        if (std::fscanf(p, "%d", &pid) != 1) pid = 0;
-        pclose(p);
-    }
+    llama_server_options so;
+    so.tool = tool;
+    so.model = model;
+    so.threads = so.threads_batch = o.threads;
+    so.context = ctx;
+    so.batch = o.batch;
+    so.port = o.server_port;
+    std::string why;
+    int pid = start_llama_server(so, &why);
     if (pid <= 0) {
-        rep.skip("llama-server " + tag, "could not start it");
+        rep.skip("llama-server " + tag, why);
         return;
     }
-    bool up = false;
-    for (int i = 0; i < 600 && !up; ++i) { // up to 60 s to load
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-        up = http_request(o.server_port, "GET", "/health", "").find(" 200 ") != std::string::npos;
-    }
+    auto body = [&](const std::vector<chat_message> &msgs, int max_tokens) {
+        json m = json::array();
+        for (const auto &x : msgs)
+            m.push_back({{"role", x.role}, {"content", x.content}});
+        return chat_request_body(m, max_tokens);
+    };
     std::vector<double> server_ms;
-    if (up) {
-        auto body = [&](const std::vector<chat_message> &msgs, int max_tokens) {
-            json m = json::array();
-            for (const auto &x : msgs)
-                m.push_back({{"role", x.role}, {"content", x.content}});
-            return json{{"messages", m},    {"stream", true},       {"max_tokens", max_tokens},
-                        {"temperature", 0}, {"cache_prompt", true}, {"seed", 1}}
-                .dump();
-        };
-        for (int i = 0; i < o.warmup + o.repeats; ++i) {
-            double first = NO_VALUE;
-            http_request(o.server_port, "POST", "/v1/chat/completions", body(turn1, 1));
-            http_request(o.server_port, "POST", "/v1/chat/completions", body(turn2, o.gen_tokens),
-                         &first);
-            if (i >= o.warmup) server_ms.push_back(first);
-        }
+    for (int i = 0; i < o.warmup + o.repeats; ++i) {
+        double first = NO_VALUE;
+        http_request(o.server_port, "POST", "/v1/chat/completions", body(turn1, 1));
+        http_request(o.server_port, "POST", "/v1/chat/completions", body(turn2, o.gen_tokens),
+                     &first);
+        if (i >= o.warmup) server_ms.push_back(first);
     }
-    kill(pid, SIGTERM);
-    waitpid(pid, nullptr, 0);
-    if (!up) {
-        rep.skip("llama-server " + tag, "did not answer /health within 60 s");
-        return;
-    }
+    stop_process(pid);
     rep.add({"llm", tag + " 2nd turn first token (server)", median(parley_ms), median(server_ms),
              "bare: llama-server, prompt cache on, request to first streamed token"});
     rep.details["llama_server"][tag] = {{"parley_prompt_tokens", parley_prompt},

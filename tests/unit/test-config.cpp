@@ -75,6 +75,16 @@ TEST(config, loopback_detection) {
     EXPECT_FALSE(is_loopback("192.168.1.2"));
 }
 
+// Every thread option the help lists is accepted (--threads-batch once was not).
+TEST(config, llm_thread_options_parse) {
+    app_config c;
+    EXPECT_EQ(parse_args(c, {"--threads", "1", "--threads-batch", "2"}, nullptr), "");
+    EXPECT_EQ(c.llm.threads, 1);
+    EXPECT_EQ(c.llm.threads_batch, 2);
+    EXPECT_EQ(parse_args(c, {"--threads-batch", "-1"}, nullptr), "");
+    EXPECT_NE(c.validate().find("threads-batch"), std::string::npos);
+}
+
 TEST(config, model_file_engines_need_their_files) {
     app_config c;
     EXPECT_EQ(parse_args(c, {"--asr", "whisper"}, nullptr), "");
