@@ -131,7 +131,9 @@ test('generated benchmark LLM: random weights reply in word-like phrases the chu
     const chunks = c.msgs.filter((m) => m.json && m.json.type === 'text_chunk').map((m) => m.json.text.trim()).filter(Boolean);
     const words = done.json.text.trim().split(/\s+/);
     assert.ok(words.length >= 40, `a reply of words: ${done.json.text}`);
-    assert.ok(words.every((w) => /^[a-z]{6,8}[,.]?$/.test(w)), done.json.text);
+    // Nearly all padding words (the 512 real pieces are sampled now and then: "gogiro%").
+    const wordLike = words.filter((w) => /^[a-z]{6,8}[,.]?$/.test(w)).length;
+    assert.ok(wordLike >= words.length * 0.9, done.json.text);
     assert.ok(new Set(words).size > words.length / 2, `varied words, not one repeated: ${done.json.text}`);
     // The first phrase ends at the first clause break: a few words, as a real reply's would.
     assert.ok(chunks.length >= 2, JSON.stringify(chunks));
