@@ -15,6 +15,7 @@
 #include "asr/asr.h"
 
 #include "core/log.h"
+#include "core/own-thread.h"
 #include "text/utf8.h"
 
 #include <ggml-backend.h>
@@ -269,7 +270,9 @@ void stream_parakeet::transcribe_locked(const float *pcm, size_t n) {
     params.abort_callback_user_data = this;
 
     auto t0 = clock_type::now();
-    int rc = parakeet_chunk(engine_.ctx(), state_, params, pcm, int(n));
+    // On a thread of its own: its OpenMP team must not outlive the decode (core/own-thread.h).
+    int rc = run_on_own_thread(
+        [&] { return parakeet_chunk(engine_.ctx(), state_, params, pcm, int(n)); });
     double ms = ms_since(t0);
     chunk_count_++;
     if (abort_) return;

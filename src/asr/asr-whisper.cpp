@@ -13,6 +13,7 @@
 #include "asr/asr.h"
 
 #include "core/log.h"
+#include "core/own-thread.h"
 #include "text/utf8.h"
 
 #include <ggml-backend.h>
@@ -290,7 +291,10 @@ std::string stream_whisper::decode_locked(bool final_pass) {
     params.abort_callback_user_data = this;
 
     auto t0 = clock_type::now();
-    int rc = whisper_full_with_state(engine_.ctx(), state_, params, pcm_.data(), int(n));
+    // On a thread of its own: its OpenMP team must not outlive the decode (core/own-thread.h).
+    int rc = run_on_own_thread([&] {
+        return whisper_full_with_state(engine_.ctx(), state_, params, pcm_.data(), int(n));
+    });
     double ms = ms_since(t0);
     last_audio_ctx_ = params.audio_ctx;
     if (abort_) return {};

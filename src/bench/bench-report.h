@@ -80,6 +80,9 @@ struct voice_run {
     int rss_warmup_turns = 0;
     double rss_after_warmup_kb = std::numeric_limits<double>::quiet_NaN();
     double rss_end_kb = std::numeric_limits<double>::quiet_NaN();
+    // The server's CPU seconds over the run by thread name (Parley names its threads: session,
+    // llm with its OpenMP team, tts, io), highest first.
+    std::vector<std::pair<std::string, double>> cpu_by_thread;
 };
 
 // One stage's statistics over the counted turns (ok, not warm-up).

@@ -462,6 +462,31 @@ proc_sample sample_process(int pid) {
     return s;
 }
 
+// CPU seconds (utime + stime) of every thread of PID, summed by thread name, from
+// /proc/PID/task/*/stat. Threads that ended are not counted.
+std::map<std::string, double> cpu_by_thread_name(int pid) {
+    std::map<std::string, double> by_name;
+    if (pid <= 0) return by_name;
+    std::error_code ec;
+    for (const auto &task : fs::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+        std::ifstream stat(task.path() / "stat");
+        std::string line;
+        if (!std::getline(stat, line)) continue;
+        size_t open = line.find('('), close = line.rfind(')');
+        if (open == std::string::npos || close == std::string::npos || close + 2 >= line.size())
+            continue;
+        std::istringstream rest(line.substr(close + 2));
+        std::vector<std::string> f;
+        std::string x;
+        while (rest >> x)
+            f.push_back(x);
+        if (f.size() > 12)
+            by_name[line.substr(open + 1, close - open - 1)] +=
+                double(std::stoull(f[11]) + std::stoull(f[12])) / double(sysconf(_SC_CLK_TCK));
+    }
+    return by_name;
+}
+
 // Busy CPU seconds of the whole machine (all but idle and iowait, from /proc/stat).
 double machine_busy_s() {
     std::ifstream stat("/proc/stat");
@@ -1071,6 +1096,7 @@ voice_run run_clients(const voice_bench_options &o, const std::vector<bench_clip
     rs.warm_turns = std::max(5, int(std::ceil(0.1 * rs.total_turns)));
     rs.run.rss_warmup_turns = rs.warm_turns;
     proc_sample before = sample_process(pid), self_before = sample_process(getpid());
+    std::map<std::string, double> threads_before = cpu_by_thread_name(pid);
     double busy_before = machine_busy_s();
     auto wall0 = bench_clock::now();
     for (int k = 0; k < n; ++k)
@@ -1086,6 +1112,11 @@ voice_run run_clients(const voice_bench_options &o, const std::vector<bench_clip
     rs.run.wall_s = ms_since(wall0) / 1000;
     proc_sample end = sample_process(pid);
     rs.run.cpu_s = end.cpu_s - before.cpu_s;
+    for (auto &[name, cpu] : cpu_by_thread_name(pid)) {
+        double used = cpu - (threads_before.contains(name) ? threads_before[name] : 0.0);
+        if (used > 0) rs.run.cpu_by_thread.emplace_back(name, used);
+    }
+    std::ranges::sort(rs.run.cpu_by_thread, [](auto &a, auto &b) { return a.second > b.second; });
     rs.run.machine_busy_s = machine_busy_s() - busy_before;
     rs.run.client_cpu_s = sample_process(getpid()).cpu_s - self_before.cpu_s;
     rs.run.hwm_kb = end.hwm_kb;
@@ -1110,6 +1141,13 @@ std::string fmt(double v, int decimals = 1) {
     char buf[64];
     std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
     return buf;
+}
+
+json cpu_by_thread_json(const voice_run &run) {
+    json j = json::object();
+    for (const auto &[name, cpu] : run.cpu_by_thread)
+        j[name] = json_number(cpu);
+    return j;
 }
 
 const char *OVERHEAD_HOW =
@@ -1139,6 +1177,12 @@ void print_run(const voice_run &run, const voice_bench_options &o, int cores) {
                     "(VmHWM; highest sampled VmRSS %s MiB)\n",
                     fmt(s.cpu_s_per_turn, 3).c_str(), fmt(s.cores, 2).c_str(), cores,
                     fmt(run.hwm_kb / 1024).c_str(), fmt(run.peak_rss_kb / 1024).c_str());
+        if (!run.cpu_by_thread.empty()) {
+            std::printf("server CPU by thread (s):");
+            for (const auto &[name, cpu] : run.cpu_by_thread)
+                std::printf(" %s %s", name.c_str(), fmt(cpu, 2).c_str());
+            std::printf("\n");
+        }
         if (std::isfinite(s.rss_growth_pct))
             std::printf("memory: RSS %s MiB after %d turns (warm-up), %s MiB after the last: "
                         "%+.1f%% (target ≤ 10%% over 500 turns)\n",
@@ -1412,6 +1456,7 @@ json run_json(const voice_run &run) {
               {"overhead_median_ms", json_number(s.overhead_median)},
               {"engines_after_decision_median_ms", json_number(s.engines_median)},
               {"server_cpu_s", json_number(run.cpu_s)},
+              {"server_cpu_s_by_thread", cpu_by_thread_json(run)},
               {"machine_busy_cores", json_number(s.machine_cores)},
               {"bench_client_cores", json_number(s.client_cores)},
               {"other_processes_cores", json_number(s.other_cores)},

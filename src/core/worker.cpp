@@ -2,7 +2,13 @@
 
 #include "core/log.h"
 
+#include <pthread.h>
+
 namespace parley {
+
+void set_thread_name(const std::string &name) {
+    pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
+}
 
 worker::worker(std::string name) : name_(std::move(name)) {
     thread_ = std::jthread([this](std::stop_token st) { run(st); });
@@ -32,6 +38,7 @@ size_t worker::queued() const {
 }
 
 void worker::run(std::stop_token st) {
+    set_thread_name(name_);
     while (true) {
         std::function<void()> task;
         {

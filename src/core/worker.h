@@ -23,6 +23,10 @@
 
 namespace parley {
 
+// Names the calling thread (the first 15 bytes, Linux's limit), as `top -H` and /proc show it.
+// Threads it starts afterwards, such as an OpenMP team, inherit the name.
+void set_thread_name(const std::string &name);
+
 class worker {
   public:
     explicit worker(std::string name);

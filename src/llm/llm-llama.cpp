@@ -12,6 +12,7 @@
 #include "llm/llm.h"
 
 #include "core/log.h"
+#include "core/worker.h"
 #include "text/utf8.h"
 
 #include <gguf.h>
@@ -179,6 +180,8 @@ class llm_llama : public llm_engine {
         int threads_batch = config.threads_batch > 0 ? config.threads_batch : cores;
         cp.n_threads = threads;
         cp.n_threads_batch = threads_batch;
+        threads_ = threads;
+        threads_batch_ = threads_batch;
         cp.no_perf = true;
         cp.abort_callback = [](void *data) {
             auto *self = static_cast<llm_llama *>(data);
@@ -227,6 +230,7 @@ class llm_llama : public llm_engine {
         // The projector's encoder runs on this thread too (its ggml graphs use OpenMP alike).
         std::promise<void> ready;
         thread_ = std::jthread([this, &ready, threads_batch](std::stop_token st) {
+            set_thread_name("llm"); // and its OpenMP team
             try {
                 if (!config_.mmproj_path.empty()) load_projector(threads_batch);
             } catch (...) {
@@ -368,6 +372,7 @@ class llm_llama : public llm_engine {
     // asked. False when llama_decode fails or is aborted.
     bool decode_tokens(const std::vector<llama_token> &tokens, size_t from, llama_pos pos0, int seq,
                        bool logits_last) {
+        use_batch_threads(true);
         llama_batch batch = llama_batch_init(n_batch_, 0, 1);
         bool ok = true;
         for (size_t i = from; i < tokens.size() && ok;) {
@@ -612,9 +617,10 @@ class llm_llama : public llm_engine {
             while (common < cached.size() && common < prompt.size() &&
                    cached[common] == prompt[common])
                 ++common;
+        llama_memory_t mem = llama_get_memory(ctx_);
+        if (a.seq < n_slots_) common = shift_to_fit(mem, a.seq, cached, prompt, common);
         // Evaluate at least one token for fresh logits (with audio, the suffix gives them).
         if (!a.audio && common == prompt.size()) --common;
-        llama_memory_t mem = llama_get_memory(ctx_);
         if (!llama_memory_seq_rm(mem, a.seq, llama_pos(common), -1)) {
             llama_memory_seq_rm(mem, a.seq, -1, -1);
             common = 0;
@@ -680,6 +686,45 @@ class llm_llama : public llm_engine {
         return accept(a, sample(a, -1));
     }
 
+    // When the history no longer fits, the conversation drops its oldest turns: the prompt is
+    // then the cached tokens with a piece cut out after the common prefix (the system prompt).
+    // Without this, every token after the cut would be evaluated again, every turn from then
+    // on (seconds for a 1B model at a full context). Instead the cut piece leaves the KV cache
+    // and the cached tokens after it move down to their new positions (llama.cpp re-rotates
+    // their keys): only what is new gets evaluated. Like llama-server's cache reuse, this is an
+    // approximation: the moved entries were computed with the dropped turn in view (a test
+    // checks that the reply is the one a fresh cache gives). Returns the new common prefix
+    // length; `cached` is updated to match the cache.
+    size_t shift_to_fit(llama_memory_t mem, int seq, std::vector<llama_token> &cached,
+                        const std::vector<llama_token> &prompt, size_t common) {
+        constexpr size_t MIN_RUN = 16; // shorter matches are not worth a shift
+        if (common >= prompt.size() || common + MIN_RUN >= cached.size() ||
+            !llama_memory_can_shift(mem))
+            return common;
+        // The longest run of the prompt after the prefix found further on in the cache.
+        size_t best_at = 0, best_len = 0;
+        for (size_t k = common + 1; k < cached.size(); ++k) {
+            if (cached[k] != prompt[common]) continue;
+            size_t len = 0;
+            while (k + len < cached.size() && common + len < prompt.size() &&
+                   cached[k + len] == prompt[common + len])
+                ++len;
+            if (len > best_len) {
+                best_len = len;
+                best_at = k;
+            }
+        }
+        if (best_len < MIN_RUN) return common;
+        llama_pos from = llama_pos(common), at = llama_pos(best_at), end = at + llama_pos(best_len);
+        if (!llama_memory_seq_rm(mem, seq, end, -1) || !llama_memory_seq_rm(mem, seq, from, at))
+            return common; // the caller's clean-up starts over from `common`
+        llama_memory_seq_add(mem, seq, at, end, from - at);
+        cached.assign(prompt.begin(), prompt.begin() + llama_pos(common + best_len));
+        log_debug("llm: history cut: %d cached tokens moved down by %d, %zu kept", end - at,
+                  at - from, common + best_len);
+        return common + best_len;
+    }
+
     // Handles a sampled token; returns false when the request ended.
     bool accept(active_request &a, llama_token tok) {
         if (a.t_first == steady::time_point{}) {
@@ -733,6 +778,16 @@ class llm_llama : public llm_engine {
         return true;
     }
 
+    // llama.cpp takes n_threads_batch for any batch of more than one token, so a generation
+    // step of several sessions (one token each) would get the prompt's thread count. A step
+    // is generation whatever its width: it gets the generation threads, which leave room for
+    // the other sessions' ASR and TTS (an OpenMP team short of cores waits at every barrier).
+    void use_batch_threads(bool prompt) {
+        if (prompt == batch_threads_on_) return;
+        llama_set_n_threads(ctx_, threads_, prompt ? threads_batch_ : threads_);
+        batch_threads_on_ = prompt;
+    }
+
     static bool paused(const active_request &a) { return a.req.pause && a.req.pause->load(); }
 
     void step(std::vector<std::unique_ptr<active_request>> &active) {
@@ -758,6 +813,7 @@ class llm_llama : public llm_engine {
             }
         }
         if (batch.n_tokens > 0) {
+            use_batch_threads(false);
             int rc = llama_decode(ctx_, batch);
             for (auto &a : active) {
                 if (a->done || a->i_batch < 0) continue;
@@ -850,6 +906,8 @@ class llm_llama : public llm_engine {
     const llama_vocab *vocab_ = nullptr;
     std::string template_;
     int slot_ctx_ = 0, n_slots_ = 0, n_batch_ = 512;
+    int threads_ = 1, threads_batch_ = 1; // generation steps, prompts
+    bool batch_threads_on_ = true;        // which of them llama.cpp uses for a batch
     double load_ms_ = 0;
     int reserve_ = 128; // reply room assumed by prefill requests
     std::atomic<bool> *abort_flag_ = nullptr;

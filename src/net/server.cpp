@@ -2,6 +2,7 @@
 
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/worker.h"
 #include "net/web-assets.h"
 #include "store/store.h"
 
@@ -94,6 +95,9 @@ class ws_conn : public session_output, public std::enable_shared_from_this<ws_co
         std::string offered(req[http::field::sec_websocket_protocol]);
         ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
         ws_.read_message_max(WS_READ_MAX);
+        // A message goes out as one frame, in one write: Beast's default cuts it in 4 KiB frames,
+        // each its own write (a phrase's audio is 50-200 KB).
+        ws_.auto_fragment(false);
         ws_.set_option(websocket::stream_base::decorator([offered](websocket::response_type &res) {
             res.set(http::field::server, "parley");
             if (offered.find("parley") != std::string::npos &&
@@ -381,7 +385,13 @@ server::impl::handle(const http::request<http::string_body> &req) {
 void server::impl::accept() {
     acceptor.async_accept(asio::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
         if (stopping) return;
-        if (!ec) std::make_shared<http_conn>(this, std::move(socket))->run();
+        if (!ec) {
+            // Replies are small text messages right behind audio: Nagle's algorithm would hold
+            // them (and the audio's last segment) until the client acknowledges what went before.
+            beast::error_code ignored;
+            socket.set_option(tcp::no_delay(true), ignored);
+            std::make_shared<http_conn>(this, std::move(socket))->run();
+        }
         accept();
     });
 }
@@ -436,7 +446,10 @@ void server::run() {
     impl_->accept();
     std::vector<std::jthread> threads;
     for (int i = 1; i < std::max(1, impl_->opt.io_threads); ++i)
-        threads.emplace_back([this] { impl_->ioc.run(); });
+        threads.emplace_back([this] {
+            set_thread_name("io");
+            impl_->ioc.run();
+        });
     impl_->ioc.run();
     for (auto &t : threads)
         t.join();

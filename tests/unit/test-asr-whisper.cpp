@@ -152,6 +152,40 @@ TEST(asr_whisper, transcribes_speech_in_bounded_time_and_is_reusable) {
     EXPECT_EQ(asr_whisper_decode_count(*stream), 2);
 }
 
+size_t thread_count() {
+    size_t n = 0;
+    for ([[maybe_unused]] const auto &task : fs::directory_iterator("/proc/self/task"))
+        ++n;
+    return n;
+}
+
+// Each decode runs on a thread of its own, so the OpenMP team of its ggml graphs ends with it
+// (core/own-thread.h): a team left behind per stream would slow every other ggml user in the
+// process, the language model's generation first.
+void expect_no_threads_left_behind(const std::string &engine) {
+    asr_config config = config_for(engine);
+    config.threads = 2;
+    auto asr = make_asr_engine(config);
+    auto stream = asr->open();
+    size_t before = thread_count();
+    feed(*stream, speech(2.0));
+    EXPECT_TRUE(utf8_valid(stream->finish()));
+    // The team's threads are told to end when the decode's thread ends; they may take a moment
+    // on a busy machine.
+    auto deadline = clock_type::now() + std::chrono::seconds(5);
+    while (thread_count() > before && clock_type::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    EXPECT_EQ(thread_count(), before);
+}
+
+TEST(asr_whisper, a_decode_leaves_no_threads_behind) {
+    expect_no_threads_left_behind("whisper");
+}
+
+TEST(asr_parakeet, a_decode_leaves_no_threads_behind) {
+    expect_no_threads_left_behind("parakeet");
+}
+
 TEST(asr_whisper, partial_redecodes_only_after_the_interval) {
     auto asr = make_asr_engine(config_for("whisper")); // partials every 1000 ms
     auto stream = asr->open();

@@ -128,6 +128,59 @@ TEST(llm_llama, streams_and_reuses_the_kv_cache_across_turns) {
     llm->release_slot(slot);
 }
 
+// A conversation that outgrows its context drops its oldest turns (fit_history): the cached
+// tokens after the cut move down in the KV cache instead of being evaluated again, and the
+// reply is the one a fresh cache gives for the same prompt.
+TEST(llm_llama, dropping_the_oldest_turn_keeps_the_rest_of_the_cache) {
+    if (!exists(model_path())) GTEST_SKIP() << "no test model at " << model_path();
+    llm_config cfg;
+    cfg.model_path = model_path();
+    cfg.slots = 2;
+    auto llm = make_llm_engine(cfg);
+    int kept = llm->acquire_slot(), fresh = llm->acquire_slot();
+    ASSERT_GE(fresh, 0);
+    const std::string system = "You are a storyteller for small children.";
+    std::vector<chat_message> turns = {
+        {"user", "Once upon a time there was a little girl called Lily."},
+        {"assistant", "Lily loved to play in the park with her big red ball every day."},
+        {"user", "One day she met a friendly dog near the pond."},
+        {"assistant", "The dog wagged its tail and ran around the tree with Lily."},
+        {"user", "What happened when it started to rain?"}};
+    std::vector<chat_message> shared = {{"system", system}};
+    shared.insert(shared.end(), turns.begin() + 2, turns.end());
+    int shared_tokens = 0; // the cut conversation's tokens that the first prompt also has
+    auto request = [&](int slot, std::vector<chat_message> messages, collected &c) {
+        llm_request req = make_request(slot, nullptr, "", c, 16);
+        req.messages = [messages, &shared, &shared_tokens](int, const token_counter &count) {
+            shared_tokens = count(shared);
+            return messages;
+        };
+        llm->submit(std::move(req));
+        wait(c);
+    };
+    std::vector<chat_message> all = {{"system", system}};
+    all.insert(all.end(), turns.begin(), turns.end());
+    collected first;
+    request(kept, all, first);
+    // The next turn without the first exchange.
+    std::vector<chat_message> cut = {{"system", system}};
+    cut.insert(cut.end(), turns.begin() + 2, turns.end());
+    cut.push_back({"assistant", first.result.text});
+    cut.push_back({"user", "Where did they go after that?"});
+    collected shifted, reference;
+    request(kept, cut, shifted);
+    request(fresh, cut, reference);
+    EXPECT_EQ(reference.result.cached_tokens, 0);
+    EXPECT_EQ(shifted.result.prompt_tokens, reference.result.prompt_tokens);
+    // The turns kept came from the cache (all but the few tokens where formatting differs).
+    EXPECT_GE(shifted.result.cached_tokens, shared_tokens - 4)
+        << "prompt " << shifted.result.prompt_tokens;
+    EXPECT_GT(shared_tokens, 40);
+    EXPECT_EQ(shifted.result.text, reference.result.text);
+    llm->release_slot(kept);
+    llm->release_slot(fresh);
+}
+
 TEST(llm_llama, several_slots_decode_together) {
     if (!exists(model_path())) GTEST_SKIP() << "no test model";
     llm_config cfg;
