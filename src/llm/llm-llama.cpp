@@ -372,7 +372,11 @@ class llm_llama : public llm_engine {
     // asked. False when llama_decode fails or is aborted.
     bool decode_tokens(const std::vector<llama_token> &tokens, size_t from, llama_pos pos0, int seq,
                        bool logits_last) {
-        use_batch_threads(true);
+        // A few tokens (the words since the last prefill) are not worth a team of threads: on a
+        // machine whose other cores run the sessions' recognisers, a team waits at each of the
+        // graph's barriers for a thread that is not running (measured: 16 tokens deep in a
+        // conversation took 60-500 ms with 2 threads on 2 busy cores).
+        use_batch_threads(tokens.size() - from >= SMALL_PROMPT);
         llama_batch batch = llama_batch_init(n_batch_, 0, 1);
         bool ok = true;
         for (size_t i = from; i < tokens.size() && ok;) {
@@ -782,6 +786,8 @@ class llm_llama : public llm_engine {
     // step of several sessions (one token each) would get the prompt's thread count. A step
     // is generation whatever its width: it gets the generation threads, which leave room for
     // the other sessions' ASR and TTS (an OpenMP team short of cores waits at every barrier).
+    static constexpr size_t SMALL_PROMPT = 32; // fewer tokens: evaluated on the generation threads
+
     void use_batch_threads(bool prompt) {
         if (prompt == batch_threads_on_) return;
         llama_set_n_threads(ctx_, threads_, prompt ? threads_batch_ : threads_);
@@ -834,8 +840,59 @@ class llm_llama : public llm_engine {
         std::erase_if(active, [](const auto &a) { return a->done; });
     }
 
+    int seq_of(const llm_request &r) const { return r.slot >= 0 ? r.slot : n_slots_; }
+
+    // A prefill (a prompt put in the cache while the user speaks) only prepares: it must not
+    // delay a reply. Each costs a prompt evaluation of the words since the last one, tens of ms
+    // deep in a conversation, and every session sends one per partial transcript.
+    static bool is_prefill(const llm_request &r) { return r.max_tokens <= 0 && r.audio.empty(); }
+
+    // Moves the queued requests that can start now into `admit`, in order of arrival: replies
+    // first; a prefill only when nothing is being generated and no reply starts in this round,
+    // and one per round, so that the next round can take a reply that came meanwhile. A prefill
+    // with a later request of its own slot queued behind it is out of date: it goes to
+    // `superseded` (the later request evaluates its own prompt). A request whose sequence is
+    // busy waits. Called with m_ held.
+    void admit_locked(const std::vector<std::unique_ptr<active_request>> &active,
+                      std::vector<queued> &admit, std::vector<queued> &superseded) {
+        auto busy = [&](int seq) {
+            for (auto &a : active)
+                if (a->seq == seq) return true;
+            for (auto &q : admit)
+                if (seq_of(q.req) == seq) return true;
+            return false;
+        };
+        for (auto it = queue_.begin(); it != queue_.end();) {
+            int seq = seq_of(it->req);
+            if (is_prefill(it->req) &&
+                std::any_of(std::next(it), queue_.end(),
+                            [&](const queued &q) { return seq_of(q.req) == seq; })) {
+                superseded.push_back(std::move(*it));
+                it = queue_.erase(it);
+            } else if (is_prefill(it->req) || busy(seq)) {
+                ++it;
+            } else {
+                admit.push_back(std::move(*it));
+                it = queue_.erase(it);
+            }
+        }
+        // Prefills use idle time only: while a reply is being generated, one would take the
+        // worker for tens of ms (a session sends one per partial transcript, every few hundred
+        // ms); it waits instead, and is dropped when its turn's reply arrives.
+        if (!admit.empty() || !std::ranges::all_of(active, [](auto &a) { return paused(*a); }))
+            return;
+        for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+            if (!busy(seq_of(it->req))) {
+                admit.push_back(std::move(*it));
+                queue_.erase(it);
+                return;
+            }
+        }
+    }
+
     void run(std::stop_token st) {
         std::vector<std::unique_ptr<active_request>> active;
+        std::vector<queued> superseded;
         while (!st.stop_requested()) {
             std::vector<queued> admit;
             std::vector<int> released;
@@ -850,22 +907,15 @@ class llm_llama : public llm_engine {
                     cv_.wait_for(lock, st, std::chrono::milliseconds(2), news);
                 if (st.stop_requested()) break;
                 released.swap(released_);
-                // Admit queued requests whose sequence is idle, in order.
-                for (auto it = queue_.begin(); it != queue_.end();) {
-                    int seq = it->req.slot >= 0 ? it->req.slot : n_slots_;
-                    bool busy = false;
-                    for (auto &a : active)
-                        busy |= a->seq == seq;
-                    for (auto &q : admit)
-                        busy |= (q.req.slot >= 0 ? q.req.slot : n_slots_) == seq;
-                    if (busy) {
-                        ++it;
-                        continue;
-                    }
-                    admit.push_back(std::move(*it));
-                    it = queue_.erase(it);
-                }
+                admit_locked(active, admit, superseded);
             }
+            for (queued &q : superseded) {
+                active_request a;
+                a.req = std::move(q.req);
+                a.t_submit = q.t_submit;
+                finish(a, "superseded");
+            }
+            superseded.clear();
             for (int slot : released) {
                 bool busy = false;
                 for (auto &a : active)

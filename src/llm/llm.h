@@ -49,11 +49,12 @@ struct sampling_params {
 };
 
 struct llm_result {
-    std::string text;        // everything generated (stop strings removed); direct mode: the reply
-    std::string stop_reason; // "eog", "length", "stop", "context", "cancelled", "error"
-    std::string error;       // set when stop_reason is "error"
-    int prompt_tokens = 0;   // tokens in the formatted prompt
-    int cached_tokens = 0;   // of those, reused from the slot's KV cache
+    std::string text; // everything generated (stop strings removed); direct mode: the reply
+    // "eog", "length", "stop", "context", "cancelled", "error", "prefill", "superseded"
+    std::string stop_reason;
+    std::string error;     // set when stop_reason is "error"
+    int prompt_tokens = 0; // tokens in the formatted prompt
+    int cached_tokens = 0; // of those, reused from the slot's KV cache
     int generated_tokens = 0;
     double queue_ms = 0;       // submit to start
     double prompt_ms = 0;      // prompt evaluation
@@ -81,6 +82,8 @@ struct llm_request {
     sampling_params sampling;
     // 0: prefill only. The prompt is evaluated into the slot's KV cache and nothing is
     // generated (stop_reason "prefill"); a later request with the same prefix starts faster.
+    // Prefills yield to replies, and one still queued when a later request of its slot arrives
+    // is dropped (stop_reason "superseded").
     int max_tokens = 256;
     std::shared_ptr<std::atomic<bool>> cancel;
     // While set, the request keeps its place and its KV entries but generates nothing; clearing

@@ -202,6 +202,59 @@ TEST(llm_llama, several_slots_decode_together) {
         EXPECT_EQ(c->result.text, cs[0]->result.text);
 }
 
+// Prefills prepare a session's cache while its user speaks; they must never delay a reply. Requests
+// submitted from a callback (on the engine's thread, between two steps) are all queued when the
+// engine next admits: there a reply goes before an earlier prefill, and a prefill with a later
+// request of its own slot behind it is dropped.
+TEST(llm_llama, replies_go_before_prefills_and_a_later_request_supersedes_a_prefill) {
+    if (!exists(model_path())) GTEST_SKIP() << "no test model";
+    llm_config cfg;
+    cfg.model_path = model_path();
+    cfg.slots = 4;
+    auto llm = make_llm_engine(cfg);
+    std::vector<turn_record> history;
+    std::mutex m;
+    std::vector<std::string> order; // what happened, in order
+    auto note = [&](const std::string &what) {
+        std::lock_guard lock(m);
+        order.push_back(what);
+    };
+    collected first, prefill_a, reply_b, prefill_c, reply_c;
+    auto prefill = [&](int slot, collected &c, const std::string &name) {
+        llm_request r = make_request(slot, &history, "The dog ran to the park", c, 0);
+        auto done = r.on_done;
+        r.on_done = [done, note, name](const llm_result &res) {
+            note(name + " " + res.stop_reason);
+            done(res);
+        };
+        return r;
+    };
+    llm_request opener = make_request(0, &history, "Once upon a time", first, 8);
+    bool submitted = false;
+    opener.on_piece = [&](std::string_view) {
+        if (submitted) return;
+        submitted = true;
+        llm->submit(prefill(1, prefill_a, "prefill 1"));
+        llm_request b = make_request(2, &history, "The cat sat", reply_b, 4);
+        b.on_piece = [note](std::string_view) { note("reply 2 piece"); };
+        llm->submit(std::move(b));
+        llm->submit(prefill(3, prefill_c, "prefill 3"));
+        llm->submit(make_request(3, &history, "The dog ran to the park and", reply_c, 4));
+    };
+    llm->submit(std::move(opener));
+    for (collected *c : {&first, &prefill_a, &reply_b, &prefill_c, &reply_c})
+        wait(*c);
+    EXPECT_EQ(prefill_a.result.stop_reason, "prefill");
+    EXPECT_EQ(prefill_c.result.stop_reason, "superseded");
+    EXPECT_GT(reply_c.result.generated_tokens, 0);
+    std::lock_guard lock(m);
+    auto at = [&](const std::string &what) {
+        return std::find(order.begin(), order.end(), what) - order.begin();
+    };
+    ASSERT_LT(at("reply 2 piece"), long(order.size())) << "reply 2 gave no text";
+    EXPECT_LT(at("reply 2 piece"), at("prefill 1 prefill"));
+}
+
 // The one-pass candidate preselection must pick exactly what llama.cpp's chain picks from the
 // whole vocabulary: greedy, greedy with repeat penalties, and seeded top-k/top-p/min-p sampling.
 TEST(llm_llama, preselected_sampling_picks_the_same_tokens_as_the_whole_vocabulary) {
