@@ -433,6 +433,21 @@ struct proc_sample {
     double cpu_s = NO_VALUE, rss_kb = NO_VALUE, hwm_kb = NO_VALUE;
 };
 
+// CPU seconds (utime + stime) from a line of /proc/PID/stat or /proc/PID/task/TID/stat; NaN
+// when it cannot be read.
+double stat_cpu_s(const std::string &line) {
+    size_t p = line.rfind(')'); // the command name may hold spaces and parentheses
+    if (p == std::string::npos || p + 2 >= line.size()) return NO_VALUE;
+    std::istringstream rest(line.substr(p + 2));
+    std::vector<std::string> f;
+    std::string x;
+    while (rest >> x)
+        f.push_back(x);
+    // After the name: state is field 3, utime 14, stime 15.
+    if (f.size() <= 12) return NO_VALUE;
+    return double(std::stoull(f[11]) + std::stoull(f[12])) / double(sysconf(_SC_CLK_TCK));
+}
+
 // CPU time (utime + stime) from /proc/PID/stat, VmRSS and VmHWM from /proc/PID/status.
 proc_sample sample_process(int pid) {
     proc_sample s;
@@ -440,20 +455,7 @@ proc_sample sample_process(int pid) {
     std::string dir = "/proc/" + std::to_string(pid);
     std::ifstream stat(dir + "/stat");
     std::string line;
-    if (std::getline(stat, line)) {
-        size_t p = line.rfind(')'); // the command name may hold spaces and parentheses
-        if (p != std::string::npos && p + 2 < line.size()) {
-            std::istringstream rest(line.substr(p + 2));
-            std::vector<std::string> f;
-            std::string x;
-            while (rest >> x)
-                f.push_back(x);
-            // After the name: state is field 3, utime 14, stime 15.
-            if (f.size() > 12)
-                s.cpu_s =
-                    double(std::stoull(f[11]) + std::stoull(f[12])) / double(sysconf(_SC_CLK_TCK));
-        }
-    }
+    if (std::getline(stat, line)) s.cpu_s = stat_cpu_s(line);
     std::ifstream status(dir + "/status");
     while (std::getline(status, line)) {
         if (line.rfind("VmRSS:", 0) == 0) s.rss_kb = std::atof(line.c_str() + 6);
@@ -473,16 +475,9 @@ std::map<std::string, double> cpu_by_thread_name(int pid) {
         std::string line;
         if (!std::getline(stat, line)) continue;
         size_t open = line.find('('), close = line.rfind(')');
-        if (open == std::string::npos || close == std::string::npos || close + 2 >= line.size())
-            continue;
-        std::istringstream rest(line.substr(close + 2));
-        std::vector<std::string> f;
-        std::string x;
-        while (rest >> x)
-            f.push_back(x);
-        if (f.size() > 12)
-            by_name[line.substr(open + 1, close - open - 1)] +=
-                double(std::stoull(f[11]) + std::stoull(f[12])) / double(sysconf(_SC_CLK_TCK));
+        double cpu = stat_cpu_s(line);
+        if (open != std::string::npos && close > open && std::isfinite(cpu))
+            by_name[line.substr(open + 1, close - open - 1)] += cpu;
     }
     return by_name;
 }

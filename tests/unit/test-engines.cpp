@@ -91,6 +91,13 @@ llm_request make_request(int slot, std::vector<turn_record> *history, const std:
     return req;
 }
 
+std::unique_ptr<llm_engine> engine_with_slots(int slots) {
+    llm_config cfg;
+    cfg.model_path = model_path();
+    cfg.slots = slots;
+    return make_llm_engine(cfg);
+}
+
 void wait(collected &c) {
     std::unique_lock lock(c.m);
     ASSERT_TRUE(c.cv.wait_for(lock, std::chrono::seconds(30), [&] { return c.done; }));
@@ -100,10 +107,7 @@ void wait(collected &c) {
 
 TEST(llm_llama, streams_and_reuses_the_kv_cache_across_turns) {
     if (!exists(model_path())) GTEST_SKIP() << "no test model at " << model_path();
-    llm_config cfg;
-    cfg.model_path = model_path();
-    cfg.slots = 2;
-    auto llm = make_llm_engine(cfg);
+    auto llm = engine_with_slots(2);
     int slot = llm->acquire_slot();
     ASSERT_GE(slot, 0);
     std::vector<turn_record> history;
@@ -133,10 +137,7 @@ TEST(llm_llama, streams_and_reuses_the_kv_cache_across_turns) {
 // reply is the one a fresh cache gives for the same prompt.
 TEST(llm_llama, dropping_the_oldest_turn_keeps_the_rest_of_the_cache) {
     if (!exists(model_path())) GTEST_SKIP() << "no test model at " << model_path();
-    llm_config cfg;
-    cfg.model_path = model_path();
-    cfg.slots = 2;
-    auto llm = make_llm_engine(cfg);
+    auto llm = engine_with_slots(2);
     int kept = llm->acquire_slot(), fresh = llm->acquire_slot();
     ASSERT_GE(fresh, 0);
     const std::string system = "You are a storyteller for small children.";
@@ -183,10 +184,7 @@ TEST(llm_llama, dropping_the_oldest_turn_keeps_the_rest_of_the_cache) {
 
 TEST(llm_llama, several_slots_decode_together) {
     if (!exists(model_path())) GTEST_SKIP() << "no test model";
-    llm_config cfg;
-    cfg.model_path = model_path();
-    cfg.slots = 4;
-    auto llm = make_llm_engine(cfg);
+    auto llm = engine_with_slots(4);
     std::vector<turn_record> history;
     std::vector<std::unique_ptr<collected>> cs;
     for (int i = 0; i < 4; ++i) {
@@ -208,10 +206,7 @@ TEST(llm_llama, several_slots_decode_together) {
 // request of its own slot behind it is dropped.
 TEST(llm_llama, replies_go_before_prefills_and_a_later_request_supersedes_a_prefill) {
     if (!exists(model_path())) GTEST_SKIP() << "no test model";
-    llm_config cfg;
-    cfg.model_path = model_path();
-    cfg.slots = 4;
-    auto llm = make_llm_engine(cfg);
+    auto llm = engine_with_slots(4);
     std::vector<turn_record> history;
     std::mutex m;
     std::vector<std::string> order; // what happened, in order
@@ -296,10 +291,7 @@ TEST(llm_llama, preselected_sampling_picks_the_same_tokens_as_the_whole_vocabula
 // (another request meanwhile is served as usual).
 TEST(llm_llama, a_paused_request_waits_and_then_goes_on) {
     if (!exists(model_path())) GTEST_SKIP() << "no test model";
-    llm_config cfg;
-    cfg.model_path = model_path();
-    cfg.slots = 2;
-    auto llm = make_llm_engine(cfg);
+    auto llm = engine_with_slots(2);
     std::vector<turn_record> history;
     collected a, b;
     auto req = make_request(llm->acquire_slot(), &history, "Once upon a time", a, 40);
