@@ -638,6 +638,7 @@ class llm_llama : public llm_engine {
         llama_pos n_past = llama_pos(prompt.size());
         if (a.audio && ok) {
             t_audio = steady::now();
+            use_batch_threads(true); // the audio's embeddings: hundreds of positions
             for (size_t i = 0; i < mtmd_input_chunks_size(chunks.get()) && ok; ++i) {
                 // The encoder cannot be stopped midway; a cancel stops before the next chunk
                 // and inside llama_decode.
