@@ -24,7 +24,8 @@ RUN="${PARLEY:-build/parley} bench engines"
 llms=""
 [ -f "$STORIES" ] && llms="$STORIES"
 for p in $LLM_PRESETS; do
-    f="$MODELS/llama-$p-words-q4_0.gguf" # "words": the padding reads as phrases
+    # "words": the padding reads as phrases; v2: each word is a token its text tokenizes into
+    f="$MODELS/llama-$p-words-v2-q4_0.gguf"
     [ -f "$f" ] || python3 tests/gen/make-llama-gguf.py --preset "$p" --type q4_0 "$f"
     llms="${llms:+$llms,}$f"
 done

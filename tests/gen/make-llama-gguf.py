@@ -18,7 +18,8 @@ tokens would make the embedding and output matrices 300 times smaller than the r
 151936 x embd, and the output matrix alone is a quarter of a 0.5B model's work per token, so by
 default the vocabulary is padded to the real model's size with synthetic tokens: made-up words,
 some ending a clause with a comma or a full stop (never produced by the tokenizer from ordinary
-text, but sampled by the random weights, which costs the same, and which read as phrases).
+text, but sampled by the random weights, which costs the same, and which read as phrases; each
+is a token the tokenizer makes from its own text, so a reply re-tokenizes into the same tokens).
 `--vocab 0` keeps the 512 tokens. Qwen2.5 ties its output matrix to the embeddings; here it is a
 separate random matrix of the same shape (the same work per token: the whole matrix is read for
 every token either way; the file is larger by one embedding table). With random weights a tied
@@ -76,38 +77,80 @@ def read_tokenizer(path):
 
 
 def pad_words():
-    """Pronounceable made-up words of three or four syllables ("▁tamiko"), in a fixed order; every
-    sixth ends a clause (a comma or a full stop, alternately)."""
+    """Pronounceable made-up words of two to four syllables ("▁tamiko"), in a fixed order."""
     onsets = "b d f g h k l m n p r s t v z ch sh".split()
     vowels = "a e i o u".split()
     syllables = [c + v for c in onsets for v in vowels]
-    k = 0
-    for n in (3, 4):
+    for n in (2, 3, 4):
         for idx in np.ndindex(*([len(syllables)] * n)):
-            word = "\u2581" + "".join(syllables[j] for j in idx)
-            k += 1
-            yield word + ("," if k % 12 == 6 else "." if k % 12 == 0 else "")
+            yield "\u2581" + "".join(syllables[j] for j in idx)
+
+
+def spm_pieces(text, score):
+    """The pieces llama.cpp's SentencePiece tokenizer ends with for one word: starting from its
+    characters, it joins the adjacent pair whose text is in the vocabulary with the highest score
+    (the leftmost on a tie) until no pair is."""
+    syms = list(text)
+    while True:
+        best, at = None, -1
+        for i in range(len(syms) - 1):
+            s = score.get(syms[i] + syms[i + 1])
+            if s is not None and (best is None or s > best):
+                best, at = s, i
+        if at < 0:
+            return syms
+        syms[at:at + 2] = [syms[at] + syms[at + 1]]
 
 
 def pad_vocab(tokens, scores, types, n):
     """Pads the vocabulary with word-like tokens. Random weights sample these nearly all the
-    time, so a reply reads as words with a clause break every six or so: the phrase chunker and
-    the TTS then see text of a realistic shape (a first phrase of a few words), and the
-    benchmark's time to first audio means what it would with real weights. Their scores are
-    below every real piece's, so ordinary text tokenizes as before."""
+    time, so a reply reads as words with a clause break (a comma or a full stop) every sixth or
+    so: the phrase chunker and the TTS then see text of a realistic shape (a first phrase of a few
+    words), and the benchmark's time to first audio means what it would with real weights.
+
+    Every added token is one the tokenizer itself makes from its text, as a real model's
+    tokens are: a reply put back into the history then tokenizes into the very tokens that were
+    generated and the next turn finds them in the KV cache. SentencePiece reaches a word only by
+    joining pairs of pieces that are in the vocabulary, so each word comes with the chain of
+    pieces that leads to it (its first pieces joined left to right: "▁tam", "▁tamik",
+    which are words too). The added scores fall in the order added and lie below every real
+    piece's, so ordinary text tokenizes as before and a later token never changes how an
+    earlier one is reached."""
     tokens, scores, types = list(tokens), list(scores), list(types)
-    lowest = min(scores)
-    known = set(tokens)
-    words = pad_words()
-    i = 0
-    while len(tokens) < n:
-        w = next(words)
-        if w in known:
-            continue
-        tokens.append(w)
-        scores.append(lowest - 1.0 - i * 1e-6)
+    score = {t: s for t, s in zip(tokens, scores)}
+    next_score = min(scores) - 1.0
+    clause_ends = 0
+    added = 0
+
+    def add(text):
+        nonlocal next_score, added
+        tokens.append(text)
+        scores.append(next_score)
         types.append(gguf.TokenType.NORMAL)
-        i += 1
+        score[text] = next_score
+        next_score -= 0.01  # distinct in float32 down to about -60000
+        added += 1
+
+    def reach(text):
+        while len(tokens) < n:
+            pieces = spm_pieces(text, score)
+            if len(pieces) == 1:
+                return True
+            add(pieces[0] + pieces[1])
+        return False
+
+    for word in pad_words():
+        if len(tokens) >= n:
+            break
+        if word in score:
+            continue
+        if not reach(word):
+            break
+        while clause_ends * 6 < added and len(tokens) < n:
+            end = word + ("," if clause_ends % 2 == 0 else ".")
+            clause_ends += 1
+            if not reach(end):
+                break
     return tokens, scores, types
 
 
