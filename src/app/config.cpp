@@ -57,7 +57,11 @@ std::string set(app_config &c, const std::string &key, const std::string &v) {
         return need_int(c.llm.threads);
     else if (key == "threads-batch")
         return need_int(c.llm.threads_batch);
-    else if (key == "mmproj")
+    else if (key == "flash-attn") {
+        if (v != "auto" && v != "on" && v != "off")
+            return "--flash-attn must be auto, on or off, got '" + v + "'";
+        c.llm.flash_attn = v;
+    } else if (key == "mmproj")
         c.llm.mmproj_path = v;
     else if (key == "voice-mode") {
         if (v != "transcribe" && v != "direct")
@@ -67,6 +71,8 @@ std::string set(app_config &c, const std::string &key, const std::string &v) {
         c.llm.chat_template = v;
     else if (key == "max-tokens")
         return need_int(c.session.max_tokens);
+    else if (key == "first-phrase-words")
+        return need_int(c.session.chunker.max_words_first);
     else if (key == "temperature")
         return need_float(c.session.sampling.temperature);
     else if (key == "top-k")
@@ -173,6 +179,8 @@ std::string app_config::validate() const {
     if (llm.threads_batch < 0 || llm.threads_batch > 256)
         return "threads-batch must be 0 (auto)..256";
     if (session.max_tokens < 1 || session.max_tokens > 8192) return "max-tokens must be 1..8192";
+    if (session.chunker.max_words_first < 0 || session.chunker.max_words_first > 1000)
+        return "first-phrase-words must be 0 (no limit)..1000";
     if (session.max_tokens >= llm.context) return "max-tokens must be smaller than ctx";
     if (session.sampling.temperature < 0 || session.sampling.temperature > 5)
         return "temperature must be 0..5";
@@ -324,8 +332,10 @@ options (also as keys of a JSON file given with --config FILE):
   --model FILE.gguf       language model (none: transcription only)
   --ctx N                 context tokens per session (default 2048, capped at the model's)
   --slots N               sessions with their own KV cache (default 8)
-  --threads N             LLM generation threads (default: half the cores)
+  --threads N             LLM generation threads (default: all cores; half for a model
+                          under 100M parameters)
   --threads-batch N       LLM prompt threads (default: all cores)
+  --flash-attn auto|on|off  LLM flash attention (default auto: llama.cpp's choice)
   --mmproj FILE.gguf      the model's audio projector (Voxtral, Ultravox...): with --asr
                           audio-llm the language model hears the user itself
   --voice-mode transcribe|direct  with --mmproj: transcribe (the model writes the transcript,
@@ -333,6 +343,8 @@ options (also as keys of a JSON file given with --config FILE):
                           model hears the audio, writes the transcript, then the reply)
   --chat-template NAME    llama.cpp template name, or "plain" (default: the model's own)
   --max-tokens N          reply length limit (default 128)
+  --first-phrase-words N  the first phrase (spoken first) ends after N words when no comma or
+                          sentence end came sooner (default 8; 0: no limit)
   --temperature T --top-k K --top-p P --min-p P --repeat-penalty R --seed S
   --system-prompt TEXT
   --tts espeak|piper|none speech output engine (default espeak)

@@ -1649,6 +1649,10 @@ int voice_bench_main(const std::vector<std::string> &args) {
     }
     std::string server_log_tail = srv.log_tail(40);
     srv.stop(); // the bare engines get the machine to themselves
+    // The whole log beside the JSON (with `-- --log-level debug`: every prompt and slow step).
+    std::string log_path = o.out.substr(0, o.out.rfind(".json")) + ".server.log";
+    if (o.url.empty() && write_text(log_path, srv.log()))
+        std::printf("server log: %s\n", log_path.c_str());
 
     json bare_details = json::object();
     if (o.bare && !rep.runs.empty() && !server_died) {

@@ -64,6 +64,8 @@ struct session::turn {
     std::shared_ptr<std::atomic<bool>> cancel = std::make_shared<std::atomic<bool>>(false);
     // Set while a held turn has its first phrase and waits for the end of the user's turn.
     std::shared_ptr<std::atomic<bool>> pause = std::make_shared<std::atomic<bool>>(false);
+    // Until the first phrase is out (llm_request::urgent).
+    std::shared_ptr<std::atomic<bool>> urgent = std::make_shared<std::atomic<bool>>(true);
     bool want_audio = false;
 
     std::mutex m;
@@ -781,6 +783,7 @@ std::shared_ptr<session::turn> session::start_turn(const std::string &user_text,
     req.max_tokens = cfg_.max_tokens;
     req.cancel = t->cancel;
     req.pause = t->pause;
+    req.urgent = t->urgent;
     auto self = shared_from_this();
     req.messages = [self, t](int budget, const token_counter &count) {
         std::vector<turn_record> history;
@@ -827,7 +830,12 @@ void session::on_piece(const std::shared_ptr<turn> &t, std::string_view piece) {
             t->pending.push_back(std::move(p));
         // A held reply stops after its first phrase: that is all the end of the turn needs at
         // once, and the user may go on talking (then the rest would be thrown away).
-        if (t->held && t->chunker.released() > 0) t->pause->store(true);
+        if (t->chunker.released() > 0 && t->urgent->load()) {
+            log_debug("turn %lld: first phrase %.1f ms after the first token",
+                      static_cast<long long>(t->id), ms_between(t->t_first_token, mono_now()));
+            t->urgent->store(false);
+            if (t->held) t->pause->store(true);
+        }
     }
     pump(t);
 }

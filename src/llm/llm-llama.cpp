@@ -137,6 +137,7 @@ struct active_request {
     transcript_splitter split;
     int transcript_tokens = 0;
     int reply_tokens = 0;
+    int skipped = 0; // steps in a row left out for urgent requests
 };
 
 class llm_llama : public llm_engine {
@@ -172,16 +173,24 @@ class llm_llama : public llm_engine {
         cp.kv_unified = false;
         cp.n_batch = uint32_t(std::max(32, config.batch));
         cp.n_ubatch = cp.n_batch;
-        // Generation (one token per sequence per step) gets half the cores by default: ASR and
-        // TTS run beside it, and an OpenMP team that is short of cores waits at every barrier.
-        // Prompt batches are larger and get all of them.
+        // Generation (one token per sequence per step) of a small model gets half the cores by
+        // default: its step is short, ASR and TTS run beside it, and an OpenMP team that is
+        // short of cores waits at every barrier. A larger model's step is long enough to share
+        // (1.5B shape, 2 cores: 53-83 ms per token on 2 threads beside the recogniser, about
+        // twice that on 1). Prompt batches get all the cores.
+        small_model_ = llama_model_n_params(model_) < SMALL_MODEL_PARAMS;
         int cores = int(std::max(1u, std::thread::hardware_concurrency()));
-        int threads = config.threads > 0 ? config.threads : std::max(1, cores / 2);
+        int threads = config.threads > 0 ? config.threads
+                      : small_model_     ? std::max(1, cores / 2)
+                                         : cores;
         int threads_batch = config.threads_batch > 0 ? config.threads_batch : cores;
         cp.n_threads = threads;
         cp.n_threads_batch = threads_batch;
         threads_ = threads;
         threads_batch_ = threads_batch;
+        cp.flash_attn_type = config.flash_attn == "on"    ? LLAMA_FLASH_ATTN_TYPE_ENABLED
+                             : config.flash_attn == "off" ? LLAMA_FLASH_ATTN_TYPE_DISABLED
+                                                          : LLAMA_FLASH_ATTN_TYPE_AUTO;
         cp.no_perf = true;
         cp.abort_callback = [](void *data) {
             auto *self = static_cast<llm_llama *>(data);
@@ -372,11 +381,12 @@ class llm_llama : public llm_engine {
     // asked. False when llama_decode fails or is aborted.
     bool decode_tokens(const std::vector<llama_token> &tokens, size_t from, llama_pos pos0, int seq,
                        bool logits_last) {
-        // A few tokens (the words since the last prefill) are not worth a team of threads: on a
-        // machine whose other cores run the sessions' recognisers, a team waits at each of the
-        // graph's barriers for a thread that is not running (measured: 16 tokens deep in a
-        // conversation took 60-500 ms with 2 threads on 2 busy cores).
-        use_batch_threads(tokens.size() - from >= SMALL_PROMPT);
+        // With a small model a few tokens (the words since the last prefill) are not worth a
+        // team of threads: on a machine whose other cores run the sessions' recognisers, a team
+        // waits at each of the graph's barriers for a thread that is not running (measured:
+        // stories260K, 16 tokens deep in a conversation took 60-500 ms with 2 threads on 2 busy
+        // cores). A large model's few tokens are seconds of work on one thread.
+        use_batch_threads(!small_model_ || tokens.size() - from >= SMALL_PROMPT);
         llama_batch batch = llama_batch_init(n_batch_, 0, 1);
         bool ok = true;
         for (size_t i = from; i < tokens.size() && ok;) {
@@ -676,6 +686,9 @@ class llm_llama : public llm_engine {
         a.track = !a.audio;
         a.n_past = int(n_past);
         a.result.prompt_ms = ms_since(t_prompt);
+        log_debug("llm: slot %d: %s of %d tokens (%d new) in %.1f ms after %.1f ms queued", a.seq,
+                  a.req.max_tokens > 0 ? "prompt" : "prefill", total, total - int(common),
+                  a.result.prompt_ms, a.result.queue_ms);
         if (a.req.max_tokens <= 0) {
             finish(a, "prefill"); // the prompt is in the slot's cache; nothing to generate
             return false;
@@ -788,6 +801,7 @@ class llm_llama : public llm_engine {
     // is generation whatever its width: it gets the generation threads, which leave room for
     // the other sessions' ASR and TTS (an OpenMP team short of cores waits at every barrier).
     static constexpr size_t SMALL_PROMPT = 32; // fewer tokens: evaluated on the generation threads
+    static constexpr uint64_t SMALL_MODEL_PARAMS = 100'000'000; // see the thread counts above
 
     void use_batch_threads(bool prompt) {
         if (prompt == batch_threads_on_) return;
@@ -796,8 +810,16 @@ class llm_llama : public llm_engine {
     }
 
     static bool paused(const active_request &a) { return a.req.pause && a.req.pause->load(); }
+    static bool urgent(const active_request &a) { return a.req.urgent && a.req.urgent->load(); }
+
+    // Each sequence in a step costs its own attention over its context (stories260K at a depth
+    // of 1,700: 2-4 ms a sequence, more than the weights), so a reply whose listener waits
+    // for its first words goes faster alone; see llm_request::urgent.
+    static constexpr int URGENT_SKIP_MAX = 8;
 
     void step(std::vector<std::unique_ptr<active_request>> &active) {
+        bool any_urgent = std::ranges::any_of(
+            active, [this](auto &a) { return !paused(*a) && urgent(*a) && !cancelled(*a); });
         size_t n = 0;
         for (auto &a : active)
             if (!paused(*a)) n += a->pending.size();
@@ -809,6 +831,11 @@ class llm_llama : public llm_engine {
             }
             a->i_batch = -1;
             if (paused(*a)) continue;
+            if (any_urgent && !urgent(*a) && a->skipped < URGENT_SKIP_MAX) {
+                ++a->skipped;
+                continue;
+            }
+            a->skipped = 0;
             for (size_t j = 0; j < a->pending.size(); ++j) {
                 int k = batch.n_tokens++;
                 batch.token[k] = a->pending[j];
@@ -821,7 +848,10 @@ class llm_llama : public llm_engine {
         }
         if (batch.n_tokens > 0) {
             use_batch_threads(false);
+            auto t_step = steady::now();
             int rc = llama_decode(ctx_, batch);
+            if (double ms = ms_since(t_step); ms > 250)
+                log_debug("llm: a step of %d sequences took %.1f ms", batch.n_tokens, ms);
             for (auto &a : active) {
                 if (a->done || a->i_batch < 0) continue;
                 if (rc != 0) {
@@ -959,6 +989,7 @@ class llm_llama : public llm_engine {
     int slot_ctx_ = 0, n_slots_ = 0, n_batch_ = 512;
     int threads_ = 1, threads_batch_ = 1; // generation steps, prompts
     bool batch_threads_on_ = true;        // which of them llama.cpp uses for a batch
+    bool small_model_ = true;             // under SMALL_MODEL_PARAMS
     double load_ms_ = 0;
     int reserve_ = 128; // reply room assumed by prefill requests
     std::atomic<bool> *abort_flag_ = nullptr;

@@ -90,6 +90,11 @@ struct llm_request {
     // it goes on where it stopped. A speculative reply waits here once its first phrase is
     // made, instead of writing a whole reply that the user's next words may throw away.
     std::shared_ptr<std::atomic<bool>> pause;
+    // While set, somebody is waiting for this request's first words (a voice reply before its
+    // first phrase): a generation step then decodes only such requests, so a reply that is
+    // already being heard (seconds of audio ahead of its listener) does not slow the start of
+    // another session's. A skipped request still gets every URGENT_SKIP_MAX + 1-th step.
+    std::shared_ptr<std::atomic<bool>> urgent;
     std::function<void(std::string_view piece)> on_piece;
     std::function<void(const llm_result &result)> on_done;
 
@@ -128,9 +133,10 @@ struct llm_config {
     std::string model_path;
     int context = 2048;    // tokens per slot (capped at the model's training context)
     int slots = 8;         // sessions with their own KV cache
-    int threads = 0;       // generation; 0: half the cores
+    int threads = 0;       // generation; 0: all cores (a model under 100M parameters: half)
     int threads_batch = 0; // prompt evaluation; 0: all cores
     int batch = 512;
+    std::string flash_attn = "auto"; // auto (llama.cpp decides), on, off
     // Audio projector GGUF (libmtmd: Voxtral, Ultravox, Qwen2-Audio ...) made for model_path.
     // Empty: text only.
     std::string mmproj_path;

@@ -87,9 +87,10 @@ bool phrase_chunker::is_boundary(size_t ws_pos) const {
     if (p == ',' || p == ';' || p == ':') {
         std::string_view phrase = s.substr(0, end);
         if (released_ == 0 && count_words(phrase) >= params_.min_words_first) return true;
-        return phrase.size() >= params_.max_chars;
+        if (phrase.size() >= params_.max_chars) return true;
     }
-    return false;
+    return released_ == 0 && params_.max_words_first > 0 &&
+           count_words(s.substr(0, ws_pos)) >= params_.max_words_first;
 }
 
 std::string phrase_chunker::take(size_t end) {

@@ -48,6 +48,12 @@ const std::vector<chunk_case> cases = {
     {"ellipsis", "Well... maybe. Ok.", {"Well...", "maybe.", "Ok."}},
     {"utf-8 kept whole", "Café au lait. Très bien.", {"Café au lait.", "Très bien."}},
     {"trailing sentence without space waits for flush", "One. Two.", {"One.", "Two."}},
+    {"a long first phrase ends after eight words",
+     "one two three four five six seven eight nine ten. Next.",
+     {"one two three four five six seven eight", "nine ten.", "Next."}},
+    {"the word limit cuts the first phrase only",
+     "a b c d e f g h i j k l m n o p q r s t.",
+     {"a b c d e f g h", "i j k l m n o p q r s t."}},
     {"empty", "", {}},
     {"only spaces", "   ", {}},
 };
@@ -80,9 +86,31 @@ TEST(phrase_chunker, commas_only_cut_the_first_phrase) {
     EXPECT_EQ(a[1], "four five six, seven eight nine, end.");
 }
 
+TEST(phrase_chunker, first_phrase_word_limit_is_a_setting) {
+    const std::string text = "one two three four five six seven eight nine ten. Next. ";
+    phrase_chunker_params p;
+    p.max_words_first = 0; // no limit: the sentence end
+    phrase_chunker off(p);
+    auto a = off.push(text);
+    ASSERT_EQ(a.size(), 2u);
+    EXPECT_EQ(a[0], "one two three four five six seven eight nine ten.");
+    p.max_words_first = 4;
+    phrase_chunker four(p);
+    auto b = four.push(text);
+    ASSERT_EQ(b.size(), 3u);
+    EXPECT_EQ(b[0], "one two three four");
+    // Released as soon as the fourth word is complete (the space after it), not at the end.
+    phrase_chunker early(p);
+    EXPECT_TRUE(early.push("one two three four").empty());
+    auto c = early.push(" fi");
+    ASSERT_EQ(c.size(), 1u);
+    EXPECT_EQ(c[0], "one two three four");
+}
+
 TEST(phrase_chunker, long_text_without_boundary_is_cut_at_a_space) {
     phrase_chunker_params p;
     p.max_chars = 20;
+    p.max_words_first = 0; // the first phrase too
     phrase_chunker c(p);
     std::string words;
     for (int i = 0; i < 20; ++i)

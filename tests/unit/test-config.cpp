@@ -85,6 +85,19 @@ TEST(config, llm_thread_options_parse) {
     EXPECT_NE(c.validate().find("threads-batch"), std::string::npos);
 }
 
+TEST(config, speed_options_parse_and_refuse_bad_values) {
+    app_config c;
+    EXPECT_EQ(c.llm.flash_attn, "auto");
+    EXPECT_EQ(parse_args(c, {"--flash-attn", "off", "--first-phrase-words", "5"}, nullptr), "");
+    EXPECT_EQ(c.llm.flash_attn, "off");
+    EXPECT_EQ(c.session.chunker.max_words_first, 5);
+    EXPECT_EQ(c.validate(), "");
+    EXPECT_NE(parse_args(c, {"--flash-attn", "fast"}, nullptr).find("auto, on or off"),
+              std::string::npos);
+    EXPECT_EQ(parse_args(c, {"--first-phrase-words", "-2"}, nullptr), "");
+    EXPECT_NE(c.validate().find("first-phrase-words"), std::string::npos);
+}
+
 TEST(config, model_file_engines_need_their_files) {
     app_config c;
     EXPECT_EQ(parse_args(c, {"--asr", "whisper"}, nullptr), "");

@@ -250,6 +250,54 @@ TEST(llm_llama, replies_go_before_prefills_and_a_later_request_supersedes_a_pref
     EXPECT_LT(at("reply 2 piece"), at("prefill 1 prefill"));
 }
 
+// A reply whose listener waits for its first words (urgent) is decoded alone while it is urgent:
+// a reply already being heard gets one step in URGENT_SKIP_MAX + 1 (8 + 1), never none, and both
+// go on together once the first phrase is out. All callbacks run on the engine's thread.
+TEST(llm_llama, an_urgent_reply_is_decoded_alone_and_the_others_are_not_starved) {
+    if (!exists(model_path())) GTEST_SKIP() << "no test model";
+    auto llm = engine_with_slots(2);
+    std::vector<turn_record> history;
+    std::string order; // 'a' or 'b' per piece, in order
+    collected a, b;
+    auto urgent = std::make_shared<std::atomic<bool>>(true);
+    llm_request ra = make_request(0, &history, "Once upon a time", a, 120);
+    llm_request rb = make_request(1, &history, "The cat sat on the mat", b, 60);
+    rb.urgent = urgent;
+    int b_pieces = 0;
+    rb.on_piece = [&](std::string_view) {
+        order += 'b';
+        if (++b_pieces == 27) urgent->store(false); // its "first phrase" is out
+    };
+    bool submitted = false;
+    ra.on_piece = [&](std::string_view) {
+        order += 'a';
+        if (order.size() == 5 && !submitted) {
+            submitted = true;
+            llm->submit(std::move(rb));
+        }
+    };
+    llm->submit(std::move(ra));
+    wait(a);
+    wait(b);
+    ASSERT_GE(b.result.generated_tokens, 40) << b.pieces;
+    ASSERT_GE(a.result.generated_tokens, 60) << a.pieces;
+    // While b was urgent (its pieces 1..27), a had one step in nine: about 3 pieces, not 27.
+    size_t first_b = order.find('b');
+    size_t b27 = first_b;
+    for (int k = 1; k < 27; ++k)
+        b27 = order.find('b', b27 + 1);
+    ASSERT_NE(b27, std::string::npos) << order;
+    auto count_a = [&](size_t from, size_t to) {
+        return std::count(order.begin() + long(from), order.begin() + long(to), 'a');
+    };
+    long a_while_urgent = count_a(first_b, b27);
+    EXPECT_GE(a_while_urgent, 1) << order; // not starved
+    EXPECT_LE(a_while_urgent, 5) << order;
+    // Afterwards they share every step.
+    size_t after_end = std::min(order.size(), b27 + 20);
+    EXPECT_GE(count_a(b27, after_end), 7) << order;
+}
+
 // The one-pass candidate preselection must pick exactly what llama.cpp's chain picks from the
 // whole vocabulary: greedy, greedy with repeat penalties, and seeded top-k/top-p/min-p sampling.
 TEST(llm_llama, preselected_sampling_picks_the_same_tokens_as_the_whole_vocabulary) {
