@@ -205,7 +205,8 @@ int cmd_chat(app_config &cfg) {
         req.sampling = cfg.session.sampling;
         req.max_tokens = cfg.session.max_tokens;
         req.messages = [&](int budget, const token_counter &count) {
-            return fit_history(cfg.session.system_prompt, history, line, budget, count);
+            return fit_history(cfg.session.system_prompt, history, line, budget, count,
+                               HISTORY_DROP_STEP);
         };
         req.on_piece = [](std::string_view piece) {
             fwrite(piece.data(), 1, piece.size(), stdout);

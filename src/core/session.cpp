@@ -652,7 +652,8 @@ void session::prefill(const std::string &partial) {
             std::lock_guard lock(self->m_);
             history = self->history_;
         }
-        return fit_history(self->cfg_.system_prompt, history, partial, budget, count);
+        return fit_history(self->cfg_.system_prompt, history, partial, budget, count,
+                           HISTORY_DROP_STEP);
     };
     req.on_done = [busy = prefill_busy_](const llm_result &) { busy->store(false); };
     eng_.llm->submit(std::move(req));
@@ -791,7 +792,8 @@ std::shared_ptr<session::turn> session::start_turn(const std::string &user_text,
             std::lock_guard lock(self->m_);
             history = self->history_;
         }
-        return fit_history(self->cfg_.system_prompt, history, t->user, budget, count);
+        return fit_history(self->cfg_.system_prompt, history, t->user, budget, count,
+                           HISTORY_DROP_STEP);
     };
     if (!audio.empty()) {
         // Direct audio: the model hears the utterance and writes its transcript, then replies.
@@ -803,7 +805,8 @@ std::shared_ptr<session::turn> session::start_turn(const std::string &user_text,
                 std::lock_guard lock(self->m_);
                 history = self->history_;
             }
-            auto msgs = fit_history(self->cfg_.system_prompt, history, "", budget, count);
+            auto msgs = fit_history(self->cfg_.system_prompt, history, "", budget, count,
+                                    HISTORY_DROP_STEP);
             if (!msgs.empty() && msgs.back().role == "user" && msgs.back().content.empty())
                 msgs.pop_back(); // the engine adds the user's turn with the audio
             return msgs;

@@ -1,5 +1,7 @@
 #include "llm/conversation.h"
 
+#include <algorithm>
+
 namespace parley {
 
 namespace {
@@ -22,18 +24,20 @@ std::vector<chat_message> build(const std::string &system_prompt,
 std::vector<chat_message> fit_history(const std::string &system_prompt,
                                       const std::vector<turn_record> &turns,
                                       const std::string &user_text, int budget,
-                                      const token_counter &count) {
-    // The prompt grows with the number of turns kept: binary-search the largest that fits.
-    size_t lo = 0, hi = turns.size();
-    if (count(build(system_prompt, turns, hi, user_text)) <= budget) lo = hi;
+                                      const token_counter &count, int drop_step) {
+    // The prompt shrinks with the number of blocks of `drop_step` turns dropped from the start:
+    // binary-search the fewest that fit. Keeping none always "fits" (it is all there is).
+    size_t n = turns.size(), step = size_t(std::max(1, drop_step));
+    auto keep = [&](size_t blocks) { return n - std::min(n, blocks * step); };
+    size_t lo = 0, hi = (n + step - 1) / step;
     while (lo < hi) {
-        size_t mid = (lo + hi + 1) / 2;
-        if (count(build(system_prompt, turns, mid, user_text)) <= budget)
-            lo = mid;
+        size_t mid = (lo + hi) / 2;
+        if (count(build(system_prompt, turns, keep(mid), user_text)) <= budget)
+            hi = mid;
         else
-            hi = mid - 1;
+            lo = mid + 1;
     }
-    return build(system_prompt, turns, lo, user_text);
+    return build(system_prompt, turns, keep(lo), user_text);
 }
 
 } // namespace parley

@@ -53,6 +53,27 @@ TEST(history, oldest_turns_go_first_and_system_prompt_stays) {
     EXPECT_LE(count_words(msgs), 25);
 }
 
+// Once the context is full, dropping the oldest turns one at a time moves the cut at every turn
+// (the KV cache behind it shifts and the new message is evaluated again); in steps of four the
+// kept turns stay the same for the next turns. Each turn is 9 "tokens", system + user 7.
+TEST(history, oldest_turns_go_in_steps_and_the_cut_stays_put) {
+    const int budget = 7 + 9 * 6; // six turns fit
+    auto first_kept = [&](int n, int step) {
+        auto msgs = fit_history("be brief", turns(n), "hello", budget, count_words, step);
+        EXPECT_LE(count_words(msgs), budget);
+        return msgs.size() > 2 ? msgs[1].content : std::string("none");
+    };
+    EXPECT_EQ(first_kept(9, 1), "question 4");
+    EXPECT_EQ(first_kept(10, 1), "question 5"); // moved
+    EXPECT_EQ(first_kept(9, 4), "question 5");  // turns 1-4 dropped
+    EXPECT_EQ(first_kept(10, 4), "question 5"); // the same cut: the cache still matches
+    EXPECT_EQ(first_kept(11, 4), "question 9"); // turns 1-8
+    EXPECT_EQ(first_kept(6, 4), "question 1");  // all fit: nothing dropped
+    // Nothing fits: the system prompt and the message only, whatever the step.
+    auto none = fit_history("be brief", turns(9), "hello", 3, count_words, 4);
+    EXPECT_EQ(none.size(), 2u);
+}
+
 TEST(history, nothing_fits_keeps_system_and_user) {
     auto msgs = fit_history("be brief", turns(5), "hello", 3, count_words);
     ASSERT_EQ(msgs.size(), 2u);
