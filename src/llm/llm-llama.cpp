@@ -46,9 +46,12 @@ double ms_since(steady::time_point t) {
 bool g_verbose = false;
 std::mutex g_log_m;
 std::string g_last_error; // the last error line of llama.cpp or libmtmd, for our own messages
+// Set while a decode is being stopped on purpose (a cancelled request): llama.cpp then logs its
+// "failed to decode" errors, which are no errors here.
+std::atomic<bool> g_cancelling{false};
 
 void on_llama_log(ggml_log_level level, const char *text, void *) {
-    if (g_verbose || level >= GGML_LOG_LEVEL_ERROR) fputs(text, stderr);
+    if (g_verbose || (level >= GGML_LOG_LEVEL_ERROR && !g_cancelling.load())) fputs(text, stderr);
     if (level >= GGML_LOG_LEVEL_ERROR) {
         std::string line(text);
         line = line.substr(0, line.find('\n'));
@@ -194,7 +197,9 @@ class llm_llama : public llm_engine {
         cp.no_perf = true;
         cp.abort_callback = [](void *data) {
             auto *self = static_cast<llm_llama *>(data);
-            return self->abort_flag_ && self->abort_flag_->load();
+            bool stop = self->abort_flag_ && self->abort_flag_->load();
+            if (stop) g_cancelling.store(true);
+            return stop;
         };
         cp.abort_callback_data = this;
         ctx_ = llama_init_from_model(model_, cp);
@@ -667,10 +672,18 @@ class llm_llama : public llm_engine {
             n_past += llama_pos(suffix.size());
         }
         abort_flag_ = nullptr;
+        g_cancelling.store(false);
         if (!ok) {
-            llama_memory_seq_rm(mem, a.seq, -1, -1);
-            cached.clear();
+            // Only what this request added goes: the slot's conversation before it stays cached.
+            // (A speculative reply cancelled during its prompt used to wipe the whole slot, and
+            // the next turn evaluated the conversation again: 7.4 s with the 1.5B shape.)
+            if (!llama_memory_seq_rm(mem, a.seq, llama_pos(common), -1)) {
+                llama_memory_seq_rm(mem, a.seq, -1, -1);
+                common = 0;
+            }
+            cached.resize(common);
             if (cancelled(a)) {
+                take_last_error(); // llama.cpp's note of the abort
                 finish(a, "cancelled");
             } else {
                 std::string why = take_last_error();

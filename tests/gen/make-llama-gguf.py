@@ -180,6 +180,15 @@ class blocks:
             return out.reshape(rows, nb * 18)
         raise ValueError(self.qtype)
 
+    def zero_rows(self, slab, n):
+        """Rows [0, n) of a made slab become exact zeros."""
+        if self.qtype == Q.F16:
+            slab[:n] = 0
+        elif self.qtype == Q.Q8_0:
+            slab[:n].reshape(n, -1, 34)[:, :, 2:] = 0
+        else:  # Q4_0: nibble 8 is 0
+            slab[:n].reshape(n, -1, 18)[:, :, 2:] = 0x88
+
 
 def tensor_plan(h, vocab):
     """(name, rows, cols, std) per tensor; cols is the inner dimension (ggml ne0)."""
@@ -203,6 +212,7 @@ def tensor_plan(h, vocab):
 
 def write(path, h, vocab_arg, qtype, tokenizer_path, seed, name):
     model, tokens, scores, types, ids = read_tokenizer(tokenizer_path)
+    n_base = len(tokens)
     vocab = len(tokens) if vocab_arg == 0 else max(vocab_arg, len(tokens))
     tokens, scores, types = pad_vocab(tokens, scores, types, vocab)
     e = h["n_embd"]
@@ -253,6 +263,13 @@ def write(path, h, vocab_arg, qtype, tokenizer_path, seed, name):
             continue
         slab = max(1, (64 << 20) // max(1, bytes_per_row(cols)))
         parts = [gen.make(min(slab, rows - r), cols, std) for r in range(0, rows, slab)]
+        if tname == "output.weight" and vocab > n_base:
+            # The tokenizer's own pieces get a logit of exactly 0, far below the top-k of 151k
+            # random logits: a reply is made of padding words only. A piece such as "ing" after
+            # a padding word would join it into a word the tokenizer splits differently, and the
+            # reply in the history would no longer match the generated tokens (end of text is
+            # one of these pieces too: replies run to their token limit).
+            gen.zero_rows(parts[0], n_base)
         w.write_tensor_data(np.concatenate(parts) if len(parts) > 1 else parts[0])
         n_params += rows * cols
     w.close()

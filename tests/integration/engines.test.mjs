@@ -131,14 +131,16 @@ test('generated benchmark LLM: random weights reply in word-like phrases the chu
     const chunks = c.msgs.filter((m) => m.json && m.json.type === 'text_chunk').map((m) => m.json.text.trim()).filter(Boolean);
     const words = done.json.text.trim().split(/\s+/);
     assert.ok(words.length >= 40, `a reply of words: ${done.json.text}`);
-    // Nearly all padding words (the 512 real pieces are sampled now and then: "gogiro%").
+    // Padding words only: the 512 real pieces get a logit of 0, never in the top-k.
     const wordLike = words.filter((w) => /^[a-z]{2,12}[,.]?$/.test(w)).length;
     assert.ok(wordLike >= words.length * 0.9, done.json.text);
     assert.ok(new Set(words).size > words.length / 2, `varied words, not one repeated: ${done.json.text}`);
-    // The first phrase ends at the first clause break: a few words, as a real reply's would.
+    // The first phrase ends at the first clause break: a few words, as a real reply's would
     assert.ok(chunks.length >= 2, JSON.stringify(chunks));
-    assert.match(chunks[0], /[,.]$/);
-    assert.ok(chunks[0].split(/\s+/).length <= 20, chunks[0]);
+    // (or after eight words, the first phrase's limit).
+    const firstWords = chunks[0].split(/\s+/).length;
+    assert.ok(/[,.]$/.test(chunks[0]) || firstWords === 8, chunks[0]);
+    assert.ok(firstWords <= 8, chunks[0]);
     // Each padding word is a token the tokenizer makes from its own text, as a real model's are:
     // the reply, back in the history as text, re-tokenizes into the generated tokens, so the next
     // turn finds them in the session's KV cache and evaluates little more than its new message.

@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
+#include <thread>
 #include <sys/stat.h>
 
 using namespace parley;
@@ -296,6 +297,45 @@ TEST(llm_llama, an_urgent_reply_is_decoded_alone_and_the_others_are_not_starved)
     // Afterwards they share every step.
     size_t after_end = std::min(order.size(), b27 + 20);
     EXPECT_GE(count_a(b27, after_end), 7) << order;
+}
+
+// A reply cancelled while its prompt is being evaluated (a speculative start the user talked
+// over) takes only its own tokens out of the slot's cache: the conversation before it stays, and
+// the next turn evaluates only what is new. (The whole slot was wiped: a 1.5B turn took 7 s.)
+TEST(llm_llama, a_cancel_during_the_prompt_keeps_the_conversation_cached) {
+    if (!exists(model_path())) GTEST_SKIP() << "no test model";
+    auto llm = engine_with_slots(1);
+    std::vector<turn_record> history;
+    collected first;
+    llm->submit(make_request(0, &history, "Once upon a time", first, 24));
+    wait(first);
+    std::string reply = first.pieces;
+    reply.erase(0, reply.find_first_not_of(' ')); // as the session stores it
+    history.push_back({1, "Once upon a time", reply, false, "{}", 0});
+    bool cancelled_in_prompt = false;
+    int conversation = 0; // the cached prefix the cancelled request found
+    for (int attempt = 0; attempt < 5 && !cancelled_in_prompt; ++attempt) {
+        std::string long_message = "attempt " + std::to_string(attempt);
+        for (int i = 0; i < 100; ++i) // about 1,000 tokens: the history still fits beside it
+            long_message += " the dog ran to the park";
+        collected b;
+        llm_request rb = make_request(0, &history, long_message, b, 8);
+        rb.cancel = std::make_shared<std::atomic<bool>>(false);
+        auto cancel = rb.cancel;
+        llm->submit(std::move(rb));
+        std::this_thread::sleep_for(std::chrono::milliseconds(3));
+        cancel->store(true);
+        wait(b);
+        EXPECT_EQ(b.result.stop_reason, "cancelled");
+        cancelled_in_prompt = b.result.generated_tokens == 0 && b.result.prompt_tokens > 500;
+        conversation = b.result.cached_tokens;
+    }
+    ASSERT_TRUE(cancelled_in_prompt) << "the cancel never came during the prompt";
+    ASSERT_GT(conversation, first.result.prompt_tokens) << "the first reply was cached";
+    collected c;
+    llm->submit(make_request(0, &history, "The cat sat", c, 4));
+    wait(c);
+    EXPECT_GE(c.result.cached_tokens, conversation - 2) << c.result.prompt_tokens;
 }
 
 // The one-pass candidate preselection must pick exactly what llama.cpp's chain picks from the
