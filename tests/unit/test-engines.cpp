@@ -13,8 +13,8 @@
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
-#include <thread>
 #include <sys/stat.h>
+#include <thread>
 
 using namespace parley;
 
