@@ -16,7 +16,7 @@ MIRROR ?= $(abspath $(wildcard ../shared/models))
 ARGS ?=
 RUN := scripts/run
 
-.PHONY: setup build serve test unit integration e2e bench bench-memory bench-engines format clean
+.PHONY: setup build serve test test-model unit integration e2e bench bench-memory bench-engines format clean
 
 setup:
 	@scripts/setup
@@ -32,16 +32,22 @@ serve: export PARLEY_MODEL_MIRROR ?= $(MIRROR)
 serve: build node_modules/.parley-stamp
 	@$(RUN) build/parley serve --port $(PORT) --profile $(PROFILE) $(if $(MODEL),--model $(MODEL)) $(ARGS)
 
-test: build node_modules/.parley-stamp
+test: test-model build node_modules/.parley-stamp
 	@$(RUN) tests/run-all
+
+# The tests run the real stories260K model from ../shared/models (or PARLEY_TEST_MODEL): say so
+# before minutes of setup and build, not as dozens of failed tests after them.
+TEST_MODEL := $(or $(PARLEY_TEST_MODEL),../shared/models/stories260K.gguf)
+test-model:
+	@test -f "$(TEST_MODEL)" || { echo "make test: no test model at $(TEST_MODEL): put stories260K.gguf in ../shared/models/ beside this checkout (see README, Tests) or set PARLEY_TEST_MODEL=FILE" >&2; exit 2; }
 
 unit: build
 	@$(RUN) bash -c 'cd build && ctest --output-on-failure'
 
-integration: build node_modules/.parley-stamp
+integration: test-model build node_modules/.parley-stamp
 	@$(RUN) node --test --test-force-exit --test-concurrency=1 'tests/integration/*.test.mjs'
 
-e2e: build node_modules/.parley-stamp
+e2e: test-model build node_modules/.parley-stamp
 	@$(RUN) node --test --test-force-exit 'tests/e2e/*.test.mjs'
 
 # Simulated voice clients over the real protocol (1 then 4), per-stage latency, CPU, memory, the

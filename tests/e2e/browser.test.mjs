@@ -18,7 +18,7 @@ import { chromium } from 'playwright-core';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const BIN = path.resolve(ROOT, process.env.PARLEY_BIN || 'build/parley');
-const MODEL = path.resolve(ROOT, '../shared/models/stories260K.gguf');
+const MODEL = process.env.PARLEY_TEST_MODEL || path.resolve(ROOT, '../shared/models/stories260K.gguf');
 const CHROMIUM = process.env.PARLEY_CHROMIUM || '/usr/bin/chromium';
 const CLIP = '/usr/share/pocketsphinx/test/data/librivox/sense_and_sensibility_01_austen_64kb-0870';
 const RESULTS = path.join(ROOT, 'test-results');

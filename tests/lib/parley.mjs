@@ -26,6 +26,9 @@ process.on('exit', () => {
 
 // Starts `parley serve` on a free port; resolves once it listens.
 export async function startServer(args = [], { withModel = true, db, env } = {}) {
+  if (withModel && !existsSync(model)) {
+    throw new Error(`no test model at ${model}: put stories260K.gguf in ../shared/models/ beside the checkout or set PARLEY_TEST_MODEL`);
+  }
   const dir = tempDir();
   const full = ['serve', '--port', '0', '--db', db || join(dir, 'parley.db')];
   if (withModel) full.push('--model', model);
