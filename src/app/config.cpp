@@ -335,7 +335,8 @@ options (also as keys of a JSON file given with --config FILE):
   --threads N             LLM generation threads (default: all cores; half for a model
                           under 100M parameters)
   --threads-batch N       LLM prompt threads (default: all cores)
-  --flash-attn auto|on|off  LLM flash attention (default auto: llama.cpp's choice)
+  --flash-attn auto|on|off  LLM flash attention (default auto: llama.cpp's choice, off for
+                            attention heads under 32 wide, where it is slower)
   --mmproj FILE.gguf      the model's audio projector (Voxtral, Ultravox...): with --asr
                           audio-llm the language model hears the user itself
   --voice-mode transcribe|direct  with --mmproj: transcribe (the model writes the transcript,

@@ -464,11 +464,15 @@ proc_sample sample_process(int pid) {
     return s;
 }
 
-// CPU seconds (utime + stime) of every thread of PID, summed by thread name, from
-// /proc/PID/task/*/stat. Threads that ended are not counted.
-std::map<std::string, double> cpu_by_thread_name(int pid) {
-    std::map<std::string, double> by_name;
-    if (pid <= 0) return by_name;
+// CPU seconds (utime + stime) and name of every thread of PID, by thread id, from
+// /proc/PID/task/*/stat.
+struct thread_cpu {
+    std::string name;
+    double cpu_s = 0;
+};
+std::map<int, thread_cpu> thread_cpu_sample(int pid) {
+    std::map<int, thread_cpu> by_tid;
+    if (pid <= 0) return by_tid;
     std::error_code ec;
     for (const auto &task : fs::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
         std::ifstream stat(task.path() / "stat");
@@ -476,10 +480,18 @@ std::map<std::string, double> cpu_by_thread_name(int pid) {
         if (!std::getline(stat, line)) continue;
         size_t open = line.find('('), close = line.rfind(')');
         double cpu = stat_cpu_s(line);
-        if (open != std::string::npos && close > open && std::isfinite(cpu))
-            by_name[line.substr(open + 1, close - open - 1)] += cpu;
+        int tid = std::atoi(task.path().filename().c_str());
+        if (open != std::string::npos && close > open && std::isfinite(cpu) && tid > 0)
+            by_tid[tid] = {line.substr(open + 1, close - open - 1), cpu};
     }
-    return by_name;
+    return by_tid;
+}
+
+// Keeps the last CPU time seen of every thread, so that a thread that ends during the run (a
+// session's, when its client leaves) still counts up to the last sample.
+void merge_thread_cpu(std::map<int, thread_cpu> &seen, int pid) {
+    for (auto &[tid, t] : thread_cpu_sample(pid))
+        seen[tid] = std::move(t);
 }
 
 // Busy CPU seconds of the whole machine (all but idle and iowait, from /proc/stat).
@@ -674,6 +686,7 @@ struct run_state {
     bench_clock::time_point t0;
     int pid = 0; // the server's, for /proc; 0: none
     std::function<bool()> server_alive;
+    std::map<int, thread_cpu> threads_seen; // the server's threads, at the last sample
     notifier events;
     voice_run run;
     int total_turns = 0, ended_turns = 0, warm_turns = 0;
@@ -984,6 +997,7 @@ void record_turn(run_state &rs, voice_turn t) {
     ++rs.ended_turns;
     if (rs.pid > 0) {
         proc_sample p = sample_process(rs.pid);
+        merge_thread_cpu(rs.threads_seen, rs.pid);
         t.server_cpu_s = p.cpu_s;
         t.server_rss_kb = p.rss_kb;
         if (std::isfinite(p.rss_kb)) {
@@ -1091,7 +1105,8 @@ voice_run run_clients(const voice_bench_options &o, const std::vector<bench_clip
     rs.warm_turns = std::max(5, int(std::ceil(0.1 * rs.total_turns)));
     rs.run.rss_warmup_turns = rs.warm_turns;
     proc_sample before = sample_process(pid), self_before = sample_process(getpid());
-    std::map<std::string, double> threads_before = cpu_by_thread_name(pid);
+    std::map<int, thread_cpu> threads_before = thread_cpu_sample(pid);
+    rs.threads_seen = threads_before;
     double busy_before = machine_busy_s();
     auto wall0 = bench_clock::now();
     for (int k = 0; k < n; ++k)
@@ -1107,10 +1122,14 @@ voice_run run_clients(const voice_bench_options &o, const std::vector<bench_clip
     rs.run.wall_s = ms_since(wall0) / 1000;
     proc_sample end = sample_process(pid);
     rs.run.cpu_s = end.cpu_s - before.cpu_s;
-    for (auto &[name, cpu] : cpu_by_thread_name(pid)) {
-        double used = cpu - (threads_before.contains(name) ? threads_before[name] : 0.0);
-        if (used > 0) rs.run.cpu_by_thread.emplace_back(name, used);
+    merge_thread_cpu(rs.threads_seen, pid);
+    std::map<std::string, double> by_name;
+    for (auto &[tid, t] : rs.threads_seen) {
+        auto before = threads_before.find(tid);
+        by_name[t.name] += t.cpu_s - (before != threads_before.end() ? before->second.cpu_s : 0.0);
     }
+    for (auto &[name, used] : by_name)
+        if (used > 0) rs.run.cpu_by_thread.emplace_back(name, used);
     std::ranges::sort(rs.run.cpu_by_thread, [](auto &a, auto &b) { return a.second > b.second; });
     rs.run.machine_busy_s = machine_busy_s() - busy_before;
     rs.run.client_cpu_s = sample_process(getpid()).cpu_s - self_before.cpu_s;

@@ -136,7 +136,7 @@ struct llm_config {
     int threads = 0;       // generation; 0: all cores (a model under 100M parameters: half)
     int threads_batch = 0; // prompt evaluation; 0: all cores
     int batch = 512;
-    std::string flash_attn = "auto"; // auto (llama.cpp decides), on, off
+    std::string flash_attn = "auto"; // auto (llama.cpp decides; off for tiny heads), on, off
     // Audio projector GGUF (libmtmd: Voxtral, Ultravox, Qwen2-Audio ...) made for model_path.
     // Empty: text only.
     std::string mmproj_path;

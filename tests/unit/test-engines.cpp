@@ -375,6 +375,31 @@ TEST(llm_llama, preselected_sampling_picks_the_same_tokens_as_the_whole_vocabula
     EXPECT_NE(generate(true, greedy).text, generate(true, penalised).text);
 }
 
+// Flash attention is a different kernel for the same attention: off (auto's choice for
+// stories260K's 8-wide heads) and on give the same greedy reply.
+TEST(llm_llama, flash_attention_on_and_off_give_the_same_reply) {
+    if (!exists(model_path())) GTEST_SKIP() << "no test model";
+    auto generate = [](const std::string &flash) {
+        llm_config cfg;
+        cfg.model_path = model_path();
+        cfg.slots = 1;
+        cfg.flash_attn = flash;
+        auto llm = make_llm_engine(cfg);
+        std::vector<turn_record> history;
+        collected c;
+        auto req = make_request(0, &history, "Once upon a time there was a dog.", c, 64);
+        req.sampling.temperature = 0;
+        req.sampling.repeat_penalty = 1.0f;
+        llm->submit(std::move(req));
+        wait(c);
+        return c.result;
+    };
+    llm_result off = generate("auto"), on = generate("on"), off2 = generate("off");
+    EXPECT_EQ(off.text, off2.text);
+    EXPECT_GT(off.generated_tokens, 8);
+    EXPECT_EQ(off.text, on.text);
+}
+
 // A paused request generates nothing and keeps its place; cleared, it goes on to the end
 // (another request meanwhile is served as usual).
 TEST(llm_llama, a_paused_request_waits_and_then_goes_on) {
