@@ -495,10 +495,17 @@ void session::feed_hands_free(std::vector<int16_t> s16k, mono_time now) {
             accept(e.audio); // the prefix padding and the speech so far, this frame included
             fed = true;
         } else if (utterance_open_) {
-            if (!fed) accept(s16k);
+            // The frame that ends the turn ends a silence the recogniser has already heard
+            // `min_silence_ms` of: decoding it (4-6 ms of PocketSphinx a 20 ms frame here)
+            // would only put off the end of the turn. Direct audio keeps it.
+            if (!fed && !asr_) accept(s16k);
             fed = true;
+            mono_time t_event = mono_now();
             out_->send_text(encode_speech_stopped(e.ms(), ms_of(e.decided_sample)));
             end_hands_free_utterance(now, ms_of(vad_->position() - e.sample));
+            log_debug("vad: end of turn %.2f ms into its frame's processing; the turn went on "
+                      "%.2f ms after",
+                      ms_between(now, t_event), ms_between(t_event, mono_now()));
         }
     }
     if (utterance_open_ && !fed) accept(s16k);
@@ -634,6 +641,19 @@ bool session::direct_audio() const {
     return cfg_.direct_audio && eng_.llm && eng_.llm->supports_audio();
 }
 
+// The prompt's messages: the system prompt, as much of the history as fits the budget (the
+// oldest turns go HISTORY_DROP_STEP at a time, so the cut stays put for the next turns and
+// their KV cache with it), and the user's turn. Called on the LLM's thread.
+std::vector<chat_message> session::prompt_messages(const std::string &user, int budget,
+                                                   const token_counter &count) {
+    std::vector<turn_record> history;
+    {
+        std::lock_guard lock(m_);
+        history = history_;
+    }
+    return fit_history(cfg_.system_prompt, history, user, budget, count, HISTORY_DROP_STEP);
+}
+
 void session::prefill(const std::string &partial) {
     int slot;
     {
@@ -647,13 +667,7 @@ void session::prefill(const std::string &partial) {
     req.max_tokens = 0;
     auto self = shared_from_this();
     req.messages = [self, partial](int budget, const token_counter &count) {
-        std::vector<turn_record> history;
-        {
-            std::lock_guard lock(self->m_);
-            history = self->history_;
-        }
-        return fit_history(self->cfg_.system_prompt, history, partial, budget, count,
-                           HISTORY_DROP_STEP);
+        return self->prompt_messages(partial, budget, count);
     };
     req.on_done = [busy = prefill_busy_](const llm_result &) { busy->store(false); };
     eng_.llm->submit(std::move(req));
@@ -787,26 +801,14 @@ std::shared_ptr<session::turn> session::start_turn(const std::string &user_text,
     req.urgent = t->urgent;
     auto self = shared_from_this();
     req.messages = [self, t](int budget, const token_counter &count) {
-        std::vector<turn_record> history;
-        {
-            std::lock_guard lock(self->m_);
-            history = self->history_;
-        }
-        return fit_history(self->cfg_.system_prompt, history, t->user, budget, count,
-                           HISTORY_DROP_STEP);
+        return self->prompt_messages(t->user, budget, count);
     };
     if (!audio.empty()) {
         // Direct audio: the model hears the utterance and writes its transcript, then replies.
         req.audio = pcm16_to_float(audio);
         req.audio_mode = LLM_AUDIO_DIRECT;
         req.messages = [self](int budget, const token_counter &count) {
-            std::vector<turn_record> history;
-            {
-                std::lock_guard lock(self->m_);
-                history = self->history_;
-            }
-            auto msgs = fit_history(self->cfg_.system_prompt, history, "", budget, count,
-                                    HISTORY_DROP_STEP);
+            auto msgs = self->prompt_messages("", budget, count);
             if (!msgs.empty() && msgs.back().role == "user" && msgs.back().content.empty())
                 msgs.pop_back(); // the engine adds the user's turn with the audio
             return msgs;
@@ -1098,6 +1100,7 @@ void session::release_turn(const std::shared_ptr<turn> &t, const std::string &fi
         if (t->finished && !t->llm_done_pending_finish) return; // cancelled meanwhile
         t->held = false;
         t->pause->store(false);
+        if (eng_.llm) eng_.llm->wake();
         t->t_transcript = mono_now();
         out_->send_text(encode_transcript(final_text, true, t->id));
         for (size_t i = 0; i < t->held_out.size(); i++)

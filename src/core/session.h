@@ -116,6 +116,8 @@ class session : public std::enable_shared_from_this<session> {
     void maybe_speculate(mono_time now);
     void end_hands_free_utterance(mono_time t_decided, double speech_end_ms);
     void prefill(const std::string &partial);
+    std::vector<chat_message> prompt_messages(const std::string &user, int budget,
+                                              const token_counter &count);
     void finish_utterance(mono_time t_stop);
     std::shared_ptr<turn> start_turn(const std::string &user_text, mono_time t0,
                                      mono_time t_transcript, bool held = false,
@@ -187,8 +189,8 @@ class session : public std::enable_shared_from_this<session> {
     // Hands-free (session worker only).
     std::unique_ptr<vad_stream> vad_;
     bool utterance_open_ = false;
-    bool barging_ = false;       // this speech already interrupted a reply
-    std::shared_ptr<turn> spec_; // a reply started speculatively in a pause
+    bool barging_ = false;                // this speech already interrupted a reply
+    std::shared_ptr<turn> spec_;          // a reply started speculatively in a pause
     std::shared_ptr<turn> cut_by_speech_; // the reply this speech cut, until it proves words
     mono_time t_onset_{};
     double utt_asr_ms_ = 0;          // recognition work for the current utterance

@@ -194,14 +194,15 @@ class llm_llama : public llm_engine {
         // Flash attention (auto): llama.cpp's choice (on, on the CPU), except for heads under
         // TINY_HEAD wide, where its CPU kernel is slower. Measured on this machine: stories260K
         // (8-wide heads) at a depth of 1,700 generates in 1.7 ms a token off, 3.8 ms on, and
-        // its 4-client LLM CPU drops by a third; but the 1.5B shape (128-wide) answered in
-        // 3.4 s off against 0.8 s on, and the 0.5B shape (64-wide) takes 128-token prompts at
-        // 63 tokens/s off against 109 on.
+        // its 4-client LLM CPU drops by a third. Wider heads gain or lose little in llama-bench
+        // (0.5B/1.5B shapes at a depth of 1,000: 16-token prompts 20-30% faster off, 128-token
+        // prompts 1.7x slower off, generation within 10%), but a 1.5B-shape voice bench with it
+        // off ran about three times slower a turn, so those keep llama.cpp's choice.
         int heads = std::max(1, llama_model_n_head(model_));
         flash_ = config.flash_attn == "on"    ? true
                  : config.flash_attn == "off" ? false
                                               : llama_model_n_embd(model_) / heads >= TINY_HEAD;
-        cp.flash_attn_type = !flash_                   ? LLAMA_FLASH_ATTN_TYPE_DISABLED
+        cp.flash_attn_type = !flash_                     ? LLAMA_FLASH_ATTN_TYPE_DISABLED
                              : config.flash_attn == "on" ? LLAMA_FLASH_ATTN_TYPE_ENABLED
                                                          : LLAMA_FLASH_ATTN_TYPE_AUTO;
         cp.no_perf = true;
@@ -275,12 +276,13 @@ class llm_llama : public llm_engine {
         }
         load_ms_ = ms_since(t0);
         name_ = path.substr(path.find_last_of('/') + 1);
-        log_info(
-            "llm: %s loaded in %.0f ms (context %d per slot, %d slots, %d/%d threads, flash "
-            "attention %s, template %s%s)",
-            name_.c_str(), load_ms_, slot_ctx_, n_slots_, threads, threads_batch,
-            !flash_ ? "off" : config.flash_attn == "on" ? "on" : "auto",
-            template_.empty() ? "plain" : "model's own", mctx_ ? ", audio projector" : "");
+        log_info("llm: %s loaded in %.0f ms (context %d per slot, %d slots, %d/%d threads, flash "
+                 "attention %s, template %s%s)",
+                 name_.c_str(), load_ms_, slot_ctx_, n_slots_, threads, threads_batch,
+                 !flash_                     ? "off"
+                 : config.flash_attn == "on" ? "on"
+                                             : "auto",
+                 template_.empty() ? "plain" : "model's own", mctx_ ? ", audio projector" : "");
     }
 
     ~llm_llama() override {
@@ -314,6 +316,14 @@ class llm_llama : public llm_engine {
         std::lock_guard lock(m_);
         slot_used_[size_t(slot)] = false;
         released_.push_back(slot); // the worker clears its cache
+        cv_.notify_one();
+    }
+
+    void wake() override {
+        {
+            std::lock_guard lock(m_);
+            woken_ = true;
+        }
         cv_.notify_one();
     }
 
@@ -954,13 +964,14 @@ class llm_llama : public llm_engine {
             std::vector<int> released;
             {
                 std::unique_lock lock(m_);
-                auto news = [&] { return !queue_.empty() || !released_.empty(); };
+                auto news = [&] { return !queue_.empty() || !released_.empty() || woken_; };
                 if (active.empty())
                     cv_.wait(lock, st, news);
                 else if (std::ranges::all_of(active, [](auto &a) { return paused(*a); }))
-                    // Nothing to decode: look again soon for a request that goes on (a pause
-                    // is an atomic flag the session clears without telling the engine).
-                    cv_.wait_for(lock, st, std::chrono::milliseconds(2), news);
+                    // Nothing to decode until a request goes on (wake()) or comes; the timeout
+                    // also finds a pause cleared, or a cancel, that nobody told of.
+                    cv_.wait_for(lock, st, PAUSED_POLL, news);
+                woken_ = false;
                 if (st.stop_requested()) break;
                 released.swap(released_);
                 admit_locked(active, admit, superseded);
@@ -1025,6 +1036,8 @@ class llm_llama : public llm_engine {
     std::deque<queued> queue_;
     std::vector<bool> slot_used_;
     std::vector<int> released_;
+    bool woken_ = false; // wake() since the worker last looked
+    static constexpr std::chrono::milliseconds PAUSED_POLL{20};
     std::vector<std::vector<llama_token>> slot_tokens_; // worker thread only
     std::vector<llama_token_data> candidates_;          // sample()'s, worker thread only
     std::jthread thread_;

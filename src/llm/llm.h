@@ -127,6 +127,9 @@ class llm_engine {
     virtual std::string format(const std::vector<chat_message> &messages) = 0;
     // True when requests may carry audio (an audio projector is loaded).
     virtual bool supports_audio() const { return false; }
+    // A request's pause flag was cleared: an engine that sleeps while every request it holds
+    // is paused looks again now (it also looks again by itself, later).
+    virtual void wake() {}
 };
 
 struct llm_config {

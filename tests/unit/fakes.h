@@ -107,7 +107,9 @@ class scripted_llm : public llm_engine {
             req.on_done(r);
         });
     }
+    void wake() override { ++wakes; }
     std::atomic<int> emitted{0}; // pieces handed out, over all requests
+    std::atomic<int> wakes{0};   // wake() calls: a held reply was let go on
     std::vector<std::vector<chat_message>> prompts() {
         std::lock_guard lock(m_);
         return prompts_;

@@ -427,6 +427,7 @@ TEST(llm_llama, a_paused_request_waits_and_then_goes_on) {
     EXPECT_GT(b.result.generated_tokens, 0);
     EXPECT_EQ(seen.load(), while_paused) << "still paused while the other request ran";
     pause->store(false);
+    llm->wake();
     wait(a);
     EXPECT_EQ(a.result.generated_tokens, 40);
     EXPECT_EQ(a.result.stop_reason, "length");

@@ -400,9 +400,11 @@ TEST(session, a_speculative_reply_waits_after_its_first_phrase_until_the_turn_en
     int made = llm.emitted.load();
     EXPECT_LT(made, 12) << "and then the reply waits (" << total << " pieces in all)";
     EXPECT_TRUE(out->of_type("text_chunk").empty()) << "nothing goes out before the turn ends";
+    EXPECT_EQ(llm.wakes.load(), 0);
     feed(*s, tone(400, 0)); // the turn ends: the same words, the reply goes on
     ASSERT_TRUE(out->wait_type("response_done"));
     EXPECT_EQ(llm.emitted.load(), total);
+    EXPECT_EQ(llm.wakes.load(), 1) << "the engine is told at once, not left to find out";
     auto done = out->of_type("response_done");
     EXPECT_TRUE(done[0]["timings"].value("speculative", false));
     EXPECT_NE(done[0]["text"].get<std::string>().find("little dog."), std::string::npos);
