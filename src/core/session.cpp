@@ -1100,7 +1100,6 @@ void session::release_turn(const std::shared_ptr<turn> &t, const std::string &fi
         if (t->finished && !t->llm_done_pending_finish) return; // cancelled meanwhile
         t->held = false;
         t->pause->store(false);
-        if (eng_.llm) eng_.llm->wake();
         t->t_transcript = mono_now();
         out_->send_text(encode_transcript(final_text, true, t->id));
         for (size_t i = 0; i < t->held_out.size(); i++)
@@ -1115,6 +1114,10 @@ void session::release_turn(const std::shared_ptr<turn> &t, const std::string &fi
         }
     }
     pump(t);
+    // Last: the woken LLM thread may take this core from the session thread, and what was
+    // held should be out first (waking it before the chunks put 1-3 ms between the final
+    // transcript and the first audio with one client).
+    if (eng_.llm) eng_.llm->wake();
 }
 
 void session::discard_turn(const std::shared_ptr<turn> &t) {
