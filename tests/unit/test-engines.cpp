@@ -338,24 +338,29 @@ TEST(llm_llama, a_cancel_during_the_prompt_keeps_the_conversation_cached) {
     EXPECT_GE(c.result.cached_tokens, conversation - 2) << c.result.prompt_tokens;
 }
 
+// A 64-token reply to one line from a fresh engine with one slot (cfg's other settings kept).
+static llm_result story_reply(llm_config cfg, const sampling_params &s) {
+    cfg.model_path = model_path();
+    cfg.slots = 1;
+    auto llm = make_llm_engine(cfg);
+    std::vector<turn_record> history;
+    collected c;
+    auto req = make_request(0, &history, "Once upon a time there was a dog.", c, 64);
+    req.slot = -1;
+    req.sampling = s;
+    llm->submit(std::move(req));
+    wait(c);
+    return c.result;
+}
+
 // The one-pass candidate preselection must pick exactly what llama.cpp's chain picks from the
 // whole vocabulary: greedy, greedy with repeat penalties, and seeded top-k/top-p/min-p sampling.
 TEST(llm_llama, preselected_sampling_picks_the_same_tokens_as_the_whole_vocabulary) {
     if (!exists(model_path())) GTEST_SKIP() << "no test model";
     auto generate = [](bool preselect, const sampling_params &s) {
         llm_config cfg;
-        cfg.model_path = model_path();
-        cfg.slots = 1;
         cfg.preselect = preselect;
-        auto llm = make_llm_engine(cfg);
-        std::vector<turn_record> history;
-        collected c;
-        auto req = make_request(0, &history, "Once upon a time there was a dog.", c, 64);
-        req.slot = -1;
-        req.sampling = s;
-        llm->submit(std::move(req));
-        wait(c);
-        return c.result;
+        return story_reply(cfg, s);
     };
     sampling_params greedy;
     greedy.temperature = 0;
@@ -381,18 +386,11 @@ TEST(llm_llama, flash_attention_on_and_off_give_the_same_reply) {
     if (!exists(model_path())) GTEST_SKIP() << "no test model";
     auto generate = [](const std::string &flash) {
         llm_config cfg;
-        cfg.model_path = model_path();
-        cfg.slots = 1;
         cfg.flash_attn = flash;
-        auto llm = make_llm_engine(cfg);
-        std::vector<turn_record> history;
-        collected c;
-        auto req = make_request(0, &history, "Once upon a time there was a dog.", c, 64);
-        req.sampling.temperature = 0;
-        req.sampling.repeat_penalty = 1.0f;
-        llm->submit(std::move(req));
-        wait(c);
-        return c.result;
+        sampling_params greedy;
+        greedy.temperature = 0;
+        greedy.repeat_penalty = 1.0f;
+        return story_reply(cfg, greedy);
     };
     llm_result off = generate("auto"), on = generate("on"), off2 = generate("off");
     EXPECT_EQ(off.text, off2.text);
