@@ -479,7 +479,22 @@ void session::feed_hands_free(std::vector<int16_t> s16k, mono_time now) {
     auto accept = [this](std::span<const int16_t> pcm) {
         if (!asr_ && direct_audio()) utt_audio_.insert(utt_audio_.end(), pcm.begin(), pcm.end());
         if (!asr_ || pcm.empty()) return;
+        // Once a reply has started from the pause's transcript, more silence changes nothing
+        // it was made from: the pause's audio waits, and is decoded (before the speech after
+        // it) only if the user goes on. At the end of the turn the transcript is the one the
+        // reply started from; the recogniser's work in the last 300 ms before the end of the
+        // turn (4-6 ms a 20 ms frame at 4 clients) no longer competes with the reply's first
+        // phrase for the cores.
+        if (spec_ && vad_->trailing_silence_ms() > 0) {
+            pause_audio_.insert(pause_audio_.end(), pcm.begin(), pcm.end());
+            return;
+        }
         mono_time t = mono_now();
+        if (!pause_audio_.empty()) {
+            asr_->accept(pause_audio_);
+            since_partial_ += pause_audio_.size();
+            pause_audio_.clear();
+        }
         asr_->accept(pcm);
         utt_asr_ms_ += ms_between(t, mono_now());
         since_partial_ += pcm.size();
@@ -548,6 +563,7 @@ void session::begin_utterance() {
     }
     if (eng_.asr && !asr_) asr_ = eng_.asr->open();
     if (asr_) asr_->finish(); // a fresh utterance
+    pause_audio_.clear();
     asr_end_pending_ = false;
     utterance_open_ = true;
     since_partial_ = 0;

@@ -189,8 +189,11 @@ class session : public std::enable_shared_from_this<session> {
     // Hands-free (session worker only).
     std::unique_ptr<vad_stream> vad_;
     bool utterance_open_ = false;
-    bool barging_ = false;                // this speech already interrupted a reply
-    std::shared_ptr<turn> spec_;          // a reply started speculatively in a pause
+    bool barging_ = false;       // this speech already interrupted a reply
+    std::shared_ptr<turn> spec_; // a reply started speculatively in a pause
+    // The pause's audio after spec_ started, not yet decoded: the recogniser hears it only if
+    // the user goes on (see feed_hands_free).
+    std::vector<int16_t> pause_audio_;
     std::shared_ptr<turn> cut_by_speech_; // the reply this speech cut, until it proves words
     mono_time t_onset_{};
     double utt_asr_ms_ = 0;          // recognition work for the current utterance

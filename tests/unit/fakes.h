@@ -10,8 +10,12 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <memory>
 #include <mutex>
+#include <span>
 #include <thread>
+#include <utility>
+#include <vector>
 
 namespace parley::testing {
 
@@ -131,14 +135,47 @@ class scripted_asr : public asr_engine {
     explicit scripted_asr(std::string text, bool partials = false)
         : text(std::move(text)), partials(partials) {}
     std::string name() const override { return "scripted"; }
-    std::unique_ptr<asr_stream> open() override { return std::make_unique<stream>(text, partials); }
+    std::unique_ptr<asr_stream> open() override {
+        return std::make_unique<stream>(text, partials, heard);
+    }
     std::string text;
     bool partials;
+    // What the streams were given, in order: runs of quiet (|sample| <= 100) and loud samples.
+    struct heard_log {
+        std::mutex m;
+        std::vector<std::pair<bool, size_t>> runs; // (loud, samples)
+        void add(std::span<const int16_t> pcm) {
+            std::lock_guard lock(m);
+            for (int16_t x : pcm) {
+                bool loud = x > 100 || x < -100;
+                if (runs.empty() || runs.back().first != loud) runs.emplace_back(loud, 0);
+                ++runs.back().second;
+            }
+        }
+        // A tone crosses zero: quiet stretches under 5 ms belong to the sound around them.
+        std::vector<std::pair<bool, size_t>> get() {
+            std::lock_guard lock(m);
+            std::vector<std::pair<bool, size_t>> out;
+            for (auto [loud, n] : runs) {
+                if (!loud && n < 80 && !out.empty()) loud = true;
+                if (!out.empty() && out.back().first == loud)
+                    out.back().second += n;
+                else
+                    out.emplace_back(loud, n);
+            }
+            return out;
+        }
+    };
+    std::shared_ptr<heard_log> heard = std::make_shared<heard_log>();
 
   private:
     struct stream : asr_stream {
-        stream(std::string t, bool partials) : text(std::move(t)), partials(partials) {}
-        void accept(std::span<const int16_t> pcm) override { samples += pcm.size(); }
+        stream(std::string t, bool partials, std::shared_ptr<heard_log> heard)
+            : text(std::move(t)), partials(partials), heard(std::move(heard)) {}
+        void accept(std::span<const int16_t> pcm) override {
+            samples += pcm.size();
+            heard->add(pcm);
+        }
         std::string partial() override { return partials && samples ? text : ""; }
         bool partial_is_final() const override { return partials; }
         std::string finish() override {
@@ -148,6 +185,7 @@ class scripted_asr : public asr_engine {
         }
         std::string text;
         bool partials;
+        std::shared_ptr<heard_log> heard;
         size_t samples = 0;
     };
 };

@@ -410,6 +410,35 @@ TEST(session, a_speculative_reply_waits_after_its_first_phrase_until_the_turn_en
     EXPECT_NE(done[0]["text"].get<std::string>().find("little dog."), std::string::npos);
 }
 
+// Once a reply has started from a pause's transcript, the rest of the pause is not decoded
+// unless the user goes on: then all of it is, before the speech after it. At the end of the
+// turn the recogniser has heard about the speculative silence (200 ms) of the last pause, not
+// the 500 ms that ended the turn.
+TEST(session, the_pause_after_a_speculative_start_is_decoded_only_if_the_user_goes_on) {
+    hands_free_rig r(200, "tell me a story", true);
+    r.s->on_text(R"({"type":"start","sample_rate":16000,"mode":"hands_free"})");
+    feed(*r.s, tone(300, 0));
+    feed(*r.s, tone(700, 8000));
+    feed(*r.s, tone(400, 0)); // the reply starts at 200 ms, held; the user goes on
+    feed(*r.s, tone(500, 8000));
+    feed(*r.s, tone(800, 0)); // the turn ends
+    ASSERT_TRUE(r.out->wait_type("response_done"));
+    auto runs = r.asr.heard->get();
+    std::string shape;
+    for (auto &[loud, n] : runs)
+        shape += (loud ? "loud " : "quiet ") + std::to_string(n / 16) + " ms, ";
+    // quiet (prefix padding), loud, quiet (the first pause), loud, quiet (the last pause)
+    ASSERT_EQ(runs.size(), 5u) << shape;
+    EXPECT_TRUE(runs[1].first && runs[3].first) << shape;
+    EXPECT_GE(runs[2].second, size_t(390 * 16)) << "all of the first pause: " << shape;
+    EXPECT_LE(runs[2].second, size_t(410 * 16)) << shape;
+    EXPECT_GE(runs[4].second, size_t(180 * 16)) << "the last pause up to the reply: " << shape;
+    EXPECT_LE(runs[4].second, size_t(300 * 16)) << "and no further: " << shape;
+    auto done = r.out->of_type("response_done");
+    ASSERT_EQ(done.size(), 1u);
+    EXPECT_TRUE(done[0]["timings"].value("speculative", false));
+}
+
 // The TTS worker's order: earliest deadline first, posting order among equal deadlines (plain
 // post() is due now, so a worker fed by post() alone stays a FIFO).
 TEST(worker, runs_the_earliest_deadline_first_and_equal_ones_in_order) {
