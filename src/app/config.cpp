@@ -47,6 +47,8 @@ std::string set(app_config &c, const std::string &key, const std::string &v) {
         c.server.allowed_origins.push_back(v);
     else if (key == "io-threads")
         return need_int(c.server.io_threads);
+    else if (key == "io-slice-us")
+        return need_int(c.server.io_slice_us);
     else if (key == "model")
         c.llm.model_path = v;
     else if (key == "ctx")
@@ -173,6 +175,8 @@ std::string app_config::validate() const {
                " needs an API key (--api-key KEY); "
                "loopback addresses need none";
     if (server.io_threads < 1 || server.io_threads > 64) return "io-threads must be 1..64";
+    if (server.io_slice_us != 0 && (server.io_slice_us < 100 || server.io_slice_us > 100000))
+        return "io-slice-us must be 0 (the kernel's default) or 100..100000";
     if (llm.context < 64 || llm.context > 1 << 20) return "ctx must be 64..1048576 tokens";
     if (llm.slots < 1 || llm.slots > 64) return "slots must be 1..64";
     if (llm.threads < 0 || llm.threads > 256) return "threads must be 0 (auto)..256";
@@ -326,6 +330,9 @@ options (also as keys of a JSON file given with --config FILE):
   --port N                listen port (default 8000)
   --api-key KEY           required as a bearer token, ?api_key= or WebSocket subprotocol parley-key.KEY
   --allow-origin ORIGIN   also accept WebSocket connections from this page origin (* for any)
+  --io-slice-us N         scheduler slice of the WebSocket writer threads, 100..100000 us
+                          (default 100: a reply's audio goes out at once on a busy machine,
+                          Linux 6.12+; 0: the kernel's default)
   --profile NAME          a set of engines from the model manifest: offline, cpu, voxtral
                           (missing models are pulled; offline engines stand in when they can't
                           be; flags below override single engines)

@@ -516,8 +516,15 @@ void session::feed_hands_free(std::vector<int16_t> s16k, mono_time now) {
             if (!fed && !asr_) accept(s16k);
             fed = true;
             mono_time t_event = mono_now();
-            out_->send_text(encode_speech_stopped(e.ms(), ms_of(e.decided_sample)));
-            end_hands_free_utterance(now, ms_of(vad_->position() - e.sample));
+            {
+                // The end of the turn's messages (speech_stopped, the final transcript, a held
+                // reply's first phrase and its audio) leave together, in the 0.1-0.5 ms it
+                // takes to make them: woken for the first of them, the writer thread could take
+                // this core, and the rest wait for the next tick (4 ms) on a busy machine.
+                end_of_turn_burst burst(*this);
+                out_->send_text(encode_speech_stopped(e.ms(), ms_of(e.decided_sample)));
+                end_hands_free_utterance(now, ms_of(vad_->position() - e.sample));
+            }
             log_debug("vad: end of turn %.2f ms into its frame's processing; the turn went on "
                       "%.2f ms after",
                       ms_between(now, t_event), ms_between(t_event, mono_now()));
@@ -1130,10 +1137,25 @@ void session::release_turn(const std::shared_ptr<turn> &t, const std::string &fi
         }
     }
     pump(t);
-    // Last: the woken LLM thread may take this core from the session thread, and what was
-    // held should be out first (waking it before the chunks put 1-3 ms between the final
-    // transcript and the first audio with one client).
-    if (eng_.llm) eng_.llm->wake();
+    // Last, after the end of the turn's burst: the woken LLM thread may take this core from
+    // the session thread, and what was held should be out first (waking it before the chunks
+    // put 1-3 ms between the final transcript and the first audio with one client).
+    if (!eng_.llm) return;
+    if (in_burst_)
+        wake_llm_after_burst_ = true;
+    else
+        eng_.llm->wake();
+}
+
+session::end_of_turn_burst::end_of_turn_burst(session &s) : s_(s) {
+    s_.in_burst_ = true;
+    s_.out_->hold();
+}
+
+session::end_of_turn_burst::~end_of_turn_burst() {
+    s_.out_->flush();
+    s_.in_burst_ = false;
+    if (std::exchange(s_.wake_llm_after_burst_, false)) s_.eng_.llm->wake();
 }
 
 void session::discard_turn(const std::shared_ptr<turn> &t) {

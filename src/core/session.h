@@ -37,6 +37,10 @@ class session_output {
     // Thread-safe; messages go out in the order of the calls.
     virtual void send_text(std::string message) = 0;
     virtual void send_binary(std::string bytes) = 0;
+    // Messages sent between hold() and flush() wait and are written together at flush(): one
+    // wake of the writer for several messages made within microseconds. Holds do not nest.
+    virtual void hold() {}
+    virtual void flush() {}
 };
 
 struct session_engines {
@@ -194,6 +198,15 @@ class session : public std::enable_shared_from_this<session> {
     // The pause's audio after spec_ started, not yet decoded: the recogniser hears it only if
     // the user goes on (see feed_hands_free).
     std::vector<int16_t> pause_audio_;
+    // The end of a turn's messages go out in one burst (output hold/flush), and the language
+    // model is woken after it.
+    struct end_of_turn_burst {
+        explicit end_of_turn_burst(session &s);
+        ~end_of_turn_burst();
+        session &s_;
+    };
+    bool in_burst_ = false;
+    bool wake_llm_after_burst_ = false;
     std::shared_ptr<turn> cut_by_speech_; // the reply this speech cut, until it proves words
     mono_time t_onset_{};
     double utt_asr_ms_ = 0;          // recognition work for the current utterance

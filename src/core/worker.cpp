@@ -2,12 +2,40 @@
 
 #include "core/log.h"
 
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <linux/sched.h>
 #include <pthread.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 namespace parley {
 
 void set_thread_name(const std::string &name) {
     pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
+}
+
+std::string set_thread_slice(int us) {
+    if (us <= 0) return {};
+    // The kernel's struct sched_attr (glibc has no wrapper).
+    struct {
+        uint32_t size, policy;
+        uint64_t flags;
+        int32_t nice;
+        uint32_t priority;
+        uint64_t runtime, deadline, period;
+        uint32_t util_min, util_max;
+    } attr{};
+    attr.size = sizeof attr;
+    attr.policy = SCHED_NORMAL;
+    errno = 0;
+    int nice = getpriority(PRIO_PROCESS, 0); // per thread on Linux; sched_setattr sets it too
+    attr.nice = errno ? 0 : nice;
+    attr.runtime = uint64_t(us) * 1000;
+    if (syscall(SYS_sched_setattr, 0, &attr, 0) != 0) return std::strerror(errno);
+    return {};
 }
 
 worker::worker(std::string name) : name_(std::move(name)) {

@@ -27,6 +27,15 @@ namespace parley {
 // Threads it starts afterwards, such as an OpenMP team, inherit the name.
 void set_thread_name(const std::string &name);
 
+// Asks the kernel to run the calling thread in slices of `us` microseconds (Linux 6.12 or later:
+// sched_setattr's sched_runtime for SCHED_OTHER, 100..100,000 us; no privilege needed). With
+// the EEVDF scheduler a thread woken with a shorter slice than the running thread's takes the
+// core at once; with the same or a longer one it waits for that thread to block or for the
+// next tick (4 ms at HZ=250). For threads that wake, do little and sleep (the WebSocket
+// writers). 0 does nothing. Returns the error, empty when the kernel took it (older kernels take
+// it and ignore it).
+std::string set_thread_slice(int us);
+
 class worker {
   public:
     explicit worker(std::string name);

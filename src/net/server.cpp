@@ -110,6 +110,15 @@ class ws_conn : public session_output, public std::enable_shared_from_this<ws_co
 
     void send_text(std::string message) override { enqueue(false, std::move(message)); }
     void send_binary(std::string bytes) override { enqueue(true, std::move(bytes)); }
+    void hold() override {
+        std::lock_guard lock(qm_);
+        held_ = true;
+    }
+    void flush() override {
+        std::lock_guard lock(qm_);
+        held_ = false;
+        start_writing_locked();
+    }
 
     void shutdown() {
         asio::post(ws_.get_executor(), [self = shared_from_this()] {
@@ -185,10 +194,13 @@ class ws_conn : public session_output, public std::enable_shared_from_this<ws_co
             return;
         }
         q_.emplace_back(binary, std::move(data));
-        if (!writing_) {
-            writing_ = true;
-            asio::post(ws_.get_executor(), [self = shared_from_this()] { self->do_write(); });
-        }
+        if (!held_) start_writing_locked();
+    }
+
+    void start_writing_locked() {
+        if (writing_ || closed_ || q_.empty()) return;
+        writing_ = true;
+        asio::post(ws_.get_executor(), [self = shared_from_this()] { self->do_write(); });
     }
 
     void do_write() {
@@ -228,6 +240,7 @@ class ws_conn : public session_output, public std::enable_shared_from_this<ws_co
     std::deque<std::pair<bool, std::string>> q_;
     size_t queued_ = 0;
     bool writing_ = false;
+    bool held_ = false; // hold(): messages queue, the writer starts at flush()
     bool closed_ = false;
     std::shared_ptr<session> sess_;
 };
@@ -445,11 +458,17 @@ void server::run() {
     });
     impl_->accept();
     std::vector<std::jthread> threads;
+    int slice = impl_->opt.io_slice_us;
     for (int i = 1; i < std::max(1, impl_->opt.io_threads); ++i)
-        threads.emplace_back([this] {
+        threads.emplace_back([this, slice] {
             set_thread_name("io");
+            set_thread_slice(slice);
             impl_->ioc.run();
         });
+    if (std::string err = set_thread_slice(slice); !err.empty())
+        log_warn("io threads: the kernel refused a %d us scheduler slice (%s)", slice, err.c_str());
+    else if (slice > 0)
+        log_debug("io threads: %d us scheduler slices", slice);
     impl_->ioc.run();
     for (auto &t : threads)
         t.join();

@@ -20,6 +20,9 @@ struct server_options {
     std::string api_key;                      // empty: no key needed (loopback only)
     std::vector<std::string> allowed_origins; // besides the page's own origin; "*" allows any
     int io_threads = 2;
+    // The scheduler slice the I/O threads ask for (set_thread_slice): woken to write a reply's
+    // audio, they take a core from the engines' threads at once instead of at the next tick.
+    int io_slice_us = 100; // 0: the kernel's default
 };
 
 struct server_info {

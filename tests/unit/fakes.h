@@ -24,13 +24,28 @@ using json = nlohmann::json;
 struct out_msg {
     bool binary = false;
     std::string data;
-    json j; // parsed when text
+    json j;        // parsed when text
+    int burst = 0; // sent between hold() and flush(): the burst's number (from 1)
 };
 
 class recording_output : public session_output {
   public:
     void send_text(std::string m) override { push({false, m, json::parse(m)}); }
     void send_binary(std::string b) override { push({true, std::move(b), {}}); }
+    void hold() override {
+        std::lock_guard lock(m_);
+        EXPECT_EQ(burst_, 0) << "bursts do not nest";
+        burst_ = ++bursts_;
+    }
+    void flush() override {
+        std::lock_guard lock(m_);
+        EXPECT_NE(burst_, 0) << "a flush without a hold";
+        burst_ = 0;
+    }
+    bool holding() {
+        std::lock_guard lock(m_);
+        return burst_ != 0;
+    }
 
     // Waits until pred(messages) holds (5 s at most).
     bool wait(const std::function<bool(const std::vector<out_msg> &)> &pred) {
@@ -59,12 +74,14 @@ class recording_output : public session_output {
   private:
     void push(out_msg m) {
         std::lock_guard lock(m_);
+        m.burst = burst_;
         msgs_.push_back(std::move(m));
         cv_.notify_all();
     }
     std::mutex m_;
     std::condition_variable cv_;
     std::vector<out_msg> msgs_;
+    int burst_ = 0, bursts_ = 0;
 };
 
 // Emits a fixed reply as pieces, one every piece_delay, on its own thread.

@@ -98,6 +98,19 @@ TEST(config, speed_options_parse_and_refuse_bad_values) {
     EXPECT_NE(c.validate().find("first-phrase-words"), std::string::npos);
 }
 
+TEST(config, io_slice_is_off_or_in_the_kernels_range) {
+    app_config c;
+    EXPECT_EQ(c.server.io_slice_us, 100);
+    for (const char *ok : {"0", "100", "100000"}) {
+        EXPECT_EQ(parse_args(c, {"--io-slice-us", ok}, nullptr), "");
+        EXPECT_EQ(c.validate(), "") << ok;
+    }
+    for (const char *bad : {"50", "100001", "-1"}) {
+        EXPECT_EQ(parse_args(c, {"--io-slice-us", bad}, nullptr), "");
+        EXPECT_NE(c.validate().find("io-slice-us"), std::string::npos) << bad;
+    }
+}
+
 TEST(config, model_file_engines_need_their_files) {
     app_config c;
     EXPECT_EQ(parse_args(c, {"--asr", "whisper"}, nullptr), "");

@@ -2,9 +2,14 @@
 #include "fakes.h"
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <future>
 #include <numbers>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
+#include <unistd.h>
 
 using namespace parley;
 using namespace parley::testing;
@@ -408,6 +413,21 @@ TEST(session, a_speculative_reply_waits_after_its_first_phrase_until_the_turn_en
     auto done = out->of_type("response_done");
     EXPECT_TRUE(done[0]["timings"].value("speculative", false));
     EXPECT_NE(done[0]["text"].get<std::string>().find("little dog."), std::string::npos);
+    // The end of the turn left in one burst: speech_stopped, the final transcript, the first
+    // phrase and its audio.
+    auto all = out->all();
+    size_t stop = 0;
+    while (stop < all.size() && (all[stop].binary || all[stop].j["type"] != "speech_stopped"))
+        ++stop;
+    ASSERT_LT(stop + 3, all.size());
+    EXPECT_NE(all[stop].burst, 0);
+    EXPECT_EQ(all[stop + 1].j["type"], "transcript");
+    EXPECT_EQ(all[stop + 1].j["is_final"], true);
+    EXPECT_EQ(all[stop + 2].j["type"], "text_chunk");
+    EXPECT_TRUE(all[stop + 3].binary);
+    for (size_t i = stop; i <= stop + 3; ++i)
+        EXPECT_EQ(all[i].burst, all[stop].burst) << i - stop;
+    EXPECT_FALSE(out->holding());
 }
 
 // Once a reply has started from a pause's transcript, the rest of the pause is not decoded
@@ -441,6 +461,40 @@ TEST(session, the_pause_after_a_speculative_start_is_decoded_only_if_the_user_go
 
 // The TTS worker's order: earliest deadline first, posting order among equal deadlines (plain
 // post() is due now, so a worker fed by post() alone stays a FIFO).
+// The slice a thread asks for is the kernel's from then on (Linux 6.12+; older kernels take the
+// call and ignore it), and asking for it keeps the thread's nice value.
+TEST(worker, a_thread_gets_the_scheduler_slice_it_asks_for) {
+    utsname u{};
+    uname(&u);
+    int major = 0, minor = 0;
+    std::sscanf(u.release, "%d.%d", &major, &minor);
+    if (major < 6 || (major == 6 && minor < 12)) GTEST_SKIP() << "kernel " << u.release;
+    std::thread([] {
+        struct {
+            uint32_t size, policy;
+            uint64_t flags;
+            int32_t nice;
+            uint32_t priority;
+            uint64_t runtime, deadline, period;
+            uint32_t util_min, util_max;
+        } attr{};
+        auto runtime_us = [&] {
+            attr = {};
+            EXPECT_EQ(syscall(SYS_sched_getattr, 0, &attr, unsigned(sizeof attr), 0u), 0);
+            return attr.runtime / 1000;
+        };
+        ASSERT_EQ(setpriority(PRIO_PROCESS, 0, 3), 0); // this thread only (Linux)
+        uint64_t before = runtime_us();
+        EXPECT_EQ(set_thread_slice(0), "");
+        EXPECT_EQ(runtime_us(), before) << "0 leaves the kernel's default";
+        EXPECT_NE(before, 300u);
+        EXPECT_EQ(set_thread_slice(300), "");
+        EXPECT_EQ(runtime_us(), 300u);
+        EXPECT_EQ(attr.nice, 3);
+        EXPECT_EQ(getpriority(PRIO_PROCESS, 0), 3);
+    }).join();
+}
+
 TEST(worker, runs_the_earliest_deadline_first_and_equal_ones_in_order) {
     worker w{"test"};
     std::promise<void> release;
