@@ -17,18 +17,23 @@ void set_thread_name(const std::string &name) {
     pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
 }
 
+namespace {
+
+// The kernel's struct sched_attr (glibc has no wrapper for sched_setattr/sched_getattr).
+struct sched_attr_v1 {
+    uint32_t size = sizeof(sched_attr_v1), policy = 0;
+    uint64_t flags = 0;
+    int32_t nice = 0;
+    uint32_t priority = 0;
+    uint64_t runtime = 0, deadline = 0, period = 0;
+    uint32_t util_min = 0, util_max = 0;
+};
+
+} // namespace
+
 std::string set_thread_slice(int us) {
     if (us <= 0) return {};
-    // The kernel's struct sched_attr (glibc has no wrapper).
-    struct {
-        uint32_t size, policy;
-        uint64_t flags;
-        int32_t nice;
-        uint32_t priority;
-        uint64_t runtime, deadline, period;
-        uint32_t util_min, util_max;
-    } attr{};
-    attr.size = sizeof attr;
+    sched_attr_v1 attr;
     attr.policy = SCHED_NORMAL;
     errno = 0;
     int nice = getpriority(PRIO_PROCESS, 0); // per thread on Linux; sched_setattr sets it too
@@ -36,6 +41,12 @@ std::string set_thread_slice(int us) {
     attr.runtime = uint64_t(us) * 1000;
     if (syscall(SYS_sched_setattr, 0, &attr, 0) != 0) return std::strerror(errno);
     return {};
+}
+
+int thread_slice_us() {
+    sched_attr_v1 attr;
+    if (syscall(SYS_sched_getattr, 0, &attr, unsigned(sizeof attr), 0u) != 0) return 0;
+    return int(attr.runtime / 1000);
 }
 
 worker::worker(std::string name) : name_(std::move(name)) {

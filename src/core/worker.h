@@ -32,9 +32,12 @@ void set_thread_name(const std::string &name);
 // the EEVDF scheduler a thread woken with a shorter slice than the running thread's takes the
 // core at once; with the same or a longer one it waits for that thread to block or for the
 // next tick (4 ms at HZ=250). For threads that wake, do little and sleep (the WebSocket
-// writers). 0 does nothing. Returns the error, empty when the kernel took it (older kernels take
-// it and ignore it).
+// writers). Threads started afterwards by the calling thread inherit the slice (the session
+// threads, started by the writers). 0 does nothing. Returns the error, empty when the kernel took
+// it (older kernels take it and ignore it).
 std::string set_thread_slice(int us);
+// The calling thread's slice as the kernel reports it (Linux 6.12+; 0 where it reports none).
+int thread_slice_us();
 
 class worker {
   public:

@@ -22,6 +22,7 @@ struct server_options {
     int io_threads = 2;
     // The scheduler slice the I/O threads ask for (set_thread_slice): woken to write a reply's
     // audio, they take a core from the engines' threads at once instead of at the next tick.
+    // The session threads they start inherit it.
     int io_slice_us = 100; // 0: the kernel's default
 };
 
