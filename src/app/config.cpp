@@ -330,9 +330,9 @@ options (also as keys of a JSON file given with --config FILE):
   --port N                listen port (default 8000)
   --api-key KEY           required as a bearer token, ?api_key= or WebSocket subprotocol parley-key.KEY
   --allow-origin ORIGIN   also accept WebSocket connections from this page origin (* for any)
-  --io-slice-us N         scheduler slice of the WebSocket writer threads, 100..100000 us
-                          (default 100: a reply's audio goes out at once on a busy machine,
-                          Linux 6.12+; 0: the kernel's default)
+  --io-slice-us N         scheduler slice of the WebSocket writer threads and the sessions they
+                          start, 100..100000 us (100: a reply's audio goes out at once on a
+                          busy machine, Linux 6.12+; default 0: the kernel's)
   --profile NAME          a set of engines from the model manifest: offline, cpu, voxtral
                           (missing models are pulled; offline engines stand in when they can't
                           be; flags below override single engines)

@@ -1634,8 +1634,8 @@ int voice_bench_main(const std::vector<std::string> &args) {
                         "its own decision).");
     rep.notes.push_back(std::string("Parley's own overhead = ") + OVERHEAD_HOW + ".");
     rep.notes.push_back("The clients' thread asks for a " + std::to_string(o.client_slice_us) +
-                        " us scheduler slice, as the server's writer threads do by default "
-                        "(--io-slice-us): its own wake-ups on the busy cores are not measured.");
+                        " us scheduler slice (as the server's writer threads do with "
+                        "--io-slice-us): its own wake-ups on the busy cores are not measured.");
     if (o.pace == 0)
         rep.notes.push_back("Pace 0: audio is sent as fast as possible, so the server decodes "
                             "a backlog at the decision; the latencies are not a real-time "

@@ -100,7 +100,7 @@ TEST(config, speed_options_parse_and_refuse_bad_values) {
 
 TEST(config, io_slice_is_off_or_in_the_kernels_range) {
     app_config c;
-    EXPECT_EQ(c.server.io_slice_us, 100);
+    EXPECT_EQ(c.server.io_slice_us, 0);
     for (const char *ok : {"0", "100", "100000"}) {
         EXPECT_EQ(parse_args(c, {"--io-slice-us", ok}, nullptr), "");
         EXPECT_EQ(c.validate(), "") << ok;
