@@ -7,12 +7,11 @@
 // The spawned server's stderr is read by a thread of its own, so that its log never blocks it.
 #include "bench/voice-bench.h"
 
-#include "core/worker.h"
-
 #include "app/config.h"
 #include "audio/wav.h"
 #include "bench/bench-report.h"
 #include "bench/bench-util.h"
+#include "core/worker.h"
 
 #include <boost/asio.hpp>
 #include <boost/asio/cancel_after.hpp>
