@@ -4,6 +4,7 @@
 // and cancellation.
 #include "asr/asr.h"
 #include "audio/wav.h"
+#include "generated.h"
 #include "text/utf8.h"
 
 #include <gtest/gtest.h>
@@ -37,25 +38,16 @@ fs::path source_dir() {
 }
 
 // Runs the generator once per build: the model goes next to the test binary and is made again
-// when the generator (or its ggml_file.py) is newer. Several test processes may race; each writes
-// its own file and renames it into place.
+// when the generator (or its ggml_file.py) is newer; parallel test processes wait for one
+// generation (generated.h).
 std::string tiny_model(const std::string &kind) {
     fs::path script = source_dir() / "tests" / "gen" / ("make-tiny-" + kind + ".py");
-    fs::path dir = fs::read_symlink("/proc/self/exe").parent_path() / "test-models";
-    fs::path out = dir / ("tiny-" + kind + ".bin");
-    fs::create_directories(dir);
+    fs::path out = fs::read_symlink("/proc/self/exe").parent_path() / "test-models" /
+                   ("tiny-" + kind + ".bin");
     fs::path common = script.parent_path() / "ggml_file.py";
-    if (fs::exists(out) && fs::last_write_time(out) >= fs::last_write_time(script) &&
-        fs::last_write_time(out) >= fs::last_write_time(common))
-        return out.string();
-    fs::path tmp = dir / ("tiny-" + kind + ".bin." + std::to_string(getpid()));
-    std::string cmd = "python3 '" + script.string() + "' '" + tmp.string() + "'";
-    if (std::system(cmd.c_str()) != 0) {
-        ADD_FAILURE() << "generator failed: " << cmd;
-        return {};
-    }
-    fs::rename(tmp, out);
-    return out.string();
+    return parley::testing::generate_once(out, out, {script, common},
+                                          "python3 '" + script.string() + "'")
+        .string();
 }
 
 std::vector<int16_t> speech(double seconds) {

@@ -5,6 +5,7 @@
 // cancellation, the KV cache after an audio turn, and clear errors for bad projector files.
 #include "asr/asr-audio-llm.h"
 #include "audio/wav.h"
+#include "generated.h"
 #include "llm/conversation.h"
 #include "llm/llm.h"
 
@@ -34,25 +35,13 @@ fs::path tokenizer_model() {
 }
 
 // Runs the generator once per build into the test binary's folder (again when the generator is
-// newer). Test processes may race: each writes its own folder and renames it into place.
+// newer); parallel test processes wait for one generation (generated.h).
 fs::path tiny_models() {
     fs::path script = source_dir() / "tests" / "gen" / "make-tiny-audio-llm.py";
-    fs::path root = fs::read_symlink("/proc/self/exe").parent_path() / "test-models";
-    fs::path out = root / "audio-llm";
-    if (fs::exists(out / "text.gguf") &&
-        fs::last_write_time(out / "text.gguf") >= fs::last_write_time(script))
-        return out;
-    fs::create_directories(root);
-    fs::path tmp = root / ("audio-llm." + std::to_string(getpid()));
-    std::string cmd = "python3 '" + script.string() + "' '" + tokenizer_model().string() + "' '" +
-                      tmp.string() + "'";
-    if (std::system(cmd.c_str()) != 0) {
-        ADD_FAILURE() << "generator failed: " << cmd;
-        return {};
-    }
-    fs::remove_all(out);
-    fs::rename(tmp, out);
-    return out;
+    fs::path out = fs::read_symlink("/proc/self/exe").parent_path() / "test-models" / "audio-llm";
+    return parley::testing::generate_once(out, out / "text.gguf", {script},
+                                          "python3 '" + script.string() + "' '" +
+                                              tokenizer_model().string() + "'");
 }
 
 #define REQUIRE_MODELS()                                                                           \
@@ -108,8 +97,7 @@ llm_request audio_request(int slot, llm_audio_mode mode, std::vector<float> audi
     req.max_tokens = 12;
     req.max_transcript_tokens = 6;
     req.sampling.temperature = 0; // greedy: repeatable
-    if (!history.empty())
-        req.messages = [history](int, const token_counter &) { return history; };
+    if (!history.empty()) req.messages = [history](int, const token_counter &) { return history; };
     req.on_piece = [&c](std::string_view p) {
         std::lock_guard lock(c.m);
         c.pieces += p;
@@ -245,10 +233,10 @@ TEST(audio_llm, history_is_cut_to_leave_room_for_the_audio) {
     auto llm = make_llm_engine(config_for(dir));
     std::vector<turn_record> turns;
     for (int i = 0; i < 40; ++i)
-        turns.push_back({.user = "Tell me a story about a cat and a dog number " +
-                                 std::to_string(i) + ".",
-                         .assistant = "Once upon a time there was a cat and a dog who played "
-                                      "in the garden all day long."});
+        turns.push_back(
+            {.user = "Tell me a story about a cat and a dog number " + std::to_string(i) + ".",
+             .assistant = "Once upon a time there was a cat and a dog who played "
+                          "in the garden all day long."});
     collected c;
     llm_request req = audio_request(llm->acquire_slot(), LLM_AUDIO_DIRECT, speech(1.0), c);
     int budget = -1;

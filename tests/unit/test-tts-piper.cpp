@@ -1,6 +1,7 @@
 // The Piper engine on tiny voices in Piper's real format (tests/gen/make-tiny-piper.py, run into
 // the build directory): loading, the synthesis pipeline, speakers, word timings, bad files and
 // concurrent calls. The tiny voices make noise, not speech: nothing here judges sound quality.
+#include "generated.h"
 #include "tts/tts.h"
 
 #include <gtest/gtest.h>
@@ -23,31 +24,15 @@ namespace {
 const std::string sentence = "Hello there. How are you?";
 
 // Runs the generator once per build (again when the script is newer than its output) into
-// BUILD_DIR/test-models/piper. Test processes may run in parallel: each writes a directory of its
-// own and renames it into place.
+// BUILD_DIR/test-models/piper; parallel test processes wait for one generation (generated.h).
 fs::path voices_dir() {
     static fs::path dir = [] {
         const char *src = std::getenv("PARLEY_SOURCE_DIR");
         fs::path script = fs::path(src ? src : ".") / "tests/gen/make-tiny-piper.py";
-        fs::path root = fs::read_symlink("/proc/self/exe").parent_path() / "test-models";
-        fs::path out = root / "piper";
-        auto fresh = [&] {
-            std::error_code ec;
-            auto stamp = fs::last_write_time(out / "tiny-piper-multi.onnx.json", ec);
-            return !ec && stamp >= fs::last_write_time(script);
-        };
-        if (fresh()) return out;
-        fs::create_directories(root);
-        fs::path tmp = root / ("piper.tmp." + std::to_string(getpid()));
-        std::string cmd = "python3 '" + script.string() + "' '" + tmp.string() + "'";
-        if (std::system(cmd.c_str()) != 0) return fs::path(); // tests fail on the missing files
-        std::error_code ec;
-        fs::rename(tmp, out, ec);
-        if (ec && !fresh()) {
-            fs::remove_all(out, ec);
-            fs::rename(tmp, out, ec);
-        }
-        fs::remove_all(tmp, ec);
+        fs::path out = fs::read_symlink("/proc/self/exe").parent_path() / "test-models" / "piper";
+        // On failure the tests fail on the missing files.
+        parley::testing::generate_once(out, out / "tiny-piper-multi.onnx.json", {script},
+                                       "python3 '" + script.string() + "'");
         return out;
     }();
     return dir;
