@@ -49,6 +49,8 @@ std::string set(app_config &c, const std::string &key, const std::string &v) {
         return need_int(c.server.io_threads);
     else if (key == "io-slice-us")
         return need_int(c.server.io_slice_us);
+    else if (key == "io-rt-priority")
+        return need_int(c.server.io_rt_priority);
     else if (key == "model")
         c.llm.model_path = v;
     else if (key == "ctx")
@@ -177,6 +179,8 @@ std::string app_config::validate() const {
     if (server.io_threads < 1 || server.io_threads > 64) return "io-threads must be 1..64";
     if (server.io_slice_us != 0 && (server.io_slice_us < 100 || server.io_slice_us > 100000))
         return "io-slice-us must be 0 (the kernel's default) or 100..100000";
+    if (server.io_rt_priority < -1 || server.io_rt_priority > 99)
+        return "io-rt-priority must be -1 (10 where allowed), 0 (the normal policy) or 1..99";
     if (llm.context < 64 || llm.context > 1 << 20) return "ctx must be 64..1048576 tokens";
     if (llm.slots < 1 || llm.slots > 64) return "slots must be 1..64";
     if (llm.threads < 0 || llm.threads > 256) return "threads must be 0 (auto)..256";
@@ -333,6 +337,9 @@ options (also as keys of a JSON file given with --config FILE):
   --io-slice-us N         scheduler slice of the WebSocket writer threads and the sessions they
                           start, 100..100000 us (100: a reply's audio goes out at once on a
                           busy machine, Linux 6.12+; default 0: the kernel's)
+  --io-rt-priority N      SCHED_FIFO priority of the WebSocket I/O threads, 1..99 (needs
+                          CAP_SYS_NICE or RLIMIT_RTPRIO; refused: a warning); 0: the normal
+                          policy; default -1: 10 where the kernel allows it, else normal
   --profile NAME          a set of engines from the model manifest: offline, cpu, voxtral
                           (missing models are pulled; offline engines stand in when they can't
                           be; flags below override single engines)

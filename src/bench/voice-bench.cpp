@@ -54,6 +54,8 @@ constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
 constexpr int SAMPLE_RATE = 16000;
 constexpr size_t FRAME_SAMPLES = SAMPLE_RATE / 50; // 20 ms, as a browser's audio worklet sends
 constexpr int CLIENT_SLICE_US = 100; // the clients' thread's scheduler slice (set_thread_slice)
+constexpr int CLIENT_RT_PRIORITY =
+    10; // its SCHED_FIFO priority where allowed (set_thread_realtime)
 const char *const CLIP_IDS[] = {"0870", "0880", "0890", "0920", "0930"};
 const char *const CLIP_PREFIX = "sense_and_sensibility_01_austen_64kb-";
 
@@ -69,6 +71,7 @@ struct voice_bench_options {
     double pace = 1;
     int gap_ms = 300;
     int client_slice_us = CLIENT_SLICE_US;
+    int client_rt_priority = -1; // -1: CLIENT_RT_PRIORITY where the kernel allows it
     int timeout_ms = 60000;
     int turns_per_session = 0; // 0: one session per client
     std::string url;           // empty: spawn a server
@@ -95,6 +98,8 @@ turn after turn, and time every stage; then the bare engines on the same inputs.
   --gap-ms N            pause after a reply has played out (default 300)
   --client-slice-us N   scheduler slice the clients' thread asks for (default 100; 0: the
                         kernel's default; see parley serve --io-slice-us)
+  --client-rt-priority N  SCHED_FIFO priority of the clients' thread, 1..99; 0: the normal
+                        policy; default -1: 10 where allowed (see parley serve --io-rt-priority)
   --timeout-ms N        a turn without response_done by then fails (default 60000)
   --turns-per-session N reconnect after N turns (default: one session per client)
   --url ws://H:P/ws     benchmark a running server instead of spawning one
@@ -132,11 +137,24 @@ std::string parse_options(const std::vector<std::string> &args, voice_bench_opti
             o.bare = false;
             continue;
         }
-        static const std::set<std::string> valued = {
-            "--clients", "--mode",   "--rounds",          "--turns",      "--warmup",
-            "--pace",    "--gap-ms", "--client-slice-us", "--timeout-ms", "--turns-per-session",
-            "--url",     "--pid",    "--api-key",         "--bare-turns", "--audio-dir",
-            "--out",     "--html"};
+        static const std::set<std::string> valued = {"--clients",
+                                                     "--mode",
+                                                     "--rounds",
+                                                     "--turns",
+                                                     "--warmup",
+                                                     "--pace",
+                                                     "--gap-ms",
+                                                     "--client-slice-us",
+                                                     "--client-rt-priority",
+                                                     "--timeout-ms",
+                                                     "--turns-per-session",
+                                                     "--url",
+                                                     "--pid",
+                                                     "--api-key",
+                                                     "--bare-turns",
+                                                     "--audio-dir",
+                                                     "--out",
+                                                     "--html"};
         if (!valued.count(a)) return "unknown option " + a;
         if (i + 1 >= args.size()) return "option " + a + " needs a value";
         const std::string &v = args[++i];
@@ -176,6 +194,9 @@ std::string parse_options(const std::vector<std::string> &args, voice_bench_opti
                 o.gap_ms = integer(0);
             } else if (a == "--client-slice-us") {
                 o.client_slice_us = integer(0);
+            } else if (a == "--client-rt-priority") {
+                o.client_rt_priority = integer(-1);
+                if (o.client_rt_priority > 99) throw std::invalid_argument(v);
             } else if (a == "--timeout-ms") {
                 o.timeout_ms = integer(100);
             } else if (a == "--turns-per-session") {
@@ -1124,12 +1145,14 @@ voice_run run_clients(const voice_bench_options &o, const std::vector<bench_clip
             }
         });
     // The clients' thread is a browser's, not the server: woken by a message, it takes a core at
-    // once (as the server's writers do, --io-slice-us), so that its own wait for the next tick
-    // on the busy cores is not what the run measures.
-    if (std::string err = set_thread_slice(o.client_slice_us); !err.empty())
-        std::fprintf(stderr, "parley bench: no %d us slice for the clients' thread (%s)\n",
-                     o.client_slice_us, err.c_str());
-    io.run();
+    // once (as the server's I/O threads do), so that its own wait for the next tick on the busy
+    // cores is not what the run measures. Its own thread, so that the policy ends with the run.
+    std::thread([&] {
+        set_thread_name("bench-clients");
+        set_thread_slice(o.client_slice_us);       // checked in voice_bench_main
+        set_thread_realtime(o.client_rt_priority); // granted there (0 if not)
+        io.run();
+    }).join();
     rs.run.wall_s = ms_since(wall0) / 1000;
     proc_sample end = sample_process(pid);
     rs.run.cpu_s = end.cpu_s - before.cpu_s;
@@ -1529,6 +1552,19 @@ int voice_bench_main(const std::vector<std::string> &args) {
         std::fprintf(stderr, "parley bench: %s\n%s", err.c_str(), USAGE);
         return 2;
     }
+    // The clients' thread's scheduling, tried once here: -1 is a quiet "where allowed".
+    std::thread([&o] {
+        if (std::string e = set_thread_slice(o.client_slice_us); !e.empty())
+            std::fprintf(stderr, "parley bench: no %d us slice for the clients' thread (%s)\n",
+                         o.client_slice_us, e.c_str());
+        int rt = o.client_rt_priority < 0 ? CLIENT_RT_PRIORITY : o.client_rt_priority;
+        std::string e = set_thread_realtime(rt);
+        if (!e.empty() && o.client_rt_priority > 0)
+            std::fprintf(stderr,
+                         "parley bench: no real-time priority %d for the clients' thread (%s)\n",
+                         rt, e.c_str());
+        o.client_rt_priority = e.empty() ? rt : 0;
+    }).join();
     std::vector<bench_clip> clips;
     if (err = load_clips(o.audio_dir, clips); !err.empty()) {
         std::fprintf(stderr, "parley bench: %s\n", err.c_str());
@@ -1632,9 +1668,15 @@ int voice_bench_main(const std::vector<std::string> &args) {
                         "response_done.timings.first_token_ms (measured by the server from "
                         "its own decision).");
     rep.notes.push_back(std::string("Parley's own overhead = ") + OVERHEAD_HOW + ".");
-    rep.notes.push_back("The clients' thread asks for a " + std::to_string(o.client_slice_us) +
-                        " us scheduler slice (as the server's writer threads do with "
-                        "--io-slice-us): its own wake-ups on the busy cores are not measured.");
+    if (o.client_rt_priority > 0)
+        rep.notes.push_back("The clients' thread runs under SCHED_FIFO at priority " +
+                            std::to_string(o.client_rt_priority) +
+                            " (--client-rt-priority): its own wake-ups on the busy cores are "
+                            "not measured.");
+    else
+        rep.notes.push_back("The clients' thread asks for a " + std::to_string(o.client_slice_us) +
+                            " us scheduler slice (real-time priority was not granted): its own "
+                            "wake-ups on the busy cores can add a scheduler tick.");
     if (o.pace == 0)
         rep.notes.push_back("Pace 0: audio is sent as fast as possible, so the server decodes "
                             "a backlog at the decision; the latencies are not a real-time "

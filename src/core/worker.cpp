@@ -43,6 +43,22 @@ std::string set_thread_slice(int us) {
     return {};
 }
 
+std::string set_thread_realtime(int priority) {
+    if (priority <= 0) return {};
+    sched_attr_v1 attr;
+    attr.policy = SCHED_FIFO;
+    attr.priority = uint32_t(priority);
+    attr.flags = SCHED_FLAG_RESET_ON_FORK; // threads it starts get the normal policy
+    if (syscall(SYS_sched_setattr, 0, &attr, 0) != 0) return std::strerror(errno);
+    return {};
+}
+
+int thread_realtime_priority() {
+    sched_attr_v1 attr;
+    if (syscall(SYS_sched_getattr, 0, &attr, unsigned(sizeof attr), 0u) != 0) return 0;
+    return attr.policy == SCHED_FIFO || attr.policy == SCHED_RR ? int(attr.priority) : 0;
+}
+
 int thread_slice_us() {
     sched_attr_v1 attr;
     if (syscall(SYS_sched_getattr, 0, &attr, unsigned(sizeof attr), 0u) != 0) return 0;

@@ -39,6 +39,16 @@ std::string set_thread_slice(int us);
 // The calling thread's slice as the kernel reports it (Linux 6.12+; 0 where it reports none).
 int thread_slice_us();
 
+// Runs the calling thread under SCHED_FIFO at `priority` (1..99): woken, it takes a core from
+// any normal thread at once, whatever the slices and the tick. For threads that only wake, do
+// little and sleep (the WebSocket writers), as audio servers run their I/O threads. Needs
+// CAP_SYS_NICE or an RLIMIT_RTPRIO of at least `priority`; the kernel still keeps 5% of each
+// second for normal threads (sched_rt_runtime_us). Threads it starts afterwards run under the
+// normal policy (SCHED_RESET_ON_FORK). 0 does nothing. Returns the error, empty on success.
+std::string set_thread_realtime(int priority);
+// The calling thread's SCHED_FIFO/SCHED_RR priority; 0 under a normal policy.
+int thread_realtime_priority();
+
 class worker {
   public:
     explicit worker(std::string name);

@@ -10,6 +10,7 @@
 #include <boost/beast.hpp>
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <deque>
 #include <mutex>
 #include <set>
@@ -28,6 +29,11 @@ namespace {
 
 constexpr size_t WS_READ_MAX = 8 << 20;   // larger frames close the connection
 constexpr size_t WS_QUEUE_MAX = 64 << 20; // a client that stops reading is dropped
+// With --log-level debug, a message that takes longer than this from queue to socket is logged.
+constexpr auto WS_SLOW_WRITE = std::chrono::milliseconds(1);
+// The I/O threads' SCHED_FIFO priority by default, where the kernel grants it: woken to send a
+// reply they take a core at once; on the busy cores a normal thread can wait for the next tick.
+constexpr int IO_RT_PRIORITY_AUTO = 10;
 
 std::string query_param(std::string_view target, std::string_view name) {
     size_t q = target.find('?');
@@ -193,7 +199,7 @@ class ws_conn : public session_output, public std::enable_shared_from_this<ws_co
                        [self = shared_from_this()] { beast::get_lowest_layer(self->ws_).close(); });
             return;
         }
-        q_.emplace_back(binary, std::move(data));
+        q_.push_back({binary, std::move(data), std::chrono::steady_clock::now(), {}});
         if (!held_) start_writing_locked();
     }
 
@@ -210,8 +216,9 @@ class ws_conn : public session_output, public std::enable_shared_from_this<ws_co
             return;
         }
         auto &front = q_.front();
-        ws_.binary(front.first);
-        ws_.async_write(asio::buffer(front.second),
+        front.started = std::chrono::steady_clock::now();
+        ws_.binary(front.binary);
+        ws_.async_write(asio::buffer(front.data),
                         beast::bind_front_handler(&ws_conn::on_write, shared_from_this()));
     }
 
@@ -219,7 +226,16 @@ class ws_conn : public session_output, public std::enable_shared_from_this<ws_co
         {
             std::lock_guard lock(qm_);
             if (!q_.empty()) {
-                queued_ -= q_.front().second.size();
+                const outgoing &done = q_.front();
+                queued_ -= done.data.size();
+                auto now = std::chrono::steady_clock::now();
+                if (now - done.queued > WS_SLOW_WRITE) {
+                    using ms = std::chrono::duration<double, std::milli>;
+                    log_debug("ws: a %zu-byte message went out %.1f ms after it was queued (its "
+                              "write began after %.1f ms, %zu behind it)",
+                              done.data.size(), ms(now - done.queued).count(),
+                              ms(done.started - done.queued).count(), q_.size() - 1);
+                }
                 q_.pop_front();
             }
             if (ec) {
@@ -237,7 +253,12 @@ class ws_conn : public session_output, public std::enable_shared_from_this<ws_co
     beast::flat_buffer buf_;
     std::string resume_id_;
     std::mutex qm_;
-    std::deque<std::pair<bool, std::string>> q_;
+    struct outgoing {
+        bool binary;
+        std::string data;
+        std::chrono::steady_clock::time_point queued, started;
+    };
+    std::deque<outgoing> q_;
     size_t queued_ = 0;
     bool writing_ = false;
     bool held_ = false; // hold(): messages queue, the writer starts at flush()
@@ -459,16 +480,29 @@ void server::run() {
     impl_->accept();
     std::vector<std::jthread> threads;
     int slice = impl_->opt.io_slice_us;
+    int rt = impl_->opt.io_rt_priority < 0 ? IO_RT_PRIORITY_AUTO : impl_->opt.io_rt_priority;
     for (int i = 1; i < std::max(1, impl_->opt.io_threads); ++i)
-        threads.emplace_back([this, slice] {
+        threads.emplace_back([this, slice, rt] {
             set_thread_name("io");
             set_thread_slice(slice);
+            set_thread_realtime(rt);
             impl_->ioc.run();
         });
     if (std::string err = set_thread_slice(slice); !err.empty())
         log_warn("io threads: the kernel refused a %d us scheduler slice (%s)", slice, err.c_str());
     else if (slice > 0)
         log_debug("io threads: %d us scheduler slices", slice);
+    if (std::string err = set_thread_realtime(rt); err.empty()) {
+        if (rt > 0) log_info("io threads: real-time priority %d (SCHED_FIFO)", rt);
+    } else if (impl_->opt.io_rt_priority > 0) {
+        log_warn("io threads: the kernel refused real-time priority %d (%s; it needs CAP_SYS_NICE "
+                 "or an RLIMIT_RTPRIO of %d): they run under the normal policy",
+                 rt, err.c_str(), rt);
+    } else {
+        log_info("io threads: normal policy (real-time priority %d: %s; a reply's messages can "
+                 "wait a scheduler tick on busy cores)",
+                 rt, err.c_str());
+    }
     impl_->ioc.run();
     for (auto &t : threads)
         t.join();

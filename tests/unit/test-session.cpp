@@ -1,6 +1,7 @@
 // The session pipeline with scripted engines: ordering, fallbacks, interruption, bad input.
 #include "fakes.h"
 
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -478,6 +479,20 @@ TEST(worker, a_thread_gets_the_scheduler_slice_it_asks_for) {
         EXPECT_EQ(set_thread_slice(300), "");
         EXPECT_EQ(thread_slice_us(), 300);
         EXPECT_EQ(getpriority(PRIO_PROCESS, 0), 3) << "the nice value is kept";
+    }).join();
+}
+
+TEST(worker, a_real_time_thread_starts_normal_threads) {
+    std::thread([] {
+        EXPECT_EQ(set_thread_realtime(0), "");
+        EXPECT_EQ(thread_realtime_priority(), 0) << "0 leaves the normal policy";
+        std::string err = set_thread_realtime(1);
+        if (err == std::strerror(EPERM)) GTEST_SKIP() << "no CAP_SYS_NICE or RLIMIT_RTPRIO here";
+        ASSERT_EQ(err, "");
+        EXPECT_EQ(thread_realtime_priority(), 1);
+        int child = -1;
+        std::thread([&child] { child = thread_realtime_priority(); }).join();
+        EXPECT_EQ(child, 0) << "a thread it starts (a session's worker) must not run real-time";
     }).join();
 }
 
