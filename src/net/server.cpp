@@ -31,8 +31,8 @@ constexpr size_t WS_READ_MAX = 8 << 20;   // larger frames close the connection
 constexpr size_t WS_QUEUE_MAX = 64 << 20; // a client that stops reading is dropped
 // With --log-level debug, a message that takes longer than this from queue to socket is logged.
 constexpr auto WS_SLOW_WRITE = std::chrono::milliseconds(1);
-// The I/O threads' SCHED_FIFO priority by default, where the kernel grants it: woken to send a
-// reply they take a core at once; on the busy cores a normal thread can wait for the next tick.
+// The I/O threads' SCHED_FIFO priority with --io-rt-priority -1, where the kernel grants it: woken
+// to send a reply they take a core at once; on busy cores a normal thread can wait for a tick.
 constexpr int IO_RT_PRIORITY_AUTO = 10;
 
 std::string query_param(std::string_view target, std::string_view name) {
