@@ -462,6 +462,7 @@ void session::feed_hands_free(std::vector<int16_t> s16k, mono_time now) {
         aec = aec_;
     }
     std::vector<int16_t> quiet;
+    double level = -1, gate = 0; // after the canceller, and its gate (debug log at a barge-in)
     if (aec) {
         s16k = aec->process(s16k);
         // What AEC3 leaves of the echo is quiet but still sounds like speech, and Silero scores
@@ -472,8 +473,9 @@ void session::feed_hands_free(std::vector<int16_t> s16k, mono_time now) {
                 sum += double(x) * x;
             // Echo is at most as loud as the sound that made it, and the canceller takes most of
             // it away: a talker over the reply is louder than a quarter of the reply's level.
-            double gate = std::max(ECHO_GATE_RMS, 0.25 * aec->far_level());
-            if (std::sqrt(sum / double(s16k.size())) < gate) quiet.assign(s16k.size(), 0);
+            gate = std::max(ECHO_GATE_RMS, 0.25 * aec->far_level());
+            level = std::sqrt(sum / double(s16k.size()));
+            if (level < gate) quiet.assign(s16k.size(), 0);
         }
     }
     auto accept = [this](std::span<const int16_t> pcm) {
@@ -539,6 +541,10 @@ void session::feed_hands_free(std::vector<int16_t> s16k, mono_time now) {
     if (!speech && !vad_->in_speech()) barging_ = false;
     if (speech && !barging_ && reply_active(now)) {
         barging_ = true;
+        if (aec)
+            log_debug("session %s: speech over the reply: after the echo canceller RMS %.0f "
+                      "(gate %.0f, the reply's level %.0f; -1: no reply playing), %d ms needed",
+                      id().c_str(), level, gate, aec->far_level(), need_ms);
         cut_by_speech_ = barge_in(now);
     }
     // A false start: the sound that cut the reply ended before it was speech.
