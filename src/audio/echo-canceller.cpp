@@ -36,6 +36,7 @@ echo_canceller::echo_canceller(const echo_params &params)
     if (std::string err = params_.validate(); !err.empty()) throw echo_error(err);
     frame_ = size_t(params_.sample_rate / 100);
     far_frame_.resize(frame_);
+    capture_delay_.assign(size_t(params_.sample_rate * ECHO_CAPTURE_DELAY_MS / 1000), 0);
     make_apm();
 }
 
@@ -113,9 +114,17 @@ void echo_canceller::process_frame(int16_t *frame) {
     near_samples_ += int64_t(frame_);
 }
 
-std::vector<int16_t> echo_canceller::process(std::span<const int16_t> near) {
+std::vector<int16_t> echo_canceller::process(std::span<const int16_t> mic) {
     std::vector<int16_t> out;
-    if (near.empty()) return out;
+    if (mic.empty()) return out;
+    // The delay line: the last ECHO_CAPTURE_DELAY_MS of the microphone, then this call's audio
+    // less as much at its end (kept for the next call).
+    std::vector<int16_t> delayed(capture_delay_.size() + mic.size());
+    std::copy(capture_delay_.begin(), capture_delay_.end(), delayed.begin());
+    std::copy(mic.begin(), mic.end(), delayed.begin() + ptrdiff_t(capture_delay_.size()));
+    std::copy(delayed.end() - ptrdiff_t(capture_delay_.size()), delayed.end(),
+              capture_delay_.begin());
+    std::span<const int16_t> near(delayed.data(), mic.size());
     out.reserve(near_pending_.size() + near.size());
     size_t i = 0;
     if (!near_pending_.empty()) {
@@ -150,6 +159,7 @@ std::vector<int16_t> echo_canceller::flush() {
 void echo_canceller::reset() {
     clear_far_end();
     near_pending_.clear();
+    std::fill(capture_delay_.begin(), capture_delay_.end(), int16_t(0));
     far_samples_ = near_samples_ = 0;
     make_apm();
 }

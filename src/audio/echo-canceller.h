@@ -15,9 +15,14 @@
 //
 // Frames of any size; internally 10 ms. process() returns the cleaned samples of every whole
 // 10 ms frame received so far, so a call may return up to 159 samples fewer or more than it was
-// given; over a stream, output sample i belongs to input sample i. AEC3's block framing delays
-// the audio itself by ECHO_LATENCY_MS (8 ms at 16 kHz, measured): a VAD on the cleaned stream
-// sees speech 8 ms later than on the raw microphone.
+// given; over a stream, output sample i belongs to input sample i. The audio itself comes out
+// ECHO_LATENCY_MS later (12 ms at 16 kHz, measured): a VAD on the cleaned stream sees speech that
+// much later than on the raw microphone. 8 ms of it is AEC3's block framing; 4 ms (one AEC3
+// block) is a delay line on the microphone, so that the echo never reaches AEC3 at the same
+// instant as the sound that made it: with a zero-delay echo (a client that mixes what it plays
+// straight into what it sends) AEC3's delay estimator could lock onto a wrong delay of ~300 ms
+// and stop cancelling (2 replies in 12 in the echo integration test; the test text below, every
+// time). A real speaker and microphone add at least a few ms, and 1 ms already avoided it.
 //
 // Thread-safety: far_end() and clear_far_end() may be called from any thread (they lock);
 // process(), flush(), reset() and stats() from the session's one thread.
@@ -38,7 +43,8 @@ class AudioProcessing;
 
 namespace parley {
 
-constexpr int ECHO_LATENCY_MS = 8; // AEC3's block framing at 16 kHz (see test-echo.cpp)
+constexpr int ECHO_CAPTURE_DELAY_MS = 4; // the microphone's delay line (see above)
+constexpr int ECHO_LATENCY_MS = 8 + ECHO_CAPTURE_DELAY_MS; // with AEC3's block framing, at 16 kHz
 
 struct echo_error : std::runtime_error {
     using std::runtime_error::runtime_error;
@@ -108,7 +114,8 @@ class echo_canceller {
     std::deque<int16_t> far_queue_;
     std::deque<float> far_levels_;
 
-    std::vector<int16_t> near_pending_; // less than a frame
+    std::vector<int16_t> capture_delay_; // the microphone's last ECHO_CAPTURE_DELAY_MS
+    std::vector<int16_t> near_pending_;  // less than a frame
     std::vector<int16_t> far_frame_;
     int64_t far_samples_ = 0, near_samples_ = 0;
 };
