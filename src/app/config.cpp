@@ -338,8 +338,8 @@ options (also as keys of a JSON file given with --config FILE):
                           start, 100..100000 us (100: a reply's audio goes out at once on a
                           busy machine, Linux 6.12+; default 0: the kernel's)
   --io-rt-priority N      SCHED_FIFO priority of the WebSocket I/O threads, 1..99 (needs
-                          CAP_SYS_NICE or RLIMIT_RTPRIO; refused: a warning); -1: 10 where the
-                          kernel allows it, else normal; default 0: the normal policy
+                          CAP_SYS_NICE or RLIMIT_RTPRIO; refused: a warning); 0: the normal
+                          policy; default -1: 10 where the kernel allows it, else normal
   --profile NAME          a set of engines from the model manifest: offline, cpu, voxtral
                           (missing models are pulled; offline engines stand in when they can't
                           be; flags below override single engines)

@@ -29,10 +29,11 @@
 #include <fcntl.h>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <regex>
-#include <set>
 #include <sstream>
 #include <sys/wait.h>
 #include <thread>
@@ -54,8 +55,6 @@ constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
 constexpr int SAMPLE_RATE = 16000;
 constexpr size_t FRAME_SAMPLES = SAMPLE_RATE / 50; // 20 ms, as a browser's audio worklet sends
 constexpr int CLIENT_SLICE_US = 100; // the clients' thread's scheduler slice (set_thread_slice)
-constexpr int CLIENT_RT_PRIORITY =
-    10; // its SCHED_FIFO priority where allowed (set_thread_realtime)
 const char *const CLIP_IDS[] = {"0870", "0880", "0890", "0920", "0930"};
 const char *const CLIP_PREFIX = "sense_and_sensibility_01_austen_64kb-";
 
@@ -71,7 +70,7 @@ struct voice_bench_options {
     double pace = 1;
     int gap_ms = 300;
     int client_slice_us = CLIENT_SLICE_US;
-    int client_rt_priority = -1; // -1: CLIENT_RT_PRIORITY where the kernel allows it
+    int client_rt_priority = -1; // -1: REALTIME_PRIORITY_AUTO where the kernel allows it
     int timeout_ms = 60000;
     int turns_per_session = 0; // 0: one session per client
     std::string url;           // empty: spawn a server
@@ -119,6 +118,57 @@ Example (memory check): parley bench --clients 1 --turns 500 --pace 0 --mode pus
 std::string parse_options(const std::vector<std::string> &args, voice_bench_options &o,
                           bool &help) {
     bool rounds_given = false;
+    // Each option that takes a value, and what it does with it (throws on a bad value).
+    auto integer = [](const std::string &v, int lo, int hi = std::numeric_limits<int>::max()) {
+        size_t used = 0;
+        int x = std::stoi(v, &used);
+        if (used != v.size() || x < lo || x > hi) throw std::invalid_argument(v);
+        return x;
+    };
+    using setter = std::function<void(const std::string &)>;
+    const std::map<std::string, setter> valued = {
+        {"--clients",
+         [&](const std::string &v) {
+             o.clients.clear();
+             std::stringstream ss(v);
+             std::string item;
+             while (std::getline(ss, item, ','))
+                 o.clients.push_back(integer(item, 1, 256));
+             if (o.clients.empty()) throw std::invalid_argument(v);
+         }},
+        {"--mode",
+         [&](const std::string &v) {
+             if (v != "hands_free" && v != "push_to_talk") throw std::invalid_argument(v);
+             o.mode = v;
+         }},
+        {"--rounds",
+         [&](const std::string &v) {
+             o.rounds = integer(v, 1);
+             rounds_given = true;
+         }},
+        {"--turns", [&](const std::string &v) { o.turns = integer(v, 1); }},
+        {"--warmup", [&](const std::string &v) { o.warmup = integer(v, 0); }},
+        {"--pace",
+         [&](const std::string &v) {
+             size_t used = 0;
+             o.pace = std::stod(v, &used);
+             if (used != v.size() || o.pace < 0 || !std::isfinite(o.pace))
+                 throw std::invalid_argument(v);
+         }},
+        {"--gap-ms", [&](const std::string &v) { o.gap_ms = integer(v, 0); }},
+        {"--client-slice-us", [&](const std::string &v) { o.client_slice_us = integer(v, 0); }},
+        {"--client-rt-priority",
+         [&](const std::string &v) { o.client_rt_priority = integer(v, -1, 99); }},
+        {"--timeout-ms", [&](const std::string &v) { o.timeout_ms = integer(v, 100); }},
+        {"--turns-per-session", [&](const std::string &v) { o.turns_per_session = integer(v, 1); }},
+        {"--url", [&](const std::string &v) { o.url = v; }},
+        {"--pid", [&](const std::string &v) { o.pid = integer(v, 1); }},
+        {"--api-key", [&](const std::string &v) { o.api_key = v; }},
+        {"--bare-turns", [&](const std::string &v) { o.bare_turns = integer(v, 0); }},
+        {"--audio-dir", [&](const std::string &v) { o.audio_dir = v; }},
+        {"--out", [&](const std::string &v) { o.out = v; }},
+        {"--html", [&](const std::string &v) { o.html = v; }},
+    };
     for (size_t i = 0; i < args.size(); ++i) {
         const std::string &a = args[i];
         if (a == "--") {
@@ -137,86 +187,14 @@ std::string parse_options(const std::vector<std::string> &args, voice_bench_opti
             o.bare = false;
             continue;
         }
-        static const std::set<std::string> valued = {"--clients",
-                                                     "--mode",
-                                                     "--rounds",
-                                                     "--turns",
-                                                     "--warmup",
-                                                     "--pace",
-                                                     "--gap-ms",
-                                                     "--client-slice-us",
-                                                     "--client-rt-priority",
-                                                     "--timeout-ms",
-                                                     "--turns-per-session",
-                                                     "--url",
-                                                     "--pid",
-                                                     "--api-key",
-                                                     "--bare-turns",
-                                                     "--audio-dir",
-                                                     "--out",
-                                                     "--html"};
-        if (!valued.count(a)) return "unknown option " + a;
+        auto it = valued.find(a);
+        if (it == valued.end()) return "unknown option " + a;
         if (i + 1 >= args.size()) return "option " + a + " needs a value";
         const std::string &v = args[++i];
         try {
-            size_t used = 0;
-            auto integer = [&](int lo) {
-                int x = std::stoi(v, &used);
-                if (used != v.size() || x < lo) throw std::invalid_argument(v);
-                return x;
-            };
-            if (a == "--clients") {
-                o.clients.clear();
-                std::stringstream ss(v);
-                std::string item;
-                while (std::getline(ss, item, ',')) {
-                    int n = std::stoi(item, &used);
-                    if (used != item.size() || n < 1 || n > 256) throw std::invalid_argument(v);
-                    o.clients.push_back(n);
-                }
-                if (o.clients.empty()) throw std::invalid_argument(v);
-            } else if (a == "--mode") {
-                if (v != "hands_free" && v != "push_to_talk")
-                    return "--mode is hands_free or push_to_talk, not " + v;
-                o.mode = v;
-            } else if (a == "--rounds") {
-                o.rounds = integer(1);
-                rounds_given = true;
-            } else if (a == "--turns") {
-                o.turns = integer(1);
-            } else if (a == "--warmup") {
-                o.warmup = integer(0);
-            } else if (a == "--pace") {
-                o.pace = std::stod(v, &used);
-                if (used != v.size() || o.pace < 0 || !std::isfinite(o.pace))
-                    throw std::invalid_argument(v);
-            } else if (a == "--gap-ms") {
-                o.gap_ms = integer(0);
-            } else if (a == "--client-slice-us") {
-                o.client_slice_us = integer(0);
-            } else if (a == "--client-rt-priority") {
-                o.client_rt_priority = integer(-1);
-                if (o.client_rt_priority > 99) throw std::invalid_argument(v);
-            } else if (a == "--timeout-ms") {
-                o.timeout_ms = integer(100);
-            } else if (a == "--turns-per-session") {
-                o.turns_per_session = integer(1);
-            } else if (a == "--url") {
-                o.url = v;
-            } else if (a == "--pid") {
-                o.pid = integer(1);
-            } else if (a == "--api-key") {
-                o.api_key = v;
-            } else if (a == "--bare-turns") {
-                o.bare_turns = integer(0);
-            } else if (a == "--audio-dir") {
-                o.audio_dir = v;
-            } else if (a == "--out") {
-                o.out = v;
-            } else if (a == "--html") {
-                o.html = v;
-            }
+            it->second(v);
         } catch (const std::exception &) {
+            if (a == "--mode") return "--mode is hands_free or push_to_talk, not " + v;
             return "bad value for " + a + ": " + v;
         }
     }
@@ -1557,13 +1535,12 @@ int voice_bench_main(const std::vector<std::string> &args) {
         if (std::string e = set_thread_slice(o.client_slice_us); !e.empty())
             std::fprintf(stderr, "parley bench: no %d us slice for the clients' thread (%s)\n",
                          o.client_slice_us, e.c_str());
-        int rt = o.client_rt_priority < 0 ? CLIENT_RT_PRIORITY : o.client_rt_priority;
-        std::string e = set_thread_realtime(rt);
-        if (!e.empty() && o.client_rt_priority > 0)
+        realtime_grant rt = request_thread_realtime(o.client_rt_priority);
+        if (rt.priority == 0 && o.client_rt_priority > 0)
             std::fprintf(stderr,
                          "parley bench: no real-time priority %d for the clients' thread (%s)\n",
-                         rt, e.c_str());
-        o.client_rt_priority = e.empty() ? rt : 0;
+                         rt.tried, rt.error.c_str());
+        o.client_rt_priority = rt.priority;
     }).join();
     std::vector<bench_clip> clips;
     if (err = load_clips(o.audio_dir, clips); !err.empty()) {

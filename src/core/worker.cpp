@@ -59,6 +59,14 @@ int thread_realtime_priority() {
     return attr.policy == SCHED_FIFO || attr.policy == SCHED_RR ? int(attr.priority) : 0;
 }
 
+realtime_grant request_thread_realtime(int option) {
+    realtime_grant g;
+    g.tried = option < 0 ? REALTIME_PRIORITY_AUTO : option;
+    g.error = set_thread_realtime(g.tried);
+    if (g.error.empty()) g.priority = g.tried;
+    return g;
+}
+
 int thread_slice_us() {
     sched_attr_v1 attr;
     if (syscall(SYS_sched_getattr, 0, &attr, unsigned(sizeof attr), 0u) != 0) return 0;

@@ -49,6 +49,17 @@ std::string set_thread_realtime(int priority);
 // The calling thread's SCHED_FIFO/SCHED_RR priority; 0 under a normal policy.
 int thread_realtime_priority();
 
+// The priority options' convention (`parley serve --io-rt-priority`, `parley bench
+// --client-rt-priority`): N > 0 asks for N, 0 for nothing, -1 for REALTIME_PRIORITY_AUTO where
+// the kernel allows it.
+constexpr int REALTIME_PRIORITY_AUTO = 10;
+struct realtime_grant {
+    int priority = 0;  // granted; 0: the normal policy
+    int tried = 0;     // asked of the kernel; 0: nothing was asked
+    std::string error; // why it was refused
+};
+realtime_grant request_thread_realtime(int option);
+
 class worker {
   public:
     explicit worker(std::string name);

@@ -202,6 +202,8 @@ class llm_llama : public llm_engine {
         flash_ = config.flash_attn == "on"    ? true
                  : config.flash_attn == "off" ? false
                                               : llama_model_n_embd(model_) / heads >= TINY_HEAD;
+        // Off, on, or (auto and not ruled out) llama.cpp's own choice.
+        const char *flash_name = !flash_ ? "off" : config.flash_attn == "on" ? "on" : "auto";
         cp.flash_attn_type = !flash_                     ? LLAMA_FLASH_ATTN_TYPE_DISABLED
                              : config.flash_attn == "on" ? LLAMA_FLASH_ATTN_TYPE_ENABLED
                                                          : LLAMA_FLASH_ATTN_TYPE_AUTO;
@@ -278,10 +280,7 @@ class llm_llama : public llm_engine {
         name_ = path.substr(path.find_last_of('/') + 1);
         log_info("llm: %s loaded in %.0f ms (context %d per slot, %d slots, %d/%d threads, flash "
                  "attention %s, template %s%s)",
-                 name_.c_str(), load_ms_, slot_ctx_, n_slots_, threads, threads_batch,
-                 !flash_                     ? "off"
-                 : config.flash_attn == "on" ? "on"
-                                             : "auto",
+                 name_.c_str(), load_ms_, slot_ctx_, n_slots_, threads, threads_batch, flash_name,
                  template_.empty() ? "plain" : "model's own", mctx_ ? ", audio projector" : "");
     }
 

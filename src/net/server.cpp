@@ -31,9 +31,6 @@ constexpr size_t WS_READ_MAX = 8 << 20;   // larger frames close the connection
 constexpr size_t WS_QUEUE_MAX = 64 << 20; // a client that stops reading is dropped
 // With --log-level debug, a message that takes longer than this from queue to socket is logged.
 constexpr auto WS_SLOW_WRITE = std::chrono::milliseconds(1);
-// The I/O threads' SCHED_FIFO priority with --io-rt-priority -1, where the kernel grants it: woken
-// to send a reply they take a core at once; on busy cores a normal thread can wait for a tick.
-constexpr int IO_RT_PRIORITY_AUTO = 10;
 
 std::string query_param(std::string_view target, std::string_view name) {
     size_t q = target.find('?');
@@ -480,29 +477,31 @@ void server::run() {
     impl_->accept();
     std::vector<std::jthread> threads;
     int slice = impl_->opt.io_slice_us;
-    int rt = impl_->opt.io_rt_priority < 0 ? IO_RT_PRIORITY_AUTO : impl_->opt.io_rt_priority;
-    for (int i = 1; i < std::max(1, impl_->opt.io_threads); ++i)
-        threads.emplace_back([this, slice, rt] {
-            set_thread_name("io");
-            set_thread_slice(slice);
-            set_thread_realtime(rt);
-            impl_->ioc.run();
-        });
     if (std::string err = set_thread_slice(slice); !err.empty())
         log_warn("io threads: the kernel refused a %d us scheduler slice (%s)", slice, err.c_str());
     else if (slice > 0)
         log_debug("io threads: %d us scheduler slices", slice);
-    if (std::string err = set_thread_realtime(rt); err.empty()) {
-        if (rt > 0) log_info("io threads: real-time priority %d (SCHED_FIFO)", rt);
+    // Woken to send a reply, a SCHED_FIFO I/O thread takes a core at once; on busy cores a normal
+    // thread can wait for a tick. Asked once here; the other I/O threads get what this one got.
+    realtime_grant rt = request_thread_realtime(impl_->opt.io_rt_priority);
+    if (rt.priority > 0) {
+        log_info("io threads: real-time priority %d (SCHED_FIFO)", rt.priority);
     } else if (impl_->opt.io_rt_priority > 0) {
         log_warn("io threads: the kernel refused real-time priority %d (%s; it needs CAP_SYS_NICE "
                  "or an RLIMIT_RTPRIO of %d): they run under the normal policy",
-                 rt, err.c_str(), rt);
-    } else {
+                 rt.tried, rt.error.c_str(), rt.tried);
+    } else if (rt.tried > 0) {
         log_info("io threads: normal policy (real-time priority %d: %s; a reply's messages can "
                  "wait a scheduler tick on busy cores)",
-                 rt, err.c_str());
+                 rt.tried, rt.error.c_str());
     }
+    for (int i = 1; i < std::max(1, impl_->opt.io_threads); ++i)
+        threads.emplace_back([this, slice, priority = rt.priority] {
+            set_thread_name("io");
+            set_thread_slice(slice);
+            set_thread_realtime(priority);
+            impl_->ioc.run();
+        });
     impl_->ioc.run();
     for (auto &t : threads)
         t.join();

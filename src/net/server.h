@@ -25,9 +25,10 @@ struct server_options {
     // The session threads they start inherit it. Off by default for now: with 100 us, one
     // echo-cancellation test let the echo interrupt the reply in 2 runs of 13 (0 of 10 off).
     int io_slice_us = 0; // 0: the kernel's default
-    // SCHED_FIFO priority of the I/O threads: 0 (default) the normal policy; -1 10 where the kernel
-    // allows it, else normal; 1..99 that priority (a warning where refused).
-    int io_rt_priority = 0;
+    // SCHED_FIFO priority of the I/O threads: -1 (default) REALTIME_PRIORITY_AUTO (10) where the
+    // kernel allows it, else normal; 0 the normal policy; 1..99 that priority (a warning where
+    // refused).
+    int io_rt_priority = -1;
 };
 
 struct server_info {

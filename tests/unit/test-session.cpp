@@ -496,6 +496,25 @@ TEST(worker, a_real_time_thread_starts_normal_threads) {
     }).join();
 }
 
+// The options' convention: 0 asks nothing, -1 asks REALTIME_PRIORITY_AUTO and reports what it got
+// either way, N asks N.
+TEST(worker, request_thread_realtime_follows_the_options_convention) {
+    std::thread([] {
+        realtime_grant off = request_thread_realtime(0);
+        EXPECT_EQ(off.tried, 0);
+        EXPECT_EQ(off.priority, 0);
+        EXPECT_EQ(off.error, "");
+        realtime_grant a = request_thread_realtime(-1);
+        EXPECT_EQ(a.tried, REALTIME_PRIORITY_AUTO);
+        EXPECT_EQ(a.priority, a.error.empty() ? REALTIME_PRIORITY_AUTO : 0) << a.error;
+        EXPECT_EQ(thread_realtime_priority(), a.priority);
+        if (a.priority == 0) return;
+        realtime_grant three = request_thread_realtime(3);
+        EXPECT_EQ(three.priority, 3);
+        EXPECT_EQ(thread_realtime_priority(), 3);
+    }).join();
+}
+
 TEST(worker, runs_the_earliest_deadline_first_and_equal_ones_in_order) {
     worker w{"test"};
     std::promise<void> release;
