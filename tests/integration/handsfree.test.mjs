@@ -14,13 +14,13 @@ function clip(i) {
   return { pcm, ...clipBounds(clips[i].wav, pcm) };
 }
 
-async function handsFree(args = [], start = {}) {
+async function handsFree(args = [], start = {}, echoGain = 0.5) {
   const s = await startServer(['--max-tokens', '160', ...args]);
   const c = await Client.open(s.ws);
   const ready = await c.waitType('ready');
   c.send({ type: 'start', sample_rate: RATE, mode: 'hands_free', ...start });
   // A client without echo cancellation hears the reply in its microphone (EchoMic, below).
-  const mic = start.echo_cancellation === false ? new EchoMic(c, ready.json.audio_format.sample_rate) : new Mic(c);
+  const mic = start.echo_cancellation === false ? new EchoMic(c, ready.json.audio_format.sample_rate, echoGain) : new Mic(c);
   return { s, c, mic, id: ready.json.session_id };
 }
 
@@ -113,9 +113,10 @@ test('hands-free: a 100 ms click during the reply does not interrupt it', async 
 // A client without echo cancellation: its speaker plays the reply and its microphone hears it
 // again (6 dB down), mixed into what it sends, as a laptop on speakers does.
 class EchoMic extends Mic {
-  constructor(client, outRate) {
+  constructor(client, outRate, gain = 0.5) {
     super(client);
     this.outRate = outRate;
+    this.gain = gain;
     this.speaker = []; // 16 kHz samples still to play
     client.ws.addEventListener('message', (e) => {
       if (typeof e.data === 'string') {
@@ -131,7 +132,7 @@ class EchoMic extends Mic {
       const out = Buffer.from(frame);
       const echo = this.speaker.splice(0, out.length / 2);
       for (let i = 0; i < echo.length; i++) {
-        const v = out.readInt16LE(i * 2) + Math.round(echo[i] * 0.5);
+        const v = out.readInt16LE(i * 2) + Math.round(echo[i] * this.gain);
         out.writeInt16LE(Math.max(-32768, Math.min(32767, v)), i * 2);
       }
       send(out);
@@ -139,12 +140,14 @@ class EchoMic extends Mic {
   }
 }
 
-for (const echo of ['auto', 'off']) {
+// The echo 6 dB down, and as loud as the reply (a loud speaker): the canceller's residual stays
+// under the barge-in gate.
+for (const [echo, gain] of [['auto', 0.5], ['auto', 1.0], ['off', 0.5]]) {
   // This client's echo has no delay at all (it mixes what it plays into the next frame it
   // sends): the echo canceller's delay line keeps AEC3 from locking onto a wrong delay on it
   // (it did in about 1 reply in 6; test-echo.cpp has the deterministic case).
-  test(`hands-free without client echo cancellation, server echo ${echo}: ${echo === 'off' ? 'the reply interrupts itself' : 'the reply plays out'}`, async () => {
-    const { s, c, mic } = await handsFree(['--max-tokens', '60', '--echo', echo, '--speculative-silence-ms', '0'], { echo_cancellation: false });
+  test(`hands-free without client echo cancellation, echo ${gain === 1 ? 'at 0 dB' : '6 dB down'}, server echo ${echo}: ${echo === 'off' ? 'the reply interrupts itself' : 'the reply plays out'}`, async () => {
+    const { s, c, mic } = await handsFree(['--max-tokens', '60', '--echo', echo, '--speculative-silence-ms', '0'], { echo_cancellation: false }, gain);
     try {
       await mic.play(clip(1).pcm);
       const first = await c.waitFor((m) => m.json && m.json.type === 'text_chunk' && m.json.has_audio, { timeout: 30000 });
@@ -173,8 +176,12 @@ test('hands-free with server echo cancellation: the user still barges in over th
     const q = clip(3);
     const tPlay = await mic.play(q.pcm);
     const cut = await c.waitType('interrupted', { timeout: 10000 });
-    console.log(`barge-in over the echo: ${(cut.t - (tPlay + q.startMs)).toFixed(0)} ms after the onset`);
+    const latency = cut.t - (tPlay + q.startMs);
+    console.log(`barge-in over the echo: ${latency.toFixed(0)} ms after the onset`);
     assert.equal(cut.json.turn_id, first.json.turn_id);
+    // About 400 ms here: the talker must be louder than the echo gate and speak for twice
+    // --barge-in-ms (README). A bound for a barge-in that works, not a benchmark.
+    assert.ok(latency <= 1000, `interrupted ${latency.toFixed(0)} ms after the onset`);
   } finally {
     await mic.stop();
     await c.close();
