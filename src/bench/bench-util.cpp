@@ -109,6 +109,57 @@ bool alignment_bounds(const std::string &json_text, double *start_s, double *end
 
 // --- child processes ---
 
+std::string parse_bench_cli(const std::vector<std::string> &args, const bench_cli &cli,
+                            bool &help) {
+    for (size_t i = 0; i < args.size(); ++i) {
+        const std::string &a = args[i];
+        if (a == "-h" || a == "--help") {
+            help = true;
+            return {};
+        }
+        if (a == "--") {
+            if (!cli.rest) return "unexpected --";
+            cli.rest->assign(args.begin() + ptrdiff_t(i) + 1, args.end());
+            return {};
+        }
+        if (auto f = cli.flags.find(a); f != cli.flags.end()) {
+            f->second();
+            continue;
+        }
+        auto it = cli.valued.find(a);
+        if (it == cli.valued.end()) return "unknown option " + a;
+        if (i + 1 >= args.size()) return "option " + a + " needs a value";
+        const std::string &v = args[++i];
+        try {
+            it->second(v);
+        } catch (const bench_option_error &e) {
+            return e.what();
+        } catch (const std::exception &) {
+            return "bad value for " + a + ": " + v;
+        }
+    }
+    return {};
+}
+
+int parse_int(const std::string &v, int lo, int hi) {
+    size_t used = 0;
+    int x = std::stoi(v, &used);
+    if (used != v.size() || x < lo || x > hi) throw std::invalid_argument(v);
+    return x;
+}
+
+int bench_cli_exit(bool help, const std::string &err, const char *usage, const char *prefix) {
+    if (help) {
+        std::fputs(usage, stdout);
+        return 0;
+    }
+    if (!err.empty()) {
+        std::fprintf(stderr, "%s%s\n%s", prefix, err.c_str(), usage);
+        return 2;
+    }
+    return -1;
+}
+
 std::string shell_quote(const std::string &s) {
     std::string out = "'";
     for (char c : s) {

@@ -11,6 +11,8 @@
 #include <chrono>
 #include <functional>
 #include <limits>
+#include <map>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -42,6 +44,27 @@ double word_error_rate(const std::string &ref, const std::string &hyp);
 // the first word's start and the last word's end in seconds; tokens starting with '<', '[' or
 // '+' (silence, noise) are not words. False when the text holds no aligned word.
 bool alignment_bounds(const std::string &json_text, double *start_s, double *end_s);
+
+// --- command lines ---
+
+// A benchmark's options: flags take no value, the others one, handed to a setter that throws
+// std::invalid_argument (or any std::exception) for a bad value ("bad value for X: V") or
+// bench_option_error for its own message. "-h" / "--help" sets help and stops; "--" stops and,
+// with `rest`, hands the arguments after it over. Returns the error, empty on success.
+struct bench_option_error : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+struct bench_cli {
+    std::map<std::string, std::function<void()>> flags;
+    std::map<std::string, std::function<void(const std::string &value)>> valued;
+    std::vector<std::string> *rest = nullptr;
+};
+std::string parse_bench_cli(const std::vector<std::string> &args, const bench_cli &cli, bool &help);
+// The whole of v as an integer in [lo, hi]; else std::invalid_argument.
+int parse_int(const std::string &v, int lo, int hi = std::numeric_limits<int>::max());
+// After parsing: the usage on stdout for help (returns 0), the error and the usage on stderr
+// (returns 2), else -1 (go on). `prefix` starts the error line ("parley bench: ").
+int bench_cli_exit(bool help, const std::string &err, const char *usage, const char *prefix = "");
 
 // --- child processes ---
 

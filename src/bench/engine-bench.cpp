@@ -62,9 +62,9 @@ const char *USAGE = R"(usage: parley bench engines [options]
   --clips N             at most N clips (default 5)
   --whisper-model F     ggml Whisper model (tests/gen/make-tiny-whisper.py --preset base.en)
   --llm-model F         GGUF; repeat or comma-separate for several (default stories260K)
-  --prompt-tokens N     prompt length for the LLM (default 128)
-  --gen-tokens N        generated tokens (default 32)
-  --batch N             llama.cpp batch size, both sides (default 512)
+  --prompt-tokens N     prompt length for the LLM (default 128, at least 8)
+  --gen-tokens N        generated tokens (default 32, at least 2)
+  --batch N             llama.cpp batch size, both sides (default 512, at least 32)
   --piper-model F       Piper voice .onnx (tests/gen/make-tiny-piper.py --preset medium)
   --voice V             espeak-ng voice (default en-us)
   --text T              text to speak
@@ -84,56 +84,33 @@ std::vector<std::string> split_list(const std::string &s) {
 // Empty on success, else why not.
 std::string parse_options(const std::vector<std::string> &args, bench_options &o, bool &help) {
     bool models_given = false;
-    for (size_t i = 0; i < args.size(); ++i) {
-        const std::string &a = args[i];
-        if (a == "-h" || a == "--help") {
-            help = true;
-            return {};
-        }
-        if (i + 1 >= args.size()) return "option " + a + " needs a value (or is unknown)";
-        const std::string &v = args[++i];
-        try {
-            if (a == "--parts")
-                o.parts = split_list(v);
-            else if (a == "--threads")
-                o.threads = std::stoi(v);
-            else if (a == "--repeats")
-                o.repeats = std::max(1, std::stoi(v));
-            else if (a == "--warmup")
-                o.warmup = std::max(0, std::stoi(v));
-            else if (a == "--audio-dir")
-                o.audio_dir = v;
-            else if (a == "--clips")
-                o.max_clips = std::max(1, std::stoi(v));
-            else if (a == "--whisper-model")
-                o.whisper_model = v;
-            else if (a == "--llm-model") {
-                if (!models_given) o.llm_models.clear();
-                models_given = true;
-                for (auto &m : split_list(v))
-                    o.llm_models.push_back(m);
-            } else if (a == "--prompt-tokens")
-                o.prompt_tokens = std::max(8, std::stoi(v));
-            else if (a == "--gen-tokens")
-                o.gen_tokens = std::max(2, std::stoi(v));
-            else if (a == "--batch")
-                o.batch = std::max(32, std::stoi(v));
-            else if (a == "--piper-model")
-                o.piper_model = v;
-            else if (a == "--voice")
-                o.voice = v;
-            else if (a == "--text")
-                o.text = v;
-            else if (a == "--out")
-                o.out = v;
-            else if (a == "--server-port")
-                o.server_port = std::stoi(v);
-            else
-                return "unknown option " + a;
-        } catch (const std::exception &) {
-            return "bad value for " + a + ": " + v;
-        }
-    }
+    using value = const std::string &;
+    bench_cli cli;
+    cli.valued = {
+        {"--parts", [&](value v) { o.parts = split_list(v); }},
+        {"--threads", [&](value v) { o.threads = parse_int(v, 0, 1024); }},
+        {"--repeats", [&](value v) { o.repeats = parse_int(v, 1); }},
+        {"--warmup", [&](value v) { o.warmup = parse_int(v, 0); }},
+        {"--audio-dir", [&](value v) { o.audio_dir = v; }},
+        {"--clips", [&](value v) { o.max_clips = parse_int(v, 1); }},
+        {"--whisper-model", [&](value v) { o.whisper_model = v; }},
+        {"--llm-model",
+         [&](value v) {
+             if (!models_given) o.llm_models.clear();
+             models_given = true;
+             for (auto &m : split_list(v))
+                 o.llm_models.push_back(m);
+         }},
+        {"--prompt-tokens", [&](value v) { o.prompt_tokens = parse_int(v, 8); }},
+        {"--gen-tokens", [&](value v) { o.gen_tokens = parse_int(v, 2); }},
+        {"--batch", [&](value v) { o.batch = parse_int(v, 32); }},
+        {"--piper-model", [&](value v) { o.piper_model = v; }},
+        {"--voice", [&](value v) { o.voice = v; }},
+        {"--text", [&](value v) { o.text = v; }},
+        {"--out", [&](value v) { o.out = v; }},
+        {"--server-port", [&](value v) { o.server_port = parse_int(v, 1, 65535); }},
+    };
+    if (std::string err = parse_bench_cli(args, cli, help); !err.empty() || help) return err;
     for (const std::string &p : o.parts)
         if (p != "asr" && p != "llm" && p != "tts" && p != "server")
             return "unknown part '" + p + "' (parts: asr, llm, tts, server)";
@@ -776,14 +753,7 @@ int engine_bench_main(const std::vector<std::string> &args) {
     bench_options o;
     bool help = false;
     std::string err = parse_options(args, o, help);
-    if (help) {
-        std::fputs(USAGE, stdout);
-        return 0;
-    }
-    if (!err.empty()) {
-        std::fprintf(stderr, "%s\n%s", err.c_str(), USAGE);
-        return 2;
-    }
+    if (int rc = bench_cli_exit(help, err, USAGE); rc >= 0) return rc;
     char tmpl[] = "/tmp/parley-bench-XXXXXX";
     std::string tmp = mkdtemp(tmpl) ? tmpl : "/tmp";
     std::printf("engine benchmark: %d threads, %d warm-up + %d timed runs, median\n", o.threads,

@@ -118,86 +118,54 @@ Example (memory check): parley bench --clients 1 --turns 500 --pace 0 --mode pus
 std::string parse_options(const std::vector<std::string> &args, voice_bench_options &o,
                           bool &help) {
     bool rounds_given = false;
-    // Each option that takes a value, and what it does with it (throws on a bad value).
-    auto integer = [](const std::string &v, int lo, int hi = std::numeric_limits<int>::max()) {
-        size_t used = 0;
-        int x = std::stoi(v, &used);
-        if (used != v.size() || x < lo || x > hi) throw std::invalid_argument(v);
-        return x;
-    };
-    using setter = std::function<void(const std::string &)>;
-    const std::map<std::string, setter> valued = {
+    bench_cli cli;
+    cli.rest = &o.server_args;
+    cli.flags = {{"--sync", [&] { o.sync = true; }}, {"--no-bare", [&] { o.bare = false; }}};
+    using value = const std::string &;
+    cli.valued = {
         {"--clients",
-         [&](const std::string &v) {
+         [&](value v) {
              o.clients.clear();
              std::stringstream ss(v);
              std::string item;
              while (std::getline(ss, item, ','))
-                 o.clients.push_back(integer(item, 1, 256));
+                 o.clients.push_back(parse_int(item, 1, 256));
              if (o.clients.empty()) throw std::invalid_argument(v);
          }},
         {"--mode",
-         [&](const std::string &v) {
-             if (v != "hands_free" && v != "push_to_talk") throw std::invalid_argument(v);
+         [&](value v) {
+             if (v != "hands_free" && v != "push_to_talk")
+                 throw bench_option_error("--mode is hands_free or push_to_talk, not " + v);
              o.mode = v;
          }},
         {"--rounds",
-         [&](const std::string &v) {
-             o.rounds = integer(v, 1);
+         [&](value v) {
+             o.rounds = parse_int(v, 1);
              rounds_given = true;
          }},
-        {"--turns", [&](const std::string &v) { o.turns = integer(v, 1); }},
-        {"--warmup", [&](const std::string &v) { o.warmup = integer(v, 0); }},
+        {"--turns", [&](value v) { o.turns = parse_int(v, 1); }},
+        {"--warmup", [&](value v) { o.warmup = parse_int(v, 0); }},
         {"--pace",
-         [&](const std::string &v) {
+         [&](value v) {
              size_t used = 0;
              o.pace = std::stod(v, &used);
              if (used != v.size() || o.pace < 0 || !std::isfinite(o.pace))
                  throw std::invalid_argument(v);
          }},
-        {"--gap-ms", [&](const std::string &v) { o.gap_ms = integer(v, 0); }},
-        {"--client-slice-us", [&](const std::string &v) { o.client_slice_us = integer(v, 0); }},
-        {"--client-rt-priority",
-         [&](const std::string &v) { o.client_rt_priority = integer(v, -1, 99); }},
-        {"--timeout-ms", [&](const std::string &v) { o.timeout_ms = integer(v, 100); }},
-        {"--turns-per-session", [&](const std::string &v) { o.turns_per_session = integer(v, 1); }},
-        {"--url", [&](const std::string &v) { o.url = v; }},
-        {"--pid", [&](const std::string &v) { o.pid = integer(v, 1); }},
-        {"--api-key", [&](const std::string &v) { o.api_key = v; }},
-        {"--bare-turns", [&](const std::string &v) { o.bare_turns = integer(v, 0); }},
-        {"--audio-dir", [&](const std::string &v) { o.audio_dir = v; }},
-        {"--out", [&](const std::string &v) { o.out = v; }},
-        {"--html", [&](const std::string &v) { o.html = v; }},
+        {"--gap-ms", [&](value v) { o.gap_ms = parse_int(v, 0); }},
+        {"--client-slice-us", [&](value v) { o.client_slice_us = parse_int(v, 0); }},
+        {"--client-rt-priority", [&](value v) { o.client_rt_priority = parse_int(v, -1, 99); }},
+        {"--timeout-ms", [&](value v) { o.timeout_ms = parse_int(v, 100); }},
+        {"--turns-per-session", [&](value v) { o.turns_per_session = parse_int(v, 1); }},
+        {"--url", [&](value v) { o.url = v; }},
+        {"--pid", [&](value v) { o.pid = parse_int(v, 1); }},
+        {"--api-key", [&](value v) { o.api_key = v; }},
+        {"--bare-turns", [&](value v) { o.bare_turns = parse_int(v, 0); }},
+        {"--audio-dir", [&](value v) { o.audio_dir = v; }},
+        {"--out", [&](value v) { o.out = v; }},
+        {"--html", [&](value v) { o.html = v; }},
     };
-    for (size_t i = 0; i < args.size(); ++i) {
-        const std::string &a = args[i];
-        if (a == "--") {
-            o.server_args.assign(args.begin() + long(i) + 1, args.end());
-            break;
-        }
-        if (a == "-h" || a == "--help") {
-            help = true;
-            return {};
-        }
-        if (a == "--sync") {
-            o.sync = true;
-            continue;
-        }
-        if (a == "--no-bare") {
-            o.bare = false;
-            continue;
-        }
-        auto it = valued.find(a);
-        if (it == valued.end()) return "unknown option " + a;
-        if (i + 1 >= args.size()) return "option " + a + " needs a value";
-        const std::string &v = args[++i];
-        try {
-            it->second(v);
-        } catch (const std::exception &) {
-            if (a == "--mode") return "--mode is hands_free or push_to_talk, not " + v;
-            return "bad value for " + a + ": " + v;
-        }
-    }
+    if (std::string err = parse_bench_cli(args, cli, help); !err.empty() || help) return err;
     if (o.turns > 0 && rounds_given) return "give --turns or --rounds, not both";
     if (o.turns == 0) o.turns = o.rounds * int(std::size(CLIP_IDS));
     return {};
@@ -1522,14 +1490,7 @@ int voice_bench_main(const std::vector<std::string> &args) {
     voice_bench_options o;
     bool help = false;
     std::string err = parse_options(args, o, help);
-    if (help) {
-        std::fputs(USAGE, stdout);
-        return 0;
-    }
-    if (!err.empty()) {
-        std::fprintf(stderr, "parley bench: %s\n%s", err.c_str(), USAGE);
-        return 2;
-    }
+    if (int rc = bench_cli_exit(help, err, USAGE, "parley bench: "); rc >= 0) return rc;
     // The clients' thread's scheduling, tried once here: -1 is a quiet "where allowed".
     std::thread([&o] {
         if (std::string e = set_thread_slice(o.client_slice_us); !e.empty())

@@ -66,6 +66,42 @@ voice_turn make_turn(int client, int index, double decision, double first_audio,
 
 } // namespace
 
+// The benchmarks' command lines: flags, one value each, "--" hands the rest over, errors say
+// which option and value.
+TEST(bench_cli, options_flags_rest_and_errors) {
+    int n = 0;
+    bool flag = false;
+    std::string name;
+    std::vector<std::string> rest;
+    bench_cli cli;
+    cli.rest = &rest;
+    cli.flags = {{"--flag", [&] { flag = true; }}};
+    cli.valued = {{"--n", [&](const std::string &v) { n = parse_int(v, 1, 10); }},
+                  {"--name", [&](const std::string &v) {
+                       if (v.empty()) throw bench_option_error("--name needs a name");
+                       name = v;
+                   }}};
+    bool help = false;
+    EXPECT_EQ(parse_bench_cli({"--n", "3", "--flag", "--name", "x", "--", "--n", "y"}, cli, help),
+              "");
+    EXPECT_EQ(n, 3);
+    EXPECT_TRUE(flag);
+    EXPECT_EQ(name, "x");
+    EXPECT_EQ(rest, (std::vector<std::string>{"--n", "y"}));
+    EXPECT_FALSE(help);
+    EXPECT_EQ(parse_bench_cli({"--n", "3x"}, cli, help), "bad value for --n: 3x");
+    EXPECT_EQ(parse_bench_cli({"--n", "11"}, cli, help), "bad value for --n: 11");
+    EXPECT_EQ(parse_bench_cli({"--n", ""}, cli, help), "bad value for --n: ");
+    EXPECT_EQ(parse_bench_cli({"--n"}, cli, help), "option --n needs a value");
+    EXPECT_EQ(parse_bench_cli({"--bogus"}, cli, help), "unknown option --bogus");
+    EXPECT_EQ(parse_bench_cli({"--name", ""}, cli, help), "--name needs a name");
+    cli.rest = nullptr;
+    EXPECT_EQ(parse_bench_cli({"--"}, cli, help), "unexpected --");
+    EXPECT_EQ(parse_bench_cli({"--n", "2", "-h", "--bogus"}, cli, help), "");
+    EXPECT_TRUE(help);
+    EXPECT_EQ(bench_cli_exit(false, "", "usage\n"), -1);
+}
+
 TEST(bench_report, summary_counts_only_finished_turns_after_the_warm_up) {
     voice_run run;
     run.clients = 2;
