@@ -14,12 +14,11 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { launchChromium } from '../lib/browser.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const BIN = path.resolve(ROOT, process.env.PARLEY_BIN || 'build/parley');
 const MODEL = process.env.PARLEY_TEST_MODEL || path.resolve(ROOT, '../shared/models/stories260K.gguf');
-const CHROMIUM = process.env.PARLEY_CHROMIUM || '/usr/bin/chromium';
 const CLIP = '/usr/share/pocketsphinx/test/data/librivox/sense_and_sensibility_01_austen_64kb-0870';
 const RESULTS = path.join(ROOT, 'test-results');
 
@@ -103,15 +102,7 @@ describe('web page in Chromium', { timeout: 240_000 }, () => {
     assert.ok(server.health.llm, `server has no language model: ${JSON.stringify(server.health)}`);
 
     // Chromium's fake capture reads the 16 kHz mono WAV as is (it resamples itself) and loops it.
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking',
-        '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic',
-        '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
-        `--use-file-for-fake-audio-capture=${CLIP}.wav`, '--autoplay-policy=no-user-gesture-required',
-      ],
-    });
+    browser = await launchChromium(`${CLIP}.wav`);
   });
 
   after(async () => {

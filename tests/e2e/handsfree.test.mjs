@@ -14,10 +14,9 @@ import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { inflateSync } from 'node:zlib';
-import { chromium } from 'playwright-core';
 import { startServer, bin, model, repo, librivox, readWav } from '../lib/parley.mjs';
+import { launchChromium } from '../lib/browser.mjs';
 
-const CHROMIUM = process.env.PARLEY_CHROMIUM || '/usr/bin/chromium';
 const RESULTS = path.join(repo, 'test-results');
 const MIC_FILE = path.join(RESULTS, 'e2e-handsfree-mic.wav');
 const QUESTIONS = ['0880', '0930'].map((n) => `${librivox}/sense_and_sensibility_01_austen_64kb-${n}`);
@@ -113,15 +112,7 @@ describe('hands-free in Chromium', { timeout: 180_000 }, () => {
     writeMicFile();
     // A long reply, so that the second question comes while the first reply is still spoken.
     server = await startServer(['--max-tokens', '200']);
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking',
-        '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic',
-        '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
-        `--use-file-for-fake-audio-capture=${MIC_FILE}`, '--autoplay-policy=no-user-gesture-required',
-      ],
-    });
+    browser = await launchChromium(MIC_FILE);
   });
 
   after(async () => {
