@@ -58,6 +58,33 @@ struct sent_chunk {
     std::string audio; // the PCM sent, kept to resume after a false start
 };
 
+namespace {
+
+// How much of chunk c was heard when `played_ms` of it had played: its words whose middle was
+// played, and where the last of them ends in the chunk's own text, to the end of its token (the
+// engine's words may leave out a contraction's tail or the punctuation); 0 when none was found.
+struct heard_split {
+    size_t words = 0;
+    size_t text_end = 0;
+};
+
+heard_split split_heard(const sent_chunk &c, double played_ms) {
+    heard_split h;
+    size_t cursor = 0;
+    for (const chunk_word &w : c.words) {
+        if ((w.start_ms + w.end_ms) / 2.0 > played_ms) break;
+        h.words++;
+        size_t at = w.text.empty() ? std::string::npos : c.text.find(w.text, cursor);
+        if (at == std::string::npos) continue;
+        cursor = h.text_end = at + w.text.size();
+    }
+    while (h.text_end > 0 && h.text_end < c.text.size() && c.text[h.text_end] != ' ')
+        h.text_end++;
+    return h;
+}
+
+} // namespace
+
 // One reply: the LLM's phrases on their way out, in order.
 struct session::turn {
     int64_t id = 0;
@@ -1061,18 +1088,7 @@ std::string session::heard_locked(const turn &t, size_t chunk, double played_ms)
             continue;
         }
         if (!c.words.empty()) {
-            // The chunk's own text up to the last heard word, to the end of its token: the
-            // engine's words may leave out a contraction's tail or the punctuation.
-            size_t cursor = 0, end = 0;
-            for (const chunk_word &w : c.words) {
-                if ((w.start_ms + w.end_ms) / 2.0 > played_ms) break;
-                size_t at = w.text.empty() ? std::string::npos : c.text.find(w.text, cursor);
-                if (at == std::string::npos) continue;
-                cursor = end = at + w.text.size();
-            }
-            while (end > 0 && end < c.text.size() && c.text[end] != ' ')
-                end++;
-            add(c.text.substr(0, end));
+            add(c.text.substr(0, split_heard(c, played_ms).text_end));
         } else if (c.audio_ms > 0) {
             // No timings: the played share of the text, cut back to a word boundary.
             size_t n = size_t(double(c.text.size()) * played_ms / c.audio_ms);
@@ -1307,27 +1323,17 @@ void session::resume_turn(const std::shared_ptr<turn> &t) {
     if (!first.has_audio || played >= first.audio_ms) {
         rest.erase(rest.begin()); // chunk k was heard whole
     } else {
-        // Split chunk k at its first unheard word (the server's rule: a word whose middle was
-        // played was heard); without timings it is played again from its start.
-        size_t w = 0;
-        while (w < first.words.size() &&
-               (first.words[w].start_ms + first.words[w].end_ms) / 2.0 <= played)
-            w++;
+        // Split chunk k at its first unheard word, as heard_locked() cuts the history; without
+        // timings it is played again from its start.
+        heard_split h = split_heard(first, played);
+        size_t w = h.words;
         int from_ms = first.words.empty()      ? 0
                       : w < first.words.size() ? first.words[w].start_ms
                                                : first.audio_ms;
-        // The text from the start of word w: past word w-1's token and the spaces after it.
-        size_t at = 0, cursor = 0;
-        for (size_t i = 0; i < w; i++) {
-            size_t p = first.text.find(first.words[i].text, cursor);
-            if (p != std::string::npos) cursor = p + first.words[i].text.size();
-        }
-        if (w > 0) {
-            size_t space = first.text.find(' ', cursor);
-            at = space == std::string::npos ? first.text.size()
-                                            : first.text.find_first_not_of(' ', space);
-            if (at == std::string::npos) at = first.text.size();
-        }
+        // The rest's text starts after the heard token and the spaces after it.
+        size_t at = h.text_end == 0 ? 0
+                                    : std::min(first.text.size(),
+                                               first.text.find_first_not_of(' ', h.text_end));
         size_t byte =
             std::min(first.audio.size(), size_t(int64_t(from_ms) * cfg_.audio_out_rate / 1000) * 2);
         heard_part.text = first.text.substr(0, at);
