@@ -89,7 +89,7 @@ class echo_canceller {
 
     // Microphone audio (at sample_rate) in, echo-cancelled audio out (see above). Empty in,
     // whatever whole frames are ready out (usually nothing).
-    std::vector<int16_t> process(std::span<const int16_t> near);
+    std::vector<int16_t> process(std::span<const int16_t> mic);
     // The last partial frame, cancelled (padded internally), so the output length equals the
     // input length. For the end of a stream.
     std::vector<int16_t> flush();
