@@ -57,7 +57,7 @@ bench: build node_modules/.parley-stamp
 	@$(RUN) build/parley bench $(ARGS)
 	@$(RUN) node bench/handsfree.mjs
 
-# Memory check: 500 push-to-talk turns as fast as the server takes them (about 30 min here).
+# Memory check: 500 push-to-talk turns as fast as the server takes them (about 6 min here).
 bench-memory: build node_modules/.parley-stamp
 	@$(RUN) build/parley bench --clients 1 --turns 500 --pace 0 --mode push_to_talk --no-bare \
 		--out bench/out/memory.json --html bench/out/memory.html $(ARGS)
