@@ -36,8 +36,16 @@ test: test-model build node_modules/.parley-stamp
 	@$(RUN) tests/run-all
 
 # The tests run the real stories260K model from ../shared/models (or PARLEY_TEST_MODEL): say so
-# before minutes of setup and build, not as dozens of failed tests after them.
-TEST_MODEL := $(or $(PARLEY_TEST_MODEL),../shared/models/stories260K.gguf)
+# before minutes of setup and build, not as dozens of failed tests after them. A checkout cloned
+# from a local one (git clone /path/parley DIR) without shared/ beside it uses the one beside
+# its origin; scripts/run makes that folder visible in the build environment.
+SHARED_MODEL := shared/models/stories260K.gguf
+ORIGIN := $(shell git config --get remote.origin.url 2>/dev/null)
+ORIGIN_MODEL := $(if $(filter /%,$(ORIGIN)),$(wildcard $(abspath $(ORIGIN)/../$(SHARED_MODEL))))
+TEST_MODEL := $(or $(PARLEY_TEST_MODEL),$(wildcard ../$(SHARED_MODEL)),$(ORIGIN_MODEL),../$(SHARED_MODEL))
+ifneq ($(TEST_MODEL),../$(SHARED_MODEL))
+export PARLEY_TEST_MODEL := $(abspath $(TEST_MODEL))
+endif
 test-model:
 	@test -f "$(TEST_MODEL)" || { echo "make test: no test model at $(TEST_MODEL): put stories260K.gguf in ../shared/models/ beside this checkout (see README, Tests) or set PARLEY_TEST_MODEL=FILE" >&2; exit 2; }
 
