@@ -49,8 +49,10 @@ PRESETS = {
     "1.5b": dict(n_layer=28, n_embd=1536, n_ff=8960, n_head=12, n_head_kv=2, vocab=151936),
     "3b": dict(n_layer=36, n_embd=2048, n_ff=11008, n_head=16, n_head_kv=2, vocab=151936),
 }
-DEFAULT_TOKENIZER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..",
-                                 "shared", "models", "stories260K.gguf")
+# stories260K: the test model (PARLEY_TEST_MODEL, as make test sets it), else beside the checkout.
+DEFAULT_TOKENIZER = os.environ.get("PARLEY_TEST_MODEL") or os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "models",
+    "stories260K.gguf")
 Q = gguf.GGMLQuantizationType
 
 
@@ -284,7 +286,8 @@ def main():
     ap.add_argument("--vocab", type=int, default=-1,
                     help="vocabulary size (default: the real model's; 0: the tokenizer's 512)")
     ap.add_argument("--tokenizer", default=DEFAULT_TOKENIZER,
-                    help="GGUF whose tokenizer to copy (default ../shared/models/stories260K.gguf)")
+                    help="GGUF whose tokenizer to copy (default $PARLEY_TEST_MODEL, else "
+                         "../shared/models/stories260K.gguf)")
     ap.add_argument("--seed", type=int, default=1234)
     args = ap.parse_args()
 

@@ -7,8 +7,8 @@ import { createServer } from 'node:http';
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { bin, repo, tempDir } from '../lib/parley.mjs';
+import { dirname, join } from 'node:path';
+import { bin, model, tempDir } from '../lib/parley.mjs';
 
 const sha = (buf) => createHash('sha256').update(buf).digest('hex');
 const HUB = 'https://huggingface.co/org/repo/resolve/main';
@@ -352,8 +352,8 @@ test('disk full (ENOSPC) is reported as such', { skip: !existsSync('/dev/full') 
 });
 
 test('the repository manifest: stories260k from ../shared/models without the network', async (t) => {
-  const shared = join(repo, '../shared/models');
-  if (!existsSync(join(shared, 'stories260K.gguf'))) return t.skip('no ../shared/models/stories260K.gguf');
+  const shared = dirname(model); // ../shared/models, or PARLEY_TEST_MODEL's folder
+  if (!existsSync(join(shared, 'stories260K.gguf'))) return t.skip(`no stories260K.gguf in ${shared}`);
   const env = { PARLEY_MANIFEST: '', PARLEY_MODEL_MIRROR: shared, HF_ENDPOINT: `http://127.0.0.1:${closedPort}`,
     PARLEY_MODELS: join(dir, 'real') };
   const r = await models(['pull', 'stories260k'], env); // the default manifest: <exe>/../models
