@@ -31,6 +31,7 @@ fs::path source_dir() {
 }
 
 fs::path tokenizer_model() {
+    if (const char *m = getenv("PARLEY_TEST_MODEL"); m && *m) return m;
     return source_dir() / ".." / "shared" / "models" / "stories260K.gguf";
 }
 
