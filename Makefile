@@ -33,12 +33,14 @@ serve: build node_modules/.parley-stamp
 	@$(RUN) build/parley serve --port $(PORT) --profile $(PROFILE) $(if $(MODEL),--model $(MODEL)) $(ARGS)
 
 test: test-model build node_modules/.parley-stamp
+	@echo; echo "=== host paths through scripts/run (tests/host/paths.sh)"
+	@tests/host/paths.sh
 	@$(RUN) tests/run-all
 
 # The tests run the real stories260K model from ../shared/models (or PARLEY_TEST_MODEL): say so
 # before minutes of setup and build, not as dozens of failed tests after them. A checkout cloned
 # from a local one (git clone /path/parley DIR) without shared/ beside it uses the one beside
-# its origin; scripts/run makes that folder visible in the build environment.
+# its origin.
 SHARED_MODEL := shared/models/stories260K.gguf
 ORIGIN := $(shell git config --get remote.origin.url 2>/dev/null)
 ORIGIN_MODEL := $(if $(filter /%,$(ORIGIN)),$(wildcard $(abspath $(ORIGIN)/../$(SHARED_MODEL))))

@@ -19,6 +19,7 @@ const char *USAGE =
   show NAME         all of a model's details: files, URLs, checksums, licence, notes
   pull NAME...      fetch a model's files into the cache (resumes; checks sha256)
   path NAME         print the local path of the model's main file (exit 2 if not pulled)
+  path              print the cache folder
   rm NAME...        delete a model from the cache
 options (each also an environment variable):
   --manifest FILE   PARLEY_MANIFEST      (default <exe dir>/../models/manifest.json)
@@ -136,6 +137,10 @@ int models_command(const std::vector<std::string> &args) {
     model_cache cache(settings);
 
     if (cmd == "list") return pos.empty() ? cmd_list(manifest, cache) : fail("list takes no names");
+    if (cmd == "path" && pos.empty()) {
+        printf("%s\n", settings.cache_dir.c_str());
+        return 0;
+    }
     if (pos.empty()) return fail(cmd + " needs a model name (parley models list shows them)");
     if ((cmd == "show" || cmd == "path") && pos.size() != 1)
         return fail(cmd + " takes one model name");

@@ -220,8 +220,14 @@ test('list, path and rm', async () => {
   assert.equal(gone.stdout, '');
 });
 
+test('models path alone prints the cache folder', async () => {
+  const r = await models(['path']);
+  assert.equal(r.code, 0);
+  assert.equal(r.stdout.trim(), cache);
+});
+
 test('bad input: unknown model, unknown command, broken manifest (exit 2, one line)', async () => {
-  for (const args of [['pull', 'nope'], ['path', 'nope'], ['rm', 'nope'], ['fly'], ['path']]) {
+  for (const args of [['pull', 'nope'], ['path', 'nope'], ['rm', 'nope'], ['fly'], ['pull']]) {
     const r = await models(args);
     assert.equal(r.code, 2, args.join(' '));
     assert.match(r.stderr, /^parley: models: /);
