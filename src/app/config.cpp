@@ -330,7 +330,8 @@ commands:
   bench engines [--help]  Parley's engines against the bare tools on the same inputs
 
 options (also as keys of a JSON file given with --config FILE):
-  --host ADDR             listen address (default 127.0.0.1; others need --api-key)
+  --host ADDR             listen address or host name (default 127.0.0.1; all but loopback
+                          need --api-key)
   --port N                listen port (default 8000)
   --api-key KEY           required as a bearer token, ?api_key= or WebSocket subprotocol parley-key.KEY
   --allow-origin ORIGIN   also accept WebSocket connections from this page origin (* for any)

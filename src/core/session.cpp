@@ -159,29 +159,28 @@ void session::error(const std::string &code, const std::string &message) {
 }
 
 void session::open(const std::string &resume_id) {
-    bool resumed = false;
+    bool resumed = false, resume_failed = false;
     std::vector<turn_record> turns;
     std::string id;
     if (!resume_id.empty() && valid_session_id(resume_id) && eng_.db) {
-        try {
+        std::string err = store_call("resume a session", [&] {
             if (eng_.db->session_exists(resume_id)) {
                 turns = eng_.db->load_turns(resume_id);
                 id = resume_id;
                 resumed = true;
             }
-        } catch (const std::exception &e) {
-            log_error("store: %s", e.what());
+        });
+        if (!err.empty()) {
+            error("store_failed", "the stored session cannot be read; started a new one");
+            resume_failed = true;
         }
     }
     if (id.empty()) id = new_session_id();
-    if (!resume_id.empty() && !resumed)
+    if (!resume_id.empty() && !resumed && !resume_failed)
         error("unknown_session", "no session " + resume_id.substr(0, 64) + "; started a new one");
     if (!resumed && eng_.db) {
-        try {
-            eng_.db->create_session(id);
-        } catch (const std::exception &e) {
-            log_error("store: %s", e.what());
-        }
+        if (!store_call("create a session", [&] { eng_.db->create_session(id); }).empty())
+            error("store_failed", "this conversation cannot be saved; it goes on unsaved");
     }
     int64_t n;
     {
@@ -357,8 +356,20 @@ void session::request_tts_check(const tts_params &params) {
     if (!eng_.tts_worker || !eng_.tts) return;
     // Lazy: the engine initialises on its first check, on the TTS worker, off the network path.
     auto self = shared_from_this();
-    eng_.tts_worker->post([self, params] {
+    eng_.tts_worker->post([self, params = tts_params(params)]() mutable {
         mono_time t0 = mono_now();
+        if (!self->eng_.tts->knows_voice(params.voice)) {
+            // The session goes on with the configured voice.
+            std::string asked = params.voice;
+            params.voice = self->cfg_.tts.voice;
+            {
+                std::lock_guard lock(self->m_);
+                if (self->tts_params_.voice == asked) self->tts_params_.voice = params.voice;
+            }
+            self->error("unknown_voice", self->eng_.tts->name() + " has no voice '" +
+                                             asked.substr(0, 64) + "'; speaking with '" +
+                                             params.voice + "'");
+        }
         std::string err = self->eng_.tts->check(params);
         // The engine loads on its first check (lazily, off the network path): its load time.
         if (metrics *st = self->eng_.stats; st && st->tts_load_ms.load() == 0 && err.empty())
@@ -1254,11 +1265,8 @@ void session::amend_turn(const std::shared_ptr<turn> &t, const std::string &hear
         cut_ = t;
     }
     if (eng_.db) {
-        try {
-            eng_.db->append_turn(sid, rec); // replaces the turn
-        } catch (const std::exception &e) {
-            log_error("store: %s", e.what());
-        }
+        if (!store_call("save a cut turn", [&] { eng_.db->append_turn(sid, rec); }).empty())
+            error("store_failed", "the turn cannot be saved; the conversation goes on");
     }
 }
 
@@ -1473,11 +1481,8 @@ void session::record_turn(const std::shared_ptr<turn> &t, bool interrupted) {
         if (current_ == t) current_.reset();
     }
     if (eng_.db) {
-        try {
-            eng_.db->append_turn(sid, rec);
-        } catch (const std::exception &e) {
-            log_error("store: %s", e.what());
-        }
+        if (!store_call("save a turn", [&] { eng_.db->append_turn(sid, rec); }).empty())
+            error("store_failed", "the turn cannot be saved; the conversation goes on");
     }
     if (eng_.stats && !interrupted) {
         auto observe = [&](latency_histogram &h, mono_time x) {

@@ -1,6 +1,8 @@
 #include "net/server.h"
 
 #include "core/log.h"
+#include "core/protocol.h"
+#include "net/edge-guard.h"
 #include "core/metrics.h"
 #include "core/worker.h"
 #include "net/web-assets.h"
@@ -10,6 +12,7 @@
 #include <boost/beast.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <deque>
 #include <mutex>
@@ -146,12 +149,15 @@ class ws_conn : public session_output, public std::enable_shared_from_this<ws_co
     void on_accept(beast::error_code ec) {
         if (ec) return;
         srv_->add(shared_from_this());
-        auto s = std::make_shared<session>(srv_->eng, srv_->cfg, shared_from_this());
-        {
-            std::lock_guard lock(qm_);
-            sess_ = s;
-        }
-        s->open(resume_id_);
+        std::string err = edge_guard("ws: opening a session", [&] {
+            auto s = std::make_shared<session>(srv_->eng, srv_->cfg, shared_from_this());
+            {
+                std::lock_guard lock(qm_);
+                sess_ = s;
+            }
+            s->open(resume_id_);
+        });
+        if (!err.empty()) send_text(encode_error("internal", "the session could not open"));
         do_read();
     }
 
@@ -176,10 +182,16 @@ class ws_conn : public session_output, public std::enable_shared_from_this<ws_co
             s = sess_;
         }
         if (s) {
-            if (ws_.got_binary())
-                s->on_binary(msg);
-            else
-                s->on_text(msg);
+            bool binary = ws_.got_binary();
+            std::string err = edge_guard(binary ? "ws: an audio frame" : "ws: a message", [&] {
+                if (binary)
+                    s->on_binary(msg);
+                else
+                    s->on_text(msg);
+            });
+            if (!err.empty())
+                send_text(encode_error("internal", "this message failed inside the server; the "
+                                                   "session goes on"));
         }
         do_read();
     }
@@ -297,7 +309,12 @@ class http_conn : public std::enable_shared_from_this<http_conn> {
             std::make_shared<ws_conn>(srv_, stream_.release_socket())->run(std::move(req));
             return;
         }
-        reply(srv_->handle(req));
+        std::optional<http::response<http::string_body>> res;
+        std::string err = edge_guard("http", [&] { res.emplace(srv_->handle(req)); });
+        if (!err.empty() || !res)
+            return reply(error_response(req, http::status::internal_server_error,
+                                        "internal error: the request failed inside the server"));
+        reply(std::move(*res));
     }
 
     static http::response<http::string_body>
@@ -389,10 +406,18 @@ server::impl::handle(const http::request<http::string_body> &req) {
         if (!authorized(req))
             return json_reply(http::status::unauthorized, {{"error", "API key required"}});
         std::string id = path.substr(10);
-        if (!eng.db || !eng.db->session_exists(id))
-            return json_reply(http::status::not_found, {{"error", "no such session"}});
+        bool exists = false;
+        std::vector<turn_record> records;
+        std::string err = store_call("GET /sessions", [&] {
+            exists = eng.db && eng.db->session_exists(id);
+            if (exists) records = eng.db->load_turns(id);
+        });
+        if (!err.empty())
+            return json_reply(http::status::internal_server_error,
+                              {{"error", "the session store failed"}, {"code", "store_failed"}});
+        if (!exists) return json_reply(http::status::not_found, {{"error", "no such session"}});
         json turns = json::array();
-        for (const turn_record &t : eng.db->load_turns(id)) {
+        for (const turn_record &t : records) {
             json timings = json::parse(t.timings_json, nullptr, false);
             turns.push_back({{"turn_id", t.turn_id},
                              {"user", t.user},
@@ -452,16 +477,34 @@ server::server(const server_options &options, const session_engines &engines,
     impl_->eng = engines;
     impl_->cfg = config;
     impl_->info = info;
-    auto addr = asio::ip::make_address(options.host);
-    tcp::endpoint ep(addr, asio::ip::port_type(options.port));
+    // An address or a name ("localhost", a host name): the first of its addresses that binds.
     beast::error_code ec;
-    impl_->acceptor.open(ep.protocol(), ec);
-    if (!ec) impl_->acceptor.set_option(asio::socket_base::reuse_address(true), ec);
-    if (!ec) impl_->acceptor.bind(ep, ec);
-    if (!ec) impl_->acceptor.listen(asio::socket_base::max_listen_connections, ec);
+    tcp::resolver resolver(impl_->ioc);
+    auto endpoints = resolver.resolve(options.host, std::to_string(options.port),
+                                      tcp::resolver::passive | tcp::resolver::numeric_service, ec);
     if (ec)
+        throw std::runtime_error("cannot listen on " + options.host + ": " + ec.message());
+    // IPv4 first: "localhost" then listens where http://127.0.0.1 reaches it too.
+    std::vector<tcp::endpoint> candidates;
+    for (const auto &entry : endpoints)
+        candidates.push_back(entry.endpoint());
+    std::stable_sort(candidates.begin(), candidates.end(),
+                     [](const tcp::endpoint &a, const tcp::endpoint &b) {
+                         return a.address().is_v4() && !b.address().is_v4();
+                     });
+    for (const tcp::endpoint &ep : candidates) {
+        if (impl_->acceptor.is_open()) impl_->acceptor.close(ec);
+        ec.clear();
+        impl_->acceptor.open(ep.protocol(), ec);
+        if (!ec) impl_->acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+        if (!ec) impl_->acceptor.bind(ep, ec);
+        if (!ec) impl_->acceptor.listen(asio::socket_base::max_listen_connections, ec);
+        if (!ec) break;
+    }
+    if (ec || !impl_->acceptor.is_open())
         throw std::runtime_error("cannot listen on " + options.host + ":" +
-                                 std::to_string(options.port) + ": " + ec.message());
+                                 std::to_string(options.port) + ": " +
+                                 (ec ? ec.message() : std::string("no address")));
 }
 
 server::~server() = default;

@@ -5,6 +5,7 @@
 // readers (GET /sessions/{id}) from waiting on writers. Errors throw store_error.
 #pragma once
 
+#include "core/log.h"
 #include "llm/conversation.h"
 
 #include <mutex>
@@ -40,5 +41,19 @@ class store {
     std::mutex m_;
     sqlite3 *db_ = nullptr;
 };
+
+// Runs one call on the store. Any failure (a store_error, a full disk, a changed schema, memory)
+// is logged in one line and returned as its message; empty when the call succeeded. Every
+// caller outside the store goes through this: a broken database costs a record or a request,
+// never a session or the process.
+template <class F> std::string store_call(const char *what, F &&call) {
+    try {
+        call();
+        return {};
+    } catch (const std::exception &e) {
+        log_error("store: %s: %s", what, e.what());
+        return e.what();
+    }
+}
 
 } // namespace parley

@@ -2,13 +2,72 @@
 
 #include <espeak-ng/speak_lib.h>
 
+#include <cstring>
+#include <map>
+
 namespace parley {
 
 namespace {
 bool initialised = false;
 int init_result = 0;
 std::string selected_voice;
+
+std::string lower(std::string_view s) {
+    std::string out(s);
+    for (char &c : out)
+        if (c >= 'A' && c <= 'Z') c = char(c - 'A' + 'a');
+    return out;
+}
+
+std::string_view file_name(std::string_view identifier) {
+    size_t slash = identifier.rfind('/');
+    return slash == std::string_view::npos ? identifier : identifier.substr(slash + 1);
+}
+
+// Lower-cased name, identifier and file name of every voice (or variant) -> what to hand to
+// espeak-ng: a voice's identifier, a variant's file name.
+struct voice_index {
+    std::map<std::string, std::string> voices, variants;
+};
+
+const voice_index &index() {
+    static const voice_index idx = [] {
+        voice_index x;
+        for (const espeak_VOICE **v = espeak_ListVoices(nullptr); v && *v; ++v) {
+            if (!(*v)->identifier) continue;
+            std::string id = (*v)->identifier;
+            x.voices.emplace(lower(id), id);
+            x.voices.emplace(lower(file_name(id)), id);
+            if ((*v)->name) x.voices.emplace(lower((*v)->name), id);
+        }
+        espeak_VOICE spec;
+        std::memset(&spec, 0, sizeof spec);
+        spec.languages = "variant";
+        for (const espeak_VOICE **v = espeak_ListVoices(&spec); v && *v; ++v) {
+            if (!(*v)->identifier) continue;
+            std::string file(file_name((*v)->identifier));
+            x.variants.emplace(lower(file), file);
+            if ((*v)->name) x.variants.emplace(lower((*v)->name), file);
+        }
+        return x;
+    }();
+    return idx;
+}
+
 } // namespace
+
+std::string espeak_voice_name(std::string_view requested) {
+    // Longer than any name espeak-ng lists: refused before any lookup.
+    if (requested.empty() || requested.size() > 80) return {};
+    const voice_index &idx = index();
+    size_t plus = requested.find('+');
+    auto voice = idx.voices.find(lower(requested.substr(0, plus)));
+    if (voice == idx.voices.end()) return {};
+    if (plus == std::string_view::npos) return voice->second;
+    auto variant = idx.variants.find(lower(requested.substr(plus + 1)));
+    if (variant == idx.variants.end()) return {};
+    return voice->second + "+" + variant->second;
+}
 
 std::mutex &espeak_mutex() {
     static std::mutex m;
@@ -25,12 +84,14 @@ int espeak_initialize_once() {
 
 bool espeak_select_voice(const std::string &name, bool *changed) {
     if (changed) *changed = false;
-    if (name == selected_voice) return true;
-    if (espeak_SetVoiceByName(name.c_str()) != EE_OK) {
+    std::string known = espeak_voice_name(name);
+    if (known.empty()) return false;
+    if (known == selected_voice) return true;
+    if (espeak_SetVoiceByName(known.c_str()) != EE_OK) {
         if (!selected_voice.empty()) espeak_SetVoiceByName(selected_voice.c_str());
         return false;
     }
-    selected_voice = name;
+    selected_voice = known;
     if (changed) *changed = true;
     return true;
 }

@@ -13,6 +13,7 @@
 
 #include <mutex>
 #include <string>
+#include <string_view>
 
 namespace parley {
 
@@ -23,8 +24,17 @@ std::mutex &espeak_mutex();
 // cannot initialise. Hold espeak_mutex().
 int espeak_initialize_once();
 
+// The name to hand to espeak-ng for a voice a user asked for: "VOICE" or "VOICE+VARIANT", where
+// VOICE is a voice's name, identifier or file name ("English (America)", "gmw/en-US", "en-us")
+// and VARIANT a variant's name or file name ("m3", "Andy"), matched without regard to case
+// against what espeak_ListVoices() reports. Empty when espeak-ng has no such voice or variant.
+// Only names from espeak-ng's own lists come back: nothing of `requested` reaches the library
+// (espeak-ng copies a variant name into a fixed buffer, and reads any file it is named).
+// Hold espeak_mutex(), after a successful espeak_initialize_once().
+std::string espeak_voice_name(std::string_view requested);
+
 // Selects the voice unless it is already the selected one; false (and the previous voice kept)
-// when espeak-ng does not know it. Selecting a voice resets espeak-ng's speech parameters (rate
+// when espeak-ng does not know it (espeak_voice_name() is empty). Selecting a voice resets espeak-ng's speech parameters (rate
 // and so on): `changed`, when given, tells the caller to set them again. Hold espeak_mutex().
 bool espeak_select_voice(const std::string &name, bool *changed = nullptr);
 

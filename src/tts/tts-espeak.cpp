@@ -63,6 +63,12 @@ class tts_espeak : public tts_engine {
         return select_locked(params);
     }
 
+    bool knows_voice(const std::string &voice) override {
+        std::lock_guard lock(espeak_mutex());
+        if (!init_locked()) return true;
+        return !espeak_voice_name(voice).empty();
+    }
+
     int sample_rate() override {
         std::lock_guard lock(espeak_mutex());
         init_locked();
@@ -106,7 +112,7 @@ class tts_espeak : public tts_engine {
     // (Piper phonemizes with it), so what this engine set last time may have changed.
     std::string select_locked(const tts_params &params) {
         if (!espeak_select_voice(params.voice))
-            return "espeak-ng: unknown voice '" + params.voice + "'";
+            return "espeak-ng: unknown voice '" + params.voice.substr(0, 64) + "'";
         if (params.rate_wpm < 80 || params.rate_wpm > 450)
             return "espeak-ng: rate must be 80..450 words per minute";
         espeak_SetParameter(espeakRATE, params.rate_wpm, 0);

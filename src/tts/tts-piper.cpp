@@ -234,6 +234,15 @@ class tts_piper : public tts_engine {
         return resolve(params, sid, length_scale);
     }
 
+    bool knows_voice(const std::string &voice) override {
+        if (!load()) return true;
+        tts_params p;
+        p.voice = voice;
+        int64_t sid = 0;
+        float length_scale = 0;
+        return resolve(p, sid, length_scale).empty();
+    }
+
     // 22050 (Piper's usual rate) when the voice cannot load; check() says why.
     int sample_rate() override { return load() ? voice_.sample_rate : 22050; }
 
@@ -414,7 +423,7 @@ class tts_piper : public tts_engine {
         std::string names;
         for (const auto &[name, id] : voice_.speakers)
             names += (names.empty() ? "" : ", ") + name;
-        return "piper: voice " + config_.model_path + " has no speaker '" + v + "' (speakers: " +
+        return "piper: voice " + config_.model_path + " has no speaker '" + v.substr(0, 64) + "' (speakers: " +
                (names.empty() ? "0.." + std::to_string(voice_.num_speakers - 1) : names) + ")";
     }
 

@@ -44,6 +44,10 @@ class tts_engine {
     virtual std::string name() const = 0;
     // Empty when usable with these parameters; otherwise why not.
     virtual std::string check(const tts_params &params) = 0;
+    // False when the engine has no voice of this name (a client's choice, checked by name
+    // against the engine's own list before it reaches any library). True when the engine cannot
+    // load at all: check() says why.
+    virtual bool knows_voice(const std::string &voice) { return !voice.empty(); }
     virtual int sample_rate() = 0;
     virtual tts_result synthesize(std::string_view text, const tts_params &params) = 0;
 };

@@ -208,3 +208,83 @@ test('API key and Origin checks', async () => {
   assert.equal(open.status, 2);
   assert.match(open.stderr, /API key/);
 });
+
+test('a client\'s voice is checked by name: unknown ones get unknown_voice and the session goes on', async () => {
+  const c = await Client.open(srv.ws);
+  await c.waitType('ready');
+  const turn = async () => {
+    const from = c.msgs.length;
+    c.send({ type: 'text', text: 'Tell me a story.' });
+    const chunk = await c.waitType('text_chunk', { from });
+    await c.waitType('response_done', { from });
+    return { chunk, errors: c.msgs.slice(from).filter((m) => m.json && m.json.type === 'error') };
+  };
+  // Longer than espeak-ng's variant buffer, a path, an unknown variant.
+  for (const voice of ['en-us+' + 'A'.repeat(37), 'en-us+' + 'A'.repeat(5000), 'en-us+../../../../etc/passwd', '../../../../etc/passwd', 'en-us+nope']) {
+    const from = c.msgs.length;
+    c.send({ type: 'start', sample_rate: 16000, tts: true, voice, mode: 'hands_free' });
+    const e = await c.waitFor((m) => m.json && m.json.type === 'error', { from });
+    assert.equal(e.json.code, 'unknown_voice', voice.slice(0, 40));
+    assert.ok(e.json.message.length < 300);
+    const t = await turn();
+    assert.equal(t.chunk.json.has_audio, true, 'the reply is spoken with the configured voice');
+  }
+  // A real variant is taken without complaint.
+  const from = c.msgs.length;
+  c.send({ type: 'start', sample_rate: 16000, tts: true, voice: 'en-us+m3', mode: 'hands_free' });
+  const t = await turn();
+  assert.equal(t.chunk.json.has_audio, true);
+  assert.deepEqual(c.msgs.slice(from).filter((m) => m.json && m.json.type === 'error'), []);
+  await c.close();
+  assert.equal((await (await fetch(`${srv.url}/health`)).json()).status, 'ok');
+});
+
+test('a store that fails: GET /sessions answers 500, turns go on with store_failed, the server lives', async () => {
+  const { DatabaseSync } = await import('node:sqlite');
+  const db = join(tempDir(), 'parley.db');
+  const s = await startServer([], { db });
+  try {
+    const c = await Client.open(s.ws);
+    const sid = (await c.waitType('ready')).json.session_id;
+    c.send({ type: 'text', text: 'Hello there.' });
+    await c.waitType('response_done');
+    assert.equal((await fetch(`${s.url}/sessions/${sid}`)).status, 200);
+    // The schema changes under the server: its table vanishes.
+    const other = new DatabaseSync(db);
+    other.exec('DROP TABLE turns');
+    other.close();
+    const r = await fetch(`${s.url}/sessions/${sid}`);
+    assert.equal(r.status, 500);
+    assert.equal((await r.json()).code, 'store_failed');
+    const from = c.msgs.length;
+    c.send({ type: 'text', text: 'Are you still there?' });
+    await c.waitType('response_done', { from });
+    const e = await c.waitFor((m) => m.json && m.json.type === 'error', { from });
+    assert.equal(e.json.code, 'store_failed');
+    // Everyone else is still served.
+    const c2 = await Client.open(s.ws);
+    await c2.waitType('ready');
+    c2.send({ type: 'text', text: 'Hi.' });
+    await c2.waitType('response_done');
+    assert.equal((await (await fetch(`${s.url}/health`)).json()).status, 'ok');
+    await c.close();
+    await c2.close();
+    assert.equal(s.proc.exitCode, null, 'still running');
+  } finally {
+    await s.stop();
+  }
+});
+
+test('--host takes a name and resolves it', async () => {
+  const s = await startServer(['--host', 'localhost'], { withModel: false });
+  try {
+    assert.match(s.log(), /listening on http:\/\/localhost:\d+/);
+    const health = await (await fetch(`${s.url}/health`)).json();
+    assert.equal(health.status, 'ok');
+  } finally {
+    await s.stop();
+  }
+  const bad = spawnSync(bin, ['serve', '--host', 'no-such-host.invalid', '--api-key', 'k', '--port', '0', '--db', ':memory:'], { encoding: 'utf8', timeout: 30000 });
+  assert.equal(bad.status, 1);
+  assert.match(bad.stderr, /cannot listen on no-such-host\.invalid/);
+});

@@ -4,7 +4,11 @@
 #include "audio/wav.h"
 #include "llm/conversation.h"
 #include "llm/llm.h"
+#include "net/edge-guard.h"
+#include "tts/espeak-lock.h"
 #include "tts/tts.h"
+
+#include <espeak-ng/speak_lib.h>
 
 #include <gtest/gtest.h>
 
@@ -535,6 +539,70 @@ TEST(tts_espeak, unknown_voice_is_reported_and_the_engine_keeps_working) {
     EXPECT_NE(tts->check(bad), "");
     EXPECT_THROW(tts->synthesize("hi", bad), tts_error);
     EXPECT_FALSE(tts->synthesize("Still speaking.", tts_params{}).pcm.empty());
+}
+
+TEST(tts_espeak, a_clients_voice_and_variant_are_checked_by_name_before_the_library) {
+    auto tts = make_tts_engine({});
+    ASSERT_EQ(tts->check(tts_params{}), "");
+    EXPECT_TRUE(tts->knows_voice("en-us"));
+    EXPECT_TRUE(tts->knows_voice("EN-US+m3"));
+    EXPECT_TRUE(tts->knows_voice("English (America)"));
+    // A variant longer than espeak-ng's buffer, a path, an unknown variant, an empty name.
+    for (std::string bad : {"en-us+" + std::string(37, 'x'), "en-us+" + std::string(4000, 'x'),
+                            std::string("en-us+../../../../etc/passwd"), std::string("../../etc"),
+                            std::string("en-us+nope"), std::string("en-us+"), std::string("")}) {
+        EXPECT_FALSE(tts->knows_voice(bad)) << bad.substr(0, 60);
+        tts_params p;
+        p.voice = bad;
+        EXPECT_NE(tts->check(p), "") << bad.substr(0, 60);
+        EXPECT_THROW(tts->synthesize("hi", p), tts_error);
+    }
+    tts_params m3;
+    m3.voice = "en-us+m3";
+    EXPECT_FALSE(tts->synthesize("Still speaking.", m3).pcm.empty());
+    EXPECT_FALSE(tts->synthesize("Still speaking.", tts_params{}).pcm.empty());
+}
+
+TEST(tts_espeak, every_voice_and_variant_espeak_lists_can_be_chosen) {
+    std::lock_guard lock(espeak_mutex());
+    ASSERT_GT(espeak_initialize_once(), 0);
+    // espeak_ListVoices() reuses one array for every call: copy each list before the next.
+    auto list = [](espeak_VOICE *spec) {
+        std::vector<std::pair<std::string, std::string>> out; // name, identifier
+        for (const espeak_VOICE **v = espeak_ListVoices(spec); v && *v; ++v)
+            out.emplace_back((*v)->name ? (*v)->name : "", (*v)->identifier);
+        return out;
+    };
+    espeak_VOICE spec{};
+    spec.languages = "variant";
+    auto voices = list(nullptr);
+    auto variants = list(&spec);
+    EXPECT_GT(voices.size(), 10u);
+    EXPECT_GT(variants.size(), 10u);
+    for (const auto &[name, id] : voices) {
+        EXPECT_EQ(espeak_voice_name(id), id);
+        EXPECT_EQ(espeak_voice_name(id.substr(id.rfind('/') + 1)), id);
+        EXPECT_TRUE(espeak_select_voice(name)) << name;
+    }
+    std::string en_us = espeak_voice_name("en-us");
+    ASSERT_NE(en_us, "");
+    for (const auto &[name, id] : variants) {
+        std::string file = id.substr(id.rfind('/') + 1);
+        EXPECT_EQ(espeak_voice_name("en-us+" + file), en_us + "+" + file);
+        EXPECT_TRUE(espeak_select_voice("en-us+" + name)) << name;
+    }
+    EXPECT_TRUE(espeak_select_voice("en-us"));
+}
+
+TEST(edge_guard, a_throwing_handler_becomes_a_message_and_the_caller_goes_on) {
+    EXPECT_EQ(edge_guard("test", [] {}), "");
+    EXPECT_EQ(edge_guard("test", [] { throw std::runtime_error("store: no such table"); }),
+              "store: no such table");
+    EXPECT_NE(edge_guard("test", [] { throw std::bad_alloc(); }), "");
+    EXPECT_EQ(edge_guard("test", [] { throw 42; }), "an unknown failure");
+    int after = 0;
+    edge_guard("test", [&] { after = 1; });
+    EXPECT_EQ(after, 1);
 }
 
 TEST(tts, speakable) {
