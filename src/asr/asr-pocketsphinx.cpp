@@ -1,6 +1,6 @@
-// PocketSphinx 5 engine: continuous decoding with the US-English acoustic model, the generic
-// trigram language model and the CMU dictionary. Decoders are pooled: making one loads the
-// language model (hundreds of ms), so streams borrow one and give it back.
+// PocketSphinx 5 engine: the US-English acoustic model, the generic trigram language model and
+// the CMU dictionary. Decoders are pooled: making one loads the language model (hundreds of ms),
+// so streams borrow one and give it back.
 #include "asr/asr.h"
 
 #include "core/log.h"
@@ -24,46 +24,66 @@ bool file_exists(const std::string &p) {
 
 class asr_pocketsphinx;
 
+// Two decoders per stream. The live one decodes as the audio arrives, with a narrow first-pass
+// search, for partial transcripts. The whole one decodes the finished utterance in one call, the
+// way `pocketsphinx single` decodes a file: the engine's full search and end-of-utterance passes,
+// and the cepstral mean of the whole utterance, which the live decoder can only estimate as it
+// goes (its first words suffer). That is the transcript, never less accurate than the engine's
+// own. With asr_config::fast the live decoder's hypothesis is the transcript instead.
 class stream_pocketsphinx : public asr_stream {
   public:
-    stream_pocketsphinx(asr_pocketsphinx *engine, ps_decoder_t *ps) : engine_(engine), ps_(ps) {}
+    stream_pocketsphinx(asr_pocketsphinx *engine, ps_decoder_t *live, bool fast)
+        : engine_(engine), live_(live), fast_(fast) {}
     ~stream_pocketsphinx() override;
 
     void accept(std::span<const int16_t> pcm) override {
         if (!started_) {
-            if (ps_start_utt(ps_) < 0) throw asr_error("pocketsphinx: cannot start utterance");
+            if (ps_start_utt(live_) < 0) throw asr_error("pocketsphinx: cannot start utterance");
             started_ = true;
         }
         if (pcm.empty()) return;
-        if (ps_process_raw(ps_, pcm.data(), pcm.size(), FALSE, FALSE) < 0)
+        if (!fast_) audio_.insert(audio_.end(), pcm.begin(), pcm.end());
+        if (ps_process_raw(live_, pcm.data(), pcm.size(), FALSE, FALSE) < 0)
             throw asr_error("pocketsphinx: decoding failed");
     }
 
     std::string partial() override {
         if (!started_) return {};
-        const char *hyp = ps_get_hyp(ps_, nullptr);
+        const char *hyp = ps_get_hyp(live_, nullptr);
         return hyp ? hyp : "";
     }
 
-    bool partial_is_final() const override { return true; }
+    // Fast: the live hypothesis is the transcript, and it has seen every frame.
+    bool partial_is_final() const override { return fast_; }
 
-    std::string finish() override {
-        if (!started_) return {};
+    std::string finish() override { return finish_deferred()(); }
+
+    std::function<std::string()> finish_deferred() override {
+        if (!started_) return [] { return std::string(); };
         started_ = false;
-        if (ps_end_utt(ps_) < 0) throw asr_error("pocketsphinx: cannot end utterance");
-        const char *hyp = ps_get_hyp(ps_, nullptr);
-        return hyp ? hyp : "";
+        if (ps_end_utt(live_) < 0) throw asr_error("pocketsphinx: cannot end utterance");
+        if (fast_) {
+            const char *hyp = ps_get_hyp(live_, nullptr);
+            return [text = std::string(hyp ? hyp : "")] { return text; };
+        }
+        auto audio = std::make_shared<std::vector<int16_t>>(std::move(audio_));
+        audio_.clear();
+        return [engine = engine_, audio] { return decode_whole(engine, *audio); };
     }
 
   private:
+    static std::string decode_whole(asr_pocketsphinx *engine, const std::vector<int16_t> &audio);
+
     asr_pocketsphinx *engine_;
-    ps_decoder_t *ps_;
+    ps_decoder_t *live_;
+    bool fast_;
     bool started_ = false;
+    std::vector<int16_t> audio_; // the utterance so far (not fast)
 };
 
 class asr_pocketsphinx : public asr_engine {
   public:
-    explicit asr_pocketsphinx(const asr_config &config) {
+    explicit asr_pocketsphinx(const asr_config &config) : fast_(config.fast) {
         std::string dir = config.model_dir.empty()
                               ? std::string("/usr/share/pocketsphinx/model/en-us")
                               : config.model_dir;
@@ -73,71 +93,98 @@ class asr_pocketsphinx : public asr_engine {
         for (const std::string *p : {&hmm_, &lm_, &dict_})
             if (!file_exists(*p)) throw asr_error("pocketsphinx: model file missing: " + *p);
         err_set_loglevel(ERR_WARN);
-        for (int i = 0; i < config.pool; ++i)
-            free_.push_back(make_decoder());
+        for (int i = 0; i < config.pool; ++i) {
+            live_.push_back(make_decoder(true));
+            if (!fast_) whole_.push_back(make_decoder(false));
+        }
     }
 
     ~asr_pocketsphinx() override {
-        for (ps_decoder_t *ps : free_)
-            ps_free(ps);
+        for (auto *pool : {&live_, &whole_})
+            for (ps_decoder_t *ps : *pool)
+                ps_free(ps);
     }
 
     std::string name() const override { return "pocketsphinx"; }
 
     std::unique_ptr<asr_stream> open() override {
-        ps_decoder_t *ps = nullptr;
-        {
-            std::lock_guard lock(m_);
-            if (!free_.empty()) {
-                ps = free_.back();
-                free_.pop_back();
-            }
-        }
-        if (!ps) ps = make_decoder();
-        return std::make_unique<stream_pocketsphinx>(this, ps);
+        return std::make_unique<stream_pocketsphinx>(this, borrow(true), fast_);
     }
 
-    void give_back(ps_decoder_t *ps) {
+    // A decoder from the pool (made when the pool is empty); give it back when done.
+    ps_decoder_t *borrow(bool live) {
+        {
+            std::lock_guard lock(m_);
+            auto &pool = live ? live_ : whole_;
+            if (!pool.empty()) {
+                ps_decoder_t *ps = pool.back();
+                pool.pop_back();
+                return ps;
+            }
+        }
+        return make_decoder(live);
+    }
+
+    void give_back(ps_decoder_t *ps, bool live) {
         std::lock_guard lock(m_);
-        if (free_.size() < 8) {
-            free_.push_back(ps);
+        auto &pool = live ? live_ : whole_;
+        if (pool.size() < 8) {
+            pool.push_back(ps);
         } else {
             ps_free(ps);
         }
     }
 
   private:
-    ps_decoder_t *make_decoder() {
+    // live: the narrowed first pass alone (about 2.3x less CPU per second of audio than the
+    // engine's own search; its hypothesis is ready as the utterance ends). Otherwise the
+    // engine's defaults, as its own command line runs them.
+    ps_decoder_t *make_decoder(bool live) {
         ps_config_t *cfg = ps_config_init(nullptr);
         ps_config_set_str(cfg, "hmm", hmm_.c_str());
         ps_config_set_str(cfg, "lm", lm_.c_str());
         ps_config_set_str(cfg, "dict", dict_.c_str());
         ps_config_set_str(cfg, "loglevel", "ERROR");
         ps_config_set_int(cfg, "samprate", ASR_SAMPLE_RATE);
-        // The first pass alone: the final hypothesis is ready as soon as the utterance ends
-        // (the second passes cost hundreds of ms at the end and, on the LibriVox clips, gave
-        // no better word error rate).
-        ps_config_set_bool(cfg, "fwdflat", FALSE);
-        ps_config_set_bool(cfg, "bestpath", FALSE);
-        // Narrower search: 2.3x less CPU per second of audio (0.34 -> 0.15 of one core here),
-        // so four live streams fit on two cores, at the same word error rate on the clips.
-        ps_config_set_int(cfg, "topn", 2);
-        ps_config_set_int(cfg, "maxhmmpf", 3000);
-        ps_config_set_int(cfg, "maxwpf", 10);
+        if (live) {
+            ps_config_set_bool(cfg, "fwdflat", FALSE);
+            ps_config_set_bool(cfg, "bestpath", FALSE);
+            ps_config_set_int(cfg, "topn", 2);
+            ps_config_set_int(cfg, "maxhmmpf", 3000);
+            ps_config_set_int(cfg, "maxwpf", 10);
+        }
         ps_decoder_t *ps = ps_init(cfg);
         ps_config_free(cfg);
         if (!ps) throw asr_error("pocketsphinx: cannot load the model in " + hmm_);
         return ps;
     }
 
+    bool fast_;
     std::string hmm_, lm_, dict_;
     std::mutex m_;
-    std::vector<ps_decoder_t *> free_;
+    std::vector<ps_decoder_t *> live_, whole_;
 };
 
+std::string stream_pocketsphinx::decode_whole(asr_pocketsphinx *engine,
+                                              const std::vector<int16_t> &audio) {
+    if (audio.empty()) return {};
+    ps_decoder_t *ps = engine->borrow(false);
+    std::string text;
+    bool ok = ps_start_utt(ps) >= 0;
+    ok = ok && ps_process_raw(ps, audio.data(), audio.size(), FALSE, TRUE) >= 0;
+    ok = ps_end_utt(ps) >= 0 && ok;
+    if (ok) {
+        const char *hyp = ps_get_hyp(ps, nullptr);
+        text = hyp ? hyp : "";
+    }
+    engine->give_back(ps, false);
+    if (!ok) throw asr_error("pocketsphinx: decoding failed");
+    return text;
+}
+
 stream_pocketsphinx::~stream_pocketsphinx() {
-    if (started_) ps_end_utt(ps_);
-    engine_->give_back(ps_);
+    if (started_) ps_end_utt(live_);
+    engine_->give_back(live_, true);
 }
 
 } // namespace

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <stdexcept>
@@ -31,6 +32,14 @@ class asr_stream {
     // incremental decoder): the session then uses it as the final transcript and calls
     // finish() later, off the reply's path. False: finish() does the real work.
     virtual bool partial_is_final() const { return false; }
+    // finish() in two halves, for engines whose end of utterance is real work: ends the
+    // utterance now (the stream takes the next one at once) and returns the rest as a job that
+    // any thread may run, once, while the engine lives; it returns the transcript or throws
+    // asr_error. By default finish() runs here and the job only hands its result over.
+    virtual std::function<std::string()> finish_deferred() {
+        std::string text = finish();
+        return [text] { return text; };
+    }
 };
 
 class asr_engine {
@@ -48,6 +57,10 @@ struct asr_config {
     int threads = 0;        // 0: the engine's choice
     int pool = 2;           // decoders made at start, ready for the first sessions
     int partial_interval_ms = 1000; // engines that re-decode for partials: how often
+    // PocketSphinx: the first pass alone with a narrowed search (less CPU, the transcript ready
+    // as the utterance ends) instead of the engine's own full search and end-of-utterance
+    // passes. It costs accuracy (docs/benchmarks.md), so it is off unless asked for.
+    bool fast = false;
 };
 
 // Throws asr_error with a one-line reason when the engine cannot load.

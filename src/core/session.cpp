@@ -221,7 +221,13 @@ void session::close() {
         slot_ = -1;
     }
     if (t) cancel_turn(t, false);
-    w.reset(); // joins the session worker
+    std::unique_ptr<worker> end_pass;
+    {
+        std::lock_guard lock(m_);
+        end_pass = std::move(end_pass_worker_);
+    }
+    end_pass.reset(); // its last task may post to the session worker, which is closed now
+    w.reset();        // joins the session worker
     if (eng_.llm && slot >= 0) eng_.llm->release_slot(slot);
 }
 
@@ -565,8 +571,14 @@ void session::feed_hands_free(std::vector<int16_t> s16k, mono_time now) {
                 // reply's first phrase and its audio) leave together, in the 0.1-0.5 ms it
                 // takes to make them: woken for the first of them, the writer thread could take
                 // this core, and the rest wait for the next tick (4 ms) on a busy machine.
+                // A recogniser with an end-of-utterance pass takes a while: the decision goes
+                // out at once, the transcript and reply when the pass is done.
+                bool end_pass = asr_ && (cfg_.asr_final_pass || !asr_->partial_is_final());
+                if (end_pass)
+                    out_->send_text(encode_speech_stopped(e.ms(), ms_of(e.decided_sample)));
                 end_of_turn_burst burst(*this);
-                out_->send_text(encode_speech_stopped(e.ms(), ms_of(e.decided_sample)));
+                if (!end_pass)
+                    out_->send_text(encode_speech_stopped(e.ms(), ms_of(e.decided_sample)));
                 end_hands_free_utterance(now, ms_of(vad_->position() - e.sample));
             }
             log_debug("vad: end of turn %.2f ms into its frame's processing; the turn went on "
@@ -665,13 +677,14 @@ void session::end_hands_free_utterance(mono_time t_decided, double speech_end_ms
     std::shared_ptr<turn> spec = std::move(spec_);
     spec_.reset();
     std::string text;
+    std::function<std::string()> end_pass;
     try {
         mono_time t = mono_now();
         if (asr_ && !cfg_.asr_final_pass && asr_->partial_is_final()) {
             text = asr_->partial();
             asr_end_pending_ = true; // the end pass runs when the next utterance begins
         } else if (asr_) {
-            text = asr_->finish();
+            end_pass = asr_->finish_deferred();
         }
         utt_asr_ms_ += ms_between(t, mono_now());
     } catch (const std::exception &e) {
@@ -679,6 +692,42 @@ void session::end_hands_free_utterance(mono_time t_decided, double speech_end_ms
         error("asr_failed", e.what());
         return;
     }
+    if (!end_pass) {
+        hands_free_transcript(text, std::move(spec), t_decided, speech_end_ms);
+        return;
+    }
+    {
+        std::lock_guard lock(m_);
+        if (closed_) return;
+        if (!end_pass_worker_) end_pass_worker_ = std::make_unique<worker>("asr-end");
+        auto self = shared_from_this();
+        end_pass_worker_->post([self, end_pass = std::move(end_pass), spec, t_decided,
+                                speech_end_ms] {
+            mono_time t = mono_now();
+            std::string text, err;
+            try {
+                text = end_pass();
+            } catch (const std::exception &e) {
+                err = e.what();
+            }
+            double ms = ms_between(t, mono_now());
+            self->post([self, text, err, spec, t_decided, speech_end_ms, ms] {
+                if (!err.empty()) {
+                    if (spec) self->discard_turn(spec);
+                    self->error("asr_failed", err);
+                    return;
+                }
+                self->utt_asr_ms_ += ms;
+                self->hands_free_transcript(text, spec, t_decided, speech_end_ms);
+            });
+        });
+    }
+}
+
+// The utterance's final transcript: a reply started in the pause goes on if it had the same
+// words; otherwise a new turn starts (or none, for a noise).
+void session::hands_free_transcript(const std::string &text, std::shared_ptr<turn> spec,
+                                    mono_time t_decided, double speech_end_ms) {
     if (spec) {
         if (spec->user == text) {
             {

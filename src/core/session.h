@@ -119,6 +119,8 @@ class session : public std::enable_shared_from_this<session> {
     void begin_utterance();
     void maybe_speculate(mono_time now);
     void end_hands_free_utterance(mono_time t_decided, double speech_end_ms);
+    void hands_free_transcript(const std::string &text, std::shared_ptr<turn> spec,
+                               mono_time t_decided, double speech_end_ms);
     void prefill(const std::string &partial);
     std::vector<chat_message> prompt_messages(const std::string &user, int budget,
                                               const token_counter &count);
@@ -213,6 +215,10 @@ class session : public std::enable_shared_from_this<session> {
     std::vector<int16_t> utt_audio_; // direct audio mode: the utterance at 16 kHz
 
     std::unique_ptr<worker> worker_;
+    // The recogniser's end-of-utterance pass in hands-free mode runs here, so that the session's
+    // worker goes on taking the microphone's frames (the echo canceller and barge-in need them
+    // in time). Made on first use; joined by close() before worker_.
+    std::unique_ptr<worker> end_pass_worker_;
 };
 
 } // namespace parley

@@ -96,7 +96,7 @@ test('text-only mode: the same chunk stream, has_audio false, no binary messages
 test('a TTS failure falls back to text and the session goes on', async () => {
   const c = await Client.open(srv.ws);
   await c.waitType('ready');
-  c.send({ type: 'start', sample_rate: 16000, tts: true, voice: 'no-such-voice' });
+  c.send({ type: 'start', sample_rate: 16000, tts: true, rate: 1000 }); // espeak-ng takes 80..450
   const err = await c.waitType('error');
   assert.equal(err.json.code, 'tts_unavailable');
   c.send({ type: 'stop' });
