@@ -1,5 +1,4 @@
-# (owned by the audio-llm work; included from CMakeLists.txt)
-# Audio-LLM (issue #3): libmtmd from llama.cpp turns speech into the language model's input.
+# Audio-LLM: libmtmd from llama.cpp turns speech into the language model's input.
 # Debian's llama package config names no mtmd target, so find the library next to libllama.
 find_library(MTMD_LIBRARY mtmd REQUIRED HINTS ${LLAMA_LIB_DIR})
 find_path(MTMD_INCLUDE_DIR mtmd.h REQUIRED HINTS ${LLAMA_INCLUDE_DIR})

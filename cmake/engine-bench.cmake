@@ -1,4 +1,4 @@
-# Benchmarks (issues #3 and #5): `parley bench engines` (Parley's engines against the bare tools
+# Benchmarks: `parley bench engines` (Parley's engines against the bare tools
 # on the same inputs; bench/engines.sh makes the realistic-shape models first) and `parley bench`
 # (simulated WebSocket clients against a real server, with an HTML report).
 target_sources(parley_core PRIVATE

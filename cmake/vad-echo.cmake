@@ -1,6 +1,5 @@
-# (owned by the vad-echo work; included from CMakeLists.txt)
-# Issue #4: voice activity detection (Silero v5 on ONNX Runtime, energy fallback) and server-side
-# echo cancellation (webrtc-audio-processing 1.x, AEC3).
+# Included from CMakeLists.txt: voice activity detection (Silero v5 on ONNX Runtime, energy
+# fallback) and server-side echo cancellation (webrtc-audio-processing 1.x, AEC3).
 if(NOT TARGET PkgConfig::ONNXRUNTIME)
     pkg_check_modules(ONNXRUNTIME REQUIRED IMPORTED_TARGET libonnxruntime)
 endif()

@@ -762,7 +762,12 @@
     if (!t || typeof t !== 'object') return;
     let lat = r.meta.querySelector('.latency');
     if (!lat) r.meta.append((lat = make('span', 'latency')));
-    lat.textContent = `first text ${fmtMs(t.first_text_ms)} · first audio ${fmtMs(t.first_audio_ms)}`;
+    // What the user waited leads: the end of their speech to the first sound of the reply; the
+    // engine stages (after the end of the turn) follow in the waterfall and the tooltip.
+    const wait = typeof t.speech_end_to_audio_ms === 'number' ? t.speech_end_to_audio_ms : t.first_audio_ms;
+    lat.textContent = typeof wait === 'number'
+      ? `reply heard ${fmtMs(wait)} after you stopped · first text ${fmtMs(t.first_text_ms)} after the end of the turn`
+      : `first text ${fmtMs(t.first_text_ms)} (no audio)`;
     lat.title = Object.entries(t).map(([k, v]) => `${k}: ${v}`).join('\n');
     showWaterfall(r, t);
   }

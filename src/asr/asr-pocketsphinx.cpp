@@ -71,6 +71,18 @@ class stream_pocketsphinx : public asr_stream {
         return [engine = engine_, audio] { return decode_whole(engine, *audio); };
     }
 
+    std::function<std::string()> end_pass_so_far() override {
+        if (fast_ || !started_) return {};
+        auto audio = std::make_shared<std::vector<int16_t>>(audio_);
+        return [engine = engine_, audio] { return decode_whole(engine, *audio); };
+    }
+
+    void drop() override {
+        if (started_) ps_end_utt(live_);
+        started_ = false;
+        audio_.clear();
+    }
+
   private:
     static std::string decode_whole(asr_pocketsphinx *engine, const std::vector<int16_t> &audio);
 

@@ -40,6 +40,11 @@ class asr_stream {
         std::string text = finish();
         return [text] { return text; };
     }
+    // For engines with an end pass: a job (as finish_deferred()'s) that decodes the utterance
+    // so far as if it ended now, without ending it; empty when the engine has no such pass.
+    virtual std::function<std::string()> end_pass_so_far() { return {}; }
+    // Ends the utterance without a transcript (the caller has one from end_pass_so_far()).
+    virtual void drop() { finish(); }
 };
 
 class asr_engine {

@@ -230,7 +230,7 @@ const stage_stats *voice_run_summary::stage(const std::string &key) const {
 voice_run_summary summarize_run(const voice_run &run) {
     voice_run_summary s;
     std::vector<std::vector<double>> v(VOICE_EVENT_COUNT);
-    std::vector<double> overhead, engines, wer;
+    std::vector<double> overhead, engines, wer, user_wait;
     for (const auto &t : run.turns) {
         ++s.turns;
         if (!t.ok) ++s.failed;
@@ -239,12 +239,19 @@ voice_run_summary summarize_run(const voice_run &run) {
         if (t.speculative) ++s.speculative;
         s.splits += t.splits;
         v[0].push_back(t.at[VOICE_EVENT_DECISION] - t.at[VOICE_EVENT_END_OF_SPEECH]);
+        int speech_end = run.push_to_talk ? VOICE_EVENT_DECISION : VOICE_EVENT_END_OF_SPEECH;
+        user_wait.push_back(t.at[VOICE_EVENT_FIRST_AUDIO] - t.at[speech_end]);
         for (int e = VOICE_EVENT_TRANSCRIPT; e < VOICE_EVENT_COUNT; ++e)
             v[e].push_back(t.since_decision(e));
         overhead.push_back(t.overhead_ms);
         engines.push_back(t.engines_ms);
         wer.push_back(t.wer);
     }
+    // What the user waits leads; the decision and the engine stages are its breakdown.
+    s.stages.push_back(stats_of("end_of_speech_to_first_audio",
+                                run.push_to_talk ? "release → first audio"
+                                                 : "end of speech → first audio",
+                                user_wait));
     s.stages.push_back(stats_of("end_of_speech_to_decision", "end of speech → decision", v[0]));
     for (int e = VOICE_EVENT_TRANSCRIPT; e < VOICE_EVENT_COUNT; ++e)
         s.stages.push_back(

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <netinet/in.h>
 #include <regex>
 #include <sstream>
@@ -227,9 +228,31 @@ double cli_ms_per_copy(const std::function<std::vector<std::string>(int copies)>
     return median(v);
 }
 
-std::vector<std::string> pocketsphinx_cli_command(const std::string &tool) {
+std::vector<std::string> pocketsphinx_cli_command(const std::string &tool, bool fast) {
+    if (!fast) return {tool, "-loglevel", "ERROR", "single"};
     return {tool,    "-loglevel", "ERROR",     "-fwdflat", "no",      "-bestpath", "no",
             "-topn", "2",         "-maxhmmpf", "3000",     "-maxwpf", "10",        "single"};
+}
+
+std::string pocketsphinx_cli_transcript(const std::string &tool, const std::string &file) {
+    std::vector<std::string> argv = pocketsphinx_cli_command(tool);
+    argv.push_back(file);
+    command_result r = run_command(argv);
+    if (r.rc != 0) return {};
+    // One JSON object per file; the output also holds stderr (quiet at -loglevel ERROR).
+    size_t brace = r.output.find('{');
+    if (brace == std::string::npos) return {};
+    nlohmann::json j = nlohmann::json::parse(r.output.substr(brace), nullptr, false);
+    return j.is_object() && j.contains("t") && j["t"].is_string() ? j["t"].get<std::string>() : "";
+}
+
+std::string reference_transcript(const std::string &wav) {
+    std::string txt = wav.substr(0, wav.rfind('.')) + ".txt";
+    std::ifstream f(txt);
+    if (!f) return {};
+    std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    size_t b = text.find_first_not_of(" \t\r\n"), e = text.find_last_not_of(" \t\r\n");
+    return b == std::string::npos ? "" : text.substr(b, e - b + 1);
 }
 
 // --- llama-server ---

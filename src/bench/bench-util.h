@@ -91,9 +91,14 @@ double cli_ms_per_copy(const std::function<std::vector<std::string>(int copies)>
                        int repeats, std::vector<double> *one_wall = nullptr,
                        int copies = REPEAT_COPIES);
 
-// The pocketsphinx CLI with the engine's search settings (asr-pocketsphinx.cpp), so both do
-// the same work; the caller appends the WAV files.
-std::vector<std::string> pocketsphinx_cli_command(const std::string &tool);
+// The pocketsphinx CLI with the search settings of Parley's engine (asr-pocketsphinx.cpp), so both
+// do the same work: the engine's own defaults, or with `fast` the narrowed first pass of
+// --asr-fast. The caller appends the WAV files.
+std::vector<std::string> pocketsphinx_cli_command(const std::string &tool, bool fast = false);
+// The transcript `pocketsphinx single FILE` prints (its JSON's "t"); empty when it fails.
+std::string pocketsphinx_cli_transcript(const std::string &tool, const std::string &file);
+// The transcript beside a recording (FILE.txt for FILE.wav), trimmed; empty when there is none.
+std::string reference_transcript(const std::string &wav);
 
 // --- llama-server ---
 

@@ -59,6 +59,9 @@ std::string metrics::render() const {
     snprintf(line, sizeof line, "parley_engine_load_ms{engine=\"llm\"} %.1f\nparley_engine_load_ms{engine=\"asr\"} %.1f\n"
              "parley_engine_load_ms{engine=\"tts\"} %.1f\n", llm_load_ms.load(), asr_load_ms.load(), tts_load_ms.load());
     out += line;
+    out += "# HELP parley_speech_end_to_audio_ms From the end of the user's speech to the reply's "
+           "first audio.\n# TYPE parley_speech_end_to_audio_ms histogram\n";
+    speech_end_to_audio.render(out, "parley_speech_end_to_audio_ms", "speech_end_to_first_audio");
     out += "# HELP parley_turn_latency_ms Time from the end of the user's turn to each stage.\n"
            "# TYPE parley_turn_latency_ms histogram\n";
     transcript.render(out, "parley_turn_latency_ms", "transcript");

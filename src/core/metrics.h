@@ -31,7 +31,9 @@ struct metrics {
     std::atomic<int64_t> interruptions{0};
     std::atomic<int64_t> errors{0};
 
-    // Stages of a turn, in ms after the end of the user's turn.
+    // What the user waits: from the end of their speech to the reply's first audio.
+    latency_histogram speech_end_to_audio;
+    // Stages of a turn, in ms after the end of the user's turn (the decision, in hands-free).
     latency_histogram transcript, first_token, first_text, first_audio, total;
     // Engine load times in ms, set once at start.
     std::atomic<double> llm_load_ms{0}, asr_load_ms{0}, tts_load_ms{0};

@@ -533,7 +533,7 @@ void session::feed_hands_free(std::vector<int16_t> s16k, mono_time now) {
         // it was made from: the pause's audio waits, and is decoded (before the speech after
         // it) only if the user goes on. At the end of the turn the transcript is the one the
         // reply started from; the recogniser's work in the last 300 ms before the end of the
-        // turn (4-6 ms a 20 ms frame at 4 clients) no longer competes with the reply's first
+        // turn (4-6 ms a 20 ms frame at 4 clients) does not compete with the reply's first
         // phrase for the cores.
         if (spec_ && vad_->trailing_silence_ms() > 0) {
             pause_audio_.insert(pause_audio_.end(), pcm.begin(), pcm.end());
@@ -602,7 +602,8 @@ void session::feed_hands_free(std::vector<int16_t> s16k, mono_time now) {
         cut_by_speech_ = barge_in(now);
     }
     // A false start: the sound that cut the reply ended before it was speech.
-    if (cut_by_speech_ && !utterance_open_ && !vad_->in_speech() &&
+    // (Not while the recogniser's end pass is still at work: that utterance was speech.)
+    if (cut_by_speech_ && !utterance_open_ && end_passes_pending_ == 0 && !vad_->in_speech() &&
         vad_->pending_speech_ms() == 0) {
         std::shared_ptr<turn> t = std::move(cut_by_speech_);
         cut_by_speech_.reset();
@@ -641,24 +642,69 @@ void session::begin_utterance() {
 
 // In a pause that may be the end of the turn, start the reply from the partial transcript; it
 // is held until the turn really ends with the same words, and thrown away if the user goes on.
+// A recogniser with an end pass (the transcript is not the partial) starts that pass in the
+// pause instead, and the reply starts from its result if the pause lasts.
 void session::maybe_speculate(mono_time now) {
     if (cfg_.speculative_silence_ms <= 0 || !eng_.llm || !asr_ || !vad_->in_speech()) return;
     int silence = vad_->trailing_silence_ms();
-    if (spec_) {
-        if (silence == 0) { // the user went on
-            discard_turn(spec_);
-            spec_.reset();
-        }
+    if (silence == 0) { // the user went on
+        if (spec_) discard_turn(spec_);
+        spec_.reset();
+        if (early_end_) early_end_->stale = true;
+        early_end_.reset();
         return;
     }
-    if (silence < cfg_.speculative_silence_ms || cfg_.asr_final_pass || !asr_->partial_is_final())
+    if (spec_ || early_end_ || silence < cfg_.speculative_silence_ms || cfg_.asr_final_pass)
         return;
+    if (!asr_->partial_is_final()) {
+        start_early_end_pass();
+        return;
+    }
     mono_time t = mono_now();
     std::string guess = asr_->partial();
     utt_asr_ms_ += ms_between(t, mono_now());
     if (guess.empty()) return;
     spec_ = start_turn(guess, now, mono_time{}, true);
     if (spec_) spec_->speculative = true;
+}
+
+void session::post_end_pass(std::function<void()> task) {
+    std::lock_guard lock(m_);
+    if (closed_) return;
+    if (!end_pass_worker_) end_pass_worker_ = std::make_unique<worker>("asr-end");
+    end_pass_worker_->post(std::move(task));
+}
+
+void session::start_early_end_pass() {
+    std::function<std::string()> job;
+    try {
+        job = asr_->end_pass_so_far();
+    } catch (const std::exception &e) {
+        log_debug("asr: no early end pass (%s)", e.what());
+    }
+    if (!job) return;
+    auto early = std::make_shared<early_end_pass>();
+    early_end_ = early;
+    auto self = shared_from_this();
+    post_end_pass([self, early, job = std::move(job)] {
+        mono_time t = mono_now();
+        try {
+            early->text = job();
+        } catch (const std::exception &e) {
+            early->error = e.what();
+        }
+        early->ms = ms_between(t, mono_now());
+        early->done = true;
+        self->post([self, early] {
+            // Still the same pause: the reply starts from what the transcript will be if the
+            // turn ends here; it is held until then.
+            if (early != self->early_end_ || early->stale || self->spec_ ||
+                !self->utterance_open_ || !early->error.empty() || early->text.empty())
+                return;
+            self->spec_ = self->start_turn(early->text, mono_now(), mono_time{}, true);
+            if (self->spec_) self->spec_->speculative = true;
+        });
+    });
 }
 
 void session::end_hands_free_utterance(mono_time t_decided, double speech_end_ms) {
@@ -676,6 +722,9 @@ void session::end_hands_free_utterance(mono_time t_decided, double speech_end_ms
     }
     std::shared_ptr<turn> spec = std::move(spec_);
     spec_.reset();
+    std::shared_ptr<early_end_pass> early = std::move(early_end_);
+    early_end_.reset();
+    if (early && early->stale) early.reset();
     std::string text;
     std::function<std::string()> end_pass;
     try {
@@ -683,6 +732,12 @@ void session::end_hands_free_utterance(mono_time t_decided, double speech_end_ms
         if (asr_ && !cfg_.asr_final_pass && asr_->partial_is_final()) {
             text = asr_->partial();
             asr_end_pending_ = true; // the end pass runs when the next utterance begins
+        } else if (asr_ && early) {
+            asr_->drop(); // the pass on the audio up to the pause is the transcript
+            end_pass = [early] {
+                if (!early->error.empty()) throw asr_error(early->error);
+                return early->text;
+            };
         } else if (asr_) {
             end_pass = asr_->finish_deferred();
         }
@@ -692,17 +747,20 @@ void session::end_hands_free_utterance(mono_time t_decided, double speech_end_ms
         error("asr_failed", e.what());
         return;
     }
+    if (early && early->done && early->error.empty()) {
+        utt_asr_ms_ += early->ms;
+        hands_free_transcript(early->text, std::move(spec), t_decided, speech_end_ms);
+        return;
+    }
     if (!end_pass) {
         hands_free_transcript(text, std::move(spec), t_decided, speech_end_ms);
         return;
     }
     {
-        std::lock_guard lock(m_);
-        if (closed_) return;
-        if (!end_pass_worker_) end_pass_worker_ = std::make_unique<worker>("asr-end");
+        // An early pass still at work: this task waits behind it on the same worker.
+        ++end_passes_pending_;
         auto self = shared_from_this();
-        end_pass_worker_->post([self, end_pass = std::move(end_pass), spec, t_decided,
-                                speech_end_ms] {
+        post_end_pass([self, end_pass = std::move(end_pass), spec, t_decided, speech_end_ms] {
             mono_time t = mono_now();
             std::string text, err;
             try {
@@ -712,6 +770,7 @@ void session::end_hands_free_utterance(mono_time t_decided, double speech_end_ms
             }
             double ms = ms_between(t, mono_now());
             self->post([self, text, err, spec, t_decided, speech_end_ms, ms] {
+                --self->end_passes_pending_;
                 if (!err.empty()) {
                     if (spec) self->discard_turn(spec);
                     self->error("asr_failed", err);
@@ -1500,6 +1559,13 @@ void session::record_turn(const std::shared_ptr<turn> &t, bool interrupted) {
                     {"tts_calls", t->tts_calls},
                     {"audio_ms", t->audio_ms}};
     if (t->speech_end_ms >= 0) timings["speech_end_ms"] = -std::round(t->speech_end_ms);
+    // What the user waits: from the end of their speech (hands-free: the VAD's end of speech,
+    // before the decision; push-to-talk: the release; typed: the message) to the first sound.
+    double user_wait_ms = -1;
+    if (t->t_first_audio != mono_time{})
+        user_wait_ms = std::max(0.0, t->speech_end_ms) + ms_between(t->t0, t->t_first_audio);
+    if (user_wait_ms >= 0)
+        timings["speech_end_to_audio_ms"] = std::round(user_wait_ms * 100) / 100;
     if (eng_.stats) {
         auto ms = [](double x) { return std::round(x * 10) / 10; };
         timings["load_ms"] = {{"asr", ms(eng_.stats->asr_load_ms.load())},
@@ -1542,13 +1608,15 @@ void session::record_turn(const std::shared_ptr<turn> &t, bool interrupted) {
         observe(eng_.stats->first_text, t->t_first_chunk);
         observe(eng_.stats->first_audio, t->t_first_audio);
         observe(eng_.stats->total, done);
+        if (user_wait_ms >= 0) eng_.stats->speech_end_to_audio.observe(user_wait_ms);
     }
     if (!interrupted) {
         out_->send_text(
             encode_response_done(t->id, rec.assistant, rec.timings_json, t->llm.stop_reason));
     }
-    log_info("turn %s/%lld: first text %.1f ms, first audio %.1f ms, %d tokens%s", sid.c_str(),
-             (long long)t->id,
+    log_info("turn %s/%lld: end of speech to first audio %.1f ms (after the end of the turn: "
+             "first text %.1f ms, first audio %.1f ms), %d tokens%s",
+             sid.c_str(), (long long)t->id, user_wait_ms,
              t->t_first_chunk == mono_time{} ? -1.0 : ms_between(t->t0, t->t_first_chunk),
              t->t_first_audio == mono_time{} ? -1.0 : ms_between(t->t0, t->t_first_audio),
              t->llm.generated_tokens, interrupted ? " (interrupted)" : "");

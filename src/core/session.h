@@ -121,6 +121,8 @@ class session : public std::enable_shared_from_this<session> {
     void end_hands_free_utterance(mono_time t_decided, double speech_end_ms);
     void hands_free_transcript(const std::string &text, std::shared_ptr<turn> spec,
                                mono_time t_decided, double speech_end_ms);
+    void start_early_end_pass();
+    void post_end_pass(std::function<void()> task);
     void prefill(const std::string &partial);
     std::vector<chat_message> prompt_messages(const std::string &user, int budget,
                                               const token_counter &count);
@@ -219,6 +221,16 @@ class session : public std::enable_shared_from_this<session> {
     // worker goes on taking the microphone's frames (the echo canceller and barge-in need them
     // in time). Made on first use; joined by close() before worker_.
     std::unique_ptr<worker> end_pass_worker_;
+    int end_passes_pending_ = 0; // utterances whose end pass is at work (session worker only)
+    // The recogniser's end pass started in a pause, on the audio up to the pause: if the turn
+    // ends there, its result is the transcript (and a reply may start from it before the end).
+    struct early_end_pass {
+        std::atomic<bool> done{false};
+        bool stale = false; // the user went on (session worker only)
+        std::string text, error; // written before done
+        double ms = 0;
+    };
+    std::shared_ptr<early_end_pass> early_end_;
 };
 
 } // namespace parley

@@ -694,9 +694,9 @@ class llm_llama : public llm_engine {
         abort_flag_ = nullptr;
         g_cancelling.store(false);
         if (!ok) {
-            // Only what this request added goes: the slot's conversation before it stays cached.
-            // (A speculative reply cancelled during its prompt used to wipe the whole slot, and
-            // the next turn evaluated the conversation again: 7.4 s with the 1.5B shape.)
+            // Only what this request added goes: the slot's conversation before it stays cached
+            // (wiping the slot would make the next turn evaluate the whole conversation again:
+            // seconds with a 1.5B model).
             if (!llama_memory_seq_rm(mem, a.seq, llama_pos(common), -1)) {
                 llama_memory_seq_rm(mem, a.seq, -1, -1);
                 common = 0;

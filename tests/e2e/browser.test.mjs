@@ -151,6 +151,9 @@ describe('web page in Chromium', { timeout: 240_000 }, () => {
     await page.waitForFunction(() => window.parley.samplesPlayed > 0, null, { timeout: 30_000 });
     // response_done: the latency line under the reply.
     await page.locator('#log .msg.assistant .latency').first().waitFor({ timeout: 30_000 });
+    // It leads with what the user waited: the release to the first sound.
+    const latency = await page.locator('#log .msg.assistant .latency').first().textContent();
+    assert.match(latency, /^reply heard \d+ ms after you stopped/);
     // ...and the turn's waterfall: one bar per stage the server timed.
     const bars = await page.locator('#log .msg.assistant .waterfall .wf-row').count();
     assert.ok(bars >= 4, `waterfall rows: ${bars}`);
