@@ -42,7 +42,10 @@ test('hands-free: a turn ends within the configured silence plus 150 ms, and get
     const final = await c.waitFor((m) => m.json && m.json.type === 'transcript' && m.json.is_final);
     assert.ok(final.json.text.length > 0, 'words were recognised');
     const done = await c.waitType('response_done', { timeout: 30000 });
-    assert.ok(done.json.timings.speech_end_ms < 0, 'the true end of speech is in the timings');
+    const tm = done.json.timings;
+    assert.ok(tm.speech_end_ms < 0, 'the true end of speech is in the timings');
+    // What the user waits: from the end of speech (before the decision) to the first audio.
+    assert.ok(Math.abs(tm.speech_end_to_audio_ms - (tm.first_audio_ms - tm.speech_end_ms)) <= 1, JSON.stringify(tm));
   } finally {
     await mic.stop();
     await c.close();

@@ -63,6 +63,8 @@ test('a spoken turn: transcript within WER 0.5, streamed chunks with audio, then
   const tm = t1.done.json.timings;
   for (const k of ['transcript_ms', 'first_token_ms', 'first_text_ms', 'first_audio_ms', 'total_ms'])
     assert.equal(typeof tm[k], 'number', `timing ${k}`);
+  // Push-to-talk: what the user waits is from the release (stop) to the first audio.
+  assert.equal(tm.speech_end_to_audio_ms, tm.first_audio_ms);
   console.log(`# turn 1 timings (ms after stop): ${JSON.stringify(tm)}`);
 
   const t2 = await voiceTurn(c, clips[1]);
@@ -150,5 +152,6 @@ test('/metrics: Prometheus text with turn-stage histograms and errors by code', 
   assert.ok(value(/^parley_turn_latency_ms_count\{stage="first_text"\} (\d+)/m) >= 1);
   assert.ok(value(/^parley_turn_latency_ms_bucket\{stage="first_audio",le="\+Inf"\} (\d+)/m) >= 1);
   assert.ok(value(/^parley_engine_load_ms\{engine="llm"\} ([\d.]+)/m) > 0);
+  assert.ok(value(/^parley_speech_end_to_audio_ms_count\{stage="speech_end_to_first_audio"\} (\d+)/m) >= 1);
   assert.match(text, /# TYPE parley_turn_latency_ms histogram/);
 });

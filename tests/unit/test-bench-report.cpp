@@ -127,6 +127,16 @@ TEST(bench_report, summary_counts_only_finished_turns_after_the_warm_up) {
     EXPECT_DOUBLE_EQ(audio->median, 50);
     EXPECT_DOUBLE_EQ(audio->max, 60);
     EXPECT_DOUBLE_EQ(s.stage("end_of_speech_to_decision")->median, 500);
+    // What the user waits leads the table: the end of speech to the first audio.
+    ASSERT_FALSE(s.stages.empty());
+    EXPECT_EQ(s.stages[0].key, "end_of_speech_to_first_audio");
+    EXPECT_EQ(s.stages[0].label, "end of speech → first audio");
+    EXPECT_DOUBLE_EQ(s.stages[0].median, 550);
+    // Push-to-talk: the release (the decision) is where the user stopped.
+    run.push_to_talk = true;
+    voice_run_summary ptt = summarize_run(run);
+    EXPECT_EQ(ptt.stages[0].label, "release → first audio");
+    EXPECT_DOUBLE_EQ(ptt.stages[0].median, 50);
     EXPECT_DOUBLE_EQ(s.cpu_s_per_turn, 1);
     EXPECT_DOUBLE_EQ(s.cores, 0.5);
     EXPECT_DOUBLE_EQ(s.rss_growth_pct, 5);
