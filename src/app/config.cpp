@@ -373,9 +373,11 @@ options (also as keys of a JSON file given with --config FILE):
   --asr-model FILE        whisper/parakeet model file; --asr-model-dir DIR for pocketsphinx
   --asr-language LANG --asr-threads N
   --tts-model VOICE.onnx  piper voice (with VOICE.onnx.json beside it)
-  --asr-fast              PocketSphinx: the live first pass is the transcript (less CPU, no
-                          end-of-utterance decode) at a cost in accuracy: mean WER 0.39 against
-                          0.27 on the LibriVox clips (docs/benchmarks.md)
+  --asr-fast              faster transcripts at a cost in accuracy (docs/benchmarks.md).
+                          PocketSphinx: the live first pass is the transcript, no end-of-
+                          utterance decode (mean WER 0.39 against 0.27 on the LibriVox clips).
+                          Whisper: one greedy pass on an encoder context cut to the utterance
+                          instead of whisper-cli's beam search on the full 30 s context
   --asr-final-pass        with --asr-fast, wait for the recogniser's end-of-utterance pass
   --no-prefill            do not evaluate the partial transcript into the KV cache while speaking
   --vad silero|energy     hands-free voice activity detector (default silero: the Silero VAD v5

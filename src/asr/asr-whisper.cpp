@@ -3,9 +3,13 @@
 // One model context is shared by all streams; each stream decodes with its own whisper_state,
 // taken from a pool (a state holds ~100 MB of buffers and takes a while to make). Whisper is
 // not incremental: accept() only buffers the utterance, partial() re-decodes what arrived so far
-// every partial_interval_ms of new audio, and finish() decodes the whole utterance. Every decode
-// sizes the encoder context to the utterance (Whisper's encoder cost grows with it; a full 30 s
-// context for a 2 s "yes, please" is most of the latency).
+// every partial_interval_ms of new audio, and finish() decodes the whole utterance.
+//
+// The final decode is whisper-cli's with its default settings (the full 30 s encoder context,
+// beam search of 5, the temperature fallback, timestamps): the same model gives the same words.
+// Partials are for display and prefill, so they are fast: one greedy pass with the encoder
+// context sized to the audio (Whisper's encoder cost grows with it; a full 30 s context for a
+// 2 s "yes, please" is most of the latency). asr_config::fast makes the final decode fast too.
 //
 // A stream is used from one thread; its destructor may run on another thread while a decode is
 // in progress: it aborts the decode (ggml's abort_callback) and waits for it to return.
@@ -137,7 +141,7 @@ class stream_whisper : public asr_stream {
 class asr_whisper : public asr_engine {
   public:
     explicit asr_whisper(const asr_config &config)
-        : path_(config.model_path), language_(config.language),
+        : path_(config.model_path), language_(config.language), fast_(config.fast),
           threads_(default_threads(config.threads)),
           partial_interval_samples_(size_t(std::max(0, config.partial_interval_ms)) *
                                     ASR_SAMPLE_RATE / 1000) {
@@ -210,6 +214,8 @@ class asr_whisper : public asr_engine {
     const std::string &language() const { return language_; }
     int threads() const { return threads_; }
     size_t partial_interval_samples() const { return partial_interval_samples_; }
+    bool fast() const { return fast_; }
+    int n_audio_ctx() const { return n_audio_ctx_; }
 
   private:
     whisper_state *make_state() {
@@ -220,6 +226,7 @@ class asr_whisper : public asr_engine {
 
     std::string path_;
     std::string language_;
+    bool fast_;
     int threads_;
     size_t partial_interval_samples_;
     whisper_context *ctx_ = nullptr;
@@ -268,23 +275,32 @@ std::string stream_whisper::decode_locked(bool final_pass) {
     if (n < MIN_DECODE_SAMPLES || abort_) return {};
     decode_count_++;
 
-    whisper_full_params params = whisper_full_default_params(WHISPER_SAMPLING_GREEDY);
+    const bool like_cli = final_pass && !engine_.fast();
+    whisper_full_params params = whisper_full_default_params(
+        like_cli ? WHISPER_SAMPLING_BEAM_SEARCH : WHISPER_SAMPLING_GREEDY);
     params.n_threads = engine_.threads();
     params.no_context = true;
-    params.no_timestamps = true;
-    params.single_segment = true;
     params.print_progress = false;
     params.print_realtime = false;
     params.print_timestamps = false;
     params.print_special = false;
     params.language = engine_.language().empty() ? "auto" : engine_.language().c_str();
-    params.audio_ctx = engine_.audio_ctx_for(n);
-    // A bound on the text: speech runs at a few tokens a second, and a model that loops on noise
-    // would otherwise write until its context is full.
-    params.max_tokens = 16 + int(n * 10 / ASR_SAMPLE_RATE);
-    // One greedy pass. whisper.cpp's temperature fallback re-decodes up to five more times, with
-    // five samplers each, when a pass looks unsure: seconds of delay after the user stops.
-    params.temperature_inc = 0.0f;
+    if (like_cli) {
+        // whisper-cli's defaults: 5 beams (5 candidates when the fallback samples), the
+        // temperature fallback, the full encoder context, timestamps.
+        params.beam_search.beam_size = 5;
+        params.greedy.best_of = 5;
+    } else {
+        params.no_timestamps = true;
+        params.single_segment = true;
+        params.audio_ctx = engine_.audio_ctx_for(n);
+        // A bound on the text: speech runs at a few tokens a second, and a model that loops on
+        // noise would otherwise write until its context is full.
+        params.max_tokens = 16 + int(n * 10 / ASR_SAMPLE_RATE);
+        // One greedy pass. The temperature fallback re-decodes up to five more times, with five
+        // samplers each, when a pass looks unsure: seconds of delay.
+        params.temperature_inc = 0.0f;
+    }
     params.abort_callback = [](void *self) {
         return static_cast<stream_whisper *>(self)->abort_.load(std::memory_order_relaxed);
     };
@@ -296,7 +312,7 @@ std::string stream_whisper::decode_locked(bool final_pass) {
         return whisper_full_with_state(engine_.ctx(), state_, params, pcm_.data(), int(n));
     });
     double ms = ms_since(t0);
-    last_audio_ctx_ = params.audio_ctx;
+    last_audio_ctx_ = params.audio_ctx > 0 ? params.audio_ctx : engine_.n_audio_ctx();
     if (abort_) return {};
     if (rc != 0) throw asr_error("whisper: decoding failed (code " + std::to_string(rc) + ")");
 

@@ -208,7 +208,10 @@ std::map<std::string, double> whisper_cli_timings(const std::string &out) {
     return t;
 }
 
-void bench_whisper(const bench_options &o, const std::vector<clip> &clips, bench_report &rep) {
+// Parley's Whisper against whisper-cli doing the same work: by default both with whisper-cli's
+// own settings; with fast, one greedy pass on an encoder context cut to the clip.
+void bench_whisper(const bench_options &o, const std::vector<clip> &clips, bench_report &rep,
+                   bool fast) {
     if (o.whisper_model.empty()) {
         rep.skip("whisper", "no --whisper-model (make one: python3 tests/gen/make-tiny-whisper.py "
                             "--preset base.en build/bench-models/whisper-base.en-random.bin)");
@@ -226,6 +229,7 @@ void bench_whisper(const bench_options &o, const std::vector<clip> &clips, bench
         c.model_path = o.whisper_model;
         c.threads = o.threads;
         c.pool = 1;
+        c.fast = fast;
         engine = make_asr_engine(c);
     } catch (const std::exception &e) {
         rep.skip("whisper", std::string("engine: ") + e.what());
@@ -239,22 +243,16 @@ void bench_whisper(const bench_options &o, const std::vector<clip> &clips, bench
         if (cli.empty()) {
             p = median(parley_asr_times(*engine, c, o));
         } else {
-            // Same work as the engine: greedy, no temperature fallback, no timestamps, the
-            // encoder cut to the clip's length (Parley's audio_ctx: one frame per 320 samples).
-            int audio_ctx = int((c.pcm.size() + 319) / 320);
-            std::vector<std::string> argv = {cli,
-                                             "-m",
-                                             o.whisper_model,
-                                             "-f",
-                                             c.path,
-                                             "-t",
-                                             std::to_string(o.threads),
-                                             "-nt",
-                                             "-nf",
-                                             "-bs",
-                                             "1",
-                                             "-ac",
-                                             std::to_string(audio_ctx)};
+            std::vector<std::string> argv = {
+                cli, "-m", o.whisper_model, "-f", c.path, "-t", std::to_string(o.threads)};
+            if (fast) {
+                // Greedy, no temperature fallback, no timestamps, the encoder cut to the
+                // clip's length (Parley's audio_ctx: one frame per 320 samples).
+                int audio_ctx = int((c.pcm.size() + 319) / 320);
+                for (std::string a : {"-nt", "-nf", "-bs", "1", "-ac"})
+                    argv.push_back(a);
+                argv.push_back(std::to_string(audio_ctx));
+            }
             // Parley and whisper-cli take turns, so that both see the same load.
             std::vector<double> parley, comp, tml;
             for (int i = 0; i < o.warmup + o.repeats; ++i) {
@@ -290,9 +288,11 @@ void bench_whisper(const bench_options &o, const std::vector<clip> &clips, bench
                             {"whisper_cli_total_minus_load_ms", num(b_total_minus_load)},
                             {"whisper_cli_decode_runs", decode_runs}});
     }
-    rep.details["whisper"] = {{"model", o.whisper_model}, {"clips", per_clip}};
+    rep.details[fast ? "whisper_fast" : "whisper"] = {{"model", o.whisper_model},
+                                                      {"clips", per_clip}};
     if (cli.empty()) rep.skip("whisper-cli", "not on PATH");
-    rep.add({"asr", "whisper ms per s of audio", parley_total / seconds, bare_total / seconds,
+    rep.add({"asr", fast ? "whisper ms per s of audio, --asr-fast" : "whisper ms per s of audio",
+             parley_total / seconds, bare_total / seconds,
              "bare: whisper-cli mel+encode+decode (its printed timings)"});
 }
 
@@ -797,7 +797,8 @@ int engine_bench_main(const std::vector<std::string> &args) {
         if (clips.empty()) {
             rep.skip("asr", "no 16 kHz WAV clips in " + o.audio_dir);
         } else {
-            bench_whisper(o, clips, rep);
+            bench_whisper(o, clips, rep, false);
+            bench_whisper(o, clips, rep, true);
             bench_pocketsphinx(o, clips, rep);
         }
     }

@@ -1235,6 +1235,9 @@ void bare_asr_wer(const std::string &tool, const std::vector<bench_clip> &clips,
         ++n;
     }
     if (n == 0) return;
+    for (const auto &[clip, w] : per_clip.items())
+        std::fprintf(stderr, "bare: WER on clip %s: Parley %.3f, pocketsphinx single %.3f\n",
+                     clip.c_str(), w["parley_wer"].get<double>(), w["bare_wer"].get<double>());
     rep.bare.push_back({"ASR word error rate, mean of the clips (a rate, not ms)", parley_sum / n,
                         bare_sum / n,
                         "Parley: the turns' final transcripts; bare: pocketsphinx single on the "
@@ -1716,9 +1719,12 @@ int voice_bench_main(const std::vector<std::string> &args) {
         if (tmp.empty() && scratch != "/tmp") fs::remove_all(scratch, ec);
         std::printf("\nagainst the bare engines (%d-client run; Parley / bare):\n", first.clients);
         std::printf("%s%12s%12s%8s\n", pad("stage", 60).c_str(), "Parley ms", "bare ms", "ratio");
-        for (const auto &b : rep.bare)
-            std::printf("%s%12s%12s%8s\n", pad(b.stage, 60).c_str(), fmt(b.parley_ms).c_str(),
-                        fmt(b.bare_ms).c_str(), fmt(b.parley_ms / b.bare_ms, 2).c_str());
+        for (const auto &b : rep.bare) {
+            int decimals = b.stage.find("error rate") != std::string::npos ? 3 : 1;
+            std::printf("%s%12s%12s%8s\n", pad(b.stage, 60).c_str(),
+                        fmt(b.parley_ms, decimals).c_str(), fmt(b.bare_ms, decimals).c_str(),
+                        fmt(b.parley_ms / b.bare_ms, 2).c_str());
+        }
         for (const auto &n : rep.notes)
             if (n.rfind("bare", 0) == 0) std::printf("%s\n", n.c_str());
     }

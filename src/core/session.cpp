@@ -760,7 +760,8 @@ void session::end_hands_free_utterance(mono_time t_decided, double speech_end_ms
         // An early pass still at work: this task waits behind it on the same worker.
         ++end_passes_pending_;
         auto self = shared_from_this();
-        post_end_pass([self, end_pass = std::move(end_pass), spec, t_decided, speech_end_ms] {
+        post_end_pass([self, end_pass = std::move(end_pass), spec, t_decided, speech_end_ms,
+                       early] {
             mono_time t = mono_now();
             std::string text, err;
             try {
@@ -768,7 +769,8 @@ void session::end_hands_free_utterance(mono_time t_decided, double speech_end_ms
             } catch (const std::exception &e) {
                 err = e.what();
             }
-            double ms = ms_between(t, mono_now());
+            // An early pass's own time is the recognition work too (it ran before this task).
+            double ms = ms_between(t, mono_now()) + (early ? early->ms : 0);
             self->post([self, text, err, spec, t_decided, speech_end_ms, ms] {
                 --self->end_passes_pending_;
                 if (!err.empty()) {
