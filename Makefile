@@ -49,7 +49,7 @@ ifneq ($(TEST_MODEL),../$(SHARED_MODEL))
 export PARLEY_TEST_MODEL := $(abspath $(TEST_MODEL))
 endif
 test-model:
-	@test -f "$(TEST_MODEL)" || { echo "make test: no test model at $(TEST_MODEL): put stories260K.gguf in ../shared/models/ beside this checkout (see README, Tests) or set PARLEY_TEST_MODEL=FILE" >&2; exit 2; }
+	@test -f "$(TEST_MODEL)" || { echo "make test: no test model at $(TEST_MODEL): put stories260K.gguf in ../shared/models/ beside this checkout (see docs/testing.md) or set PARLEY_TEST_MODEL=FILE" >&2; exit 2; }
 
 unit: build
 	@$(RUN) bash -c 'cd build && ctest --output-on-failure'

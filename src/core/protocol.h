@@ -3,7 +3,7 @@
 // Pure functions over JSON text (nlohmann::json stays inside protocol.cpp); thread-safe.
 // Client: start, stop, text, interrupt, playback (+ binary PCM s16le mono frames).
 // Server: ready, transcript, text_chunk (+ one binary audio message when has_audio), response_done,
-// interrupted, error. See the README's protocol section.
+// interrupted, error. See docs/protocol.md.
 #pragma once
 
 #include <cstdint>

@@ -2,7 +2,7 @@
 
 #include "core/log.h"
 #include "core/protocol.h"
-#include "net/edge-guard.h"
+#include "core/guard.h"
 #include "core/metrics.h"
 #include "core/worker.h"
 #include "net/web-assets.h"
@@ -149,7 +149,7 @@ class ws_conn : public session_output, public std::enable_shared_from_this<ws_co
     void on_accept(beast::error_code ec) {
         if (ec) return;
         srv_->add(shared_from_this());
-        std::string err = edge_guard("ws: opening a session", [&] {
+        std::string err = run_guarded("ws: opening a session", [&] {
             auto s = std::make_shared<session>(srv_->eng, srv_->cfg, shared_from_this());
             {
                 std::lock_guard lock(qm_);
@@ -183,7 +183,7 @@ class ws_conn : public session_output, public std::enable_shared_from_this<ws_co
         }
         if (s) {
             bool binary = ws_.got_binary();
-            std::string err = edge_guard(binary ? "ws: an audio frame" : "ws: a message", [&] {
+            std::string err = run_guarded(binary ? "ws: an audio frame" : "ws: a message", [&] {
                 if (binary)
                     s->on_binary(msg);
                 else
@@ -310,7 +310,7 @@ class http_conn : public std::enable_shared_from_this<http_conn> {
             return;
         }
         std::optional<http::response<http::string_body>> res;
-        std::string err = edge_guard("http", [&] { res.emplace(srv_->handle(req)); });
+        std::string err = run_guarded("http", [&] { res.emplace(srv_->handle(req)); });
         if (!err.empty() || !res)
             return reply(error_response(req, http::status::internal_server_error,
                                         "internal error: the request failed inside the server"));

@@ -23,7 +23,7 @@ struct server_options {
     // The scheduler slice the I/O threads ask for (set_thread_slice): woken to write a reply's
     // audio, they take a core from the engines' threads at once instead of at the next tick.
     // The session threads they start inherit it. Off by default: real-time priority (below)
-    // does the same job better where the kernel allows it (README, `parley bench`).
+    // does the same job better where the kernel allows it (docs/configuration.md).
     int io_slice_us = 0; // 0: the kernel's default
     // SCHED_FIFO priority of the I/O threads: -1 (default) REALTIME_PRIORITY_AUTO (10) where the
     // kernel allows it, else normal; 0 the normal policy; 1..99 that priority (a warning where

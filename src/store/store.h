@@ -5,13 +5,14 @@
 // readers (GET /sessions/{id}) from waiting on writers. Errors throw store_error.
 #pragma once
 
-#include "core/log.h"
+#include "core/guard.h"
 #include "llm/conversation.h"
 
 #include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 struct sqlite3;
@@ -42,18 +43,11 @@ class store {
     sqlite3 *db_ = nullptr;
 };
 
-// Runs one call on the store. Any failure (a store_error, a full disk, a changed schema, memory)
-// is logged in one line and returned as its message; empty when the call succeeded. Every
-// caller outside the store goes through this: a broken database costs a record or a request,
-// never a session or the process.
+// Runs one call on the store (core/guard.h): a failure (a store_error, a full disk, a changed
+// schema, memory) is logged in one line and returned as its message; empty on success. Every
+// caller outside the store goes through this.
 template <class F> std::string store_call(const char *what, F &&call) {
-    try {
-        call();
-        return {};
-    } catch (const std::exception &e) {
-        log_error("store: %s: %s", what, e.what());
-        return e.what();
-    }
+    return run_guarded(std::string("store: ") + what, std::forward<F>(call));
 }
 
 } // namespace parley

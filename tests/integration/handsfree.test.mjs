@@ -183,7 +183,7 @@ test('hands-free with server echo cancellation: the user still barges in over th
     console.log(`barge-in over the echo: ${latency.toFixed(0)} ms after the onset`);
     assert.equal(cut.json.turn_id, first.json.turn_id);
     // About 400 ms here: the talker must be louder than the echo gate and speak for twice
-    // --barge-in-ms (README). A bound for a barge-in that works, not a benchmark.
+    // --barge-in-ms (docs/architecture.md). A bound for a barge-in that works, not a benchmark.
     assert.ok(latency <= 1000, `interrupted ${latency.toFixed(0)} ms after the onset`);
   } finally {
     await mic.stop();

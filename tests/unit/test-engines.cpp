@@ -4,7 +4,7 @@
 #include "audio/wav.h"
 #include "llm/conversation.h"
 #include "llm/llm.h"
-#include "net/edge-guard.h"
+#include "core/guard.h"
 #include "tts/espeak-lock.h"
 #include "tts/tts.h"
 
@@ -594,14 +594,14 @@ TEST(tts_espeak, every_voice_and_variant_espeak_lists_can_be_chosen) {
     EXPECT_TRUE(espeak_select_voice("en-us"));
 }
 
-TEST(edge_guard, a_throwing_handler_becomes_a_message_and_the_caller_goes_on) {
-    EXPECT_EQ(edge_guard("test", [] {}), "");
-    EXPECT_EQ(edge_guard("test", [] { throw std::runtime_error("store: no such table"); }),
+TEST(guard, a_throwing_handler_becomes_a_message_and_the_caller_goes_on) {
+    EXPECT_EQ(run_guarded("test", [] {}), "");
+    EXPECT_EQ(run_guarded("test", [] { throw std::runtime_error("store: no such table"); }),
               "store: no such table");
-    EXPECT_NE(edge_guard("test", [] { throw std::bad_alloc(); }), "");
-    EXPECT_EQ(edge_guard("test", [] { throw 42; }), "an unknown failure");
+    EXPECT_NE(run_guarded("test", [] { throw std::bad_alloc(); }), "");
+    EXPECT_EQ(run_guarded("test", [] { throw 42; }), "an unknown failure");
     int after = 0;
-    edge_guard("test", [&] { after = 1; });
+    run_guarded("test", [&] { after = 1; });
     EXPECT_EQ(after, 1);
 }
 
