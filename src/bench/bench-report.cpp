@@ -238,6 +238,7 @@ voice_run_summary summarize_run(const voice_run &run) {
         ++s.counted;
         if (t.speculative) ++s.speculative;
         s.splits += t.splits;
+        if (t.splits > 0) ++s.splits_turns;
         v[0].push_back(t.at[VOICE_EVENT_DECISION] - t.at[VOICE_EVENT_END_OF_SPEECH]);
         int speech_end = run.push_to_talk ? VOICE_EVENT_DECISION : VOICE_EVENT_END_OF_SPEECH;
         user_wait.push_back(t.at[VOICE_EVENT_FIRST_AUDIO] - t.at[speech_end]);
@@ -348,6 +349,10 @@ std::string render_voice_html(const voice_report &rep) {
              std::to_string(s.counted) + " counted, " + std::to_string(s.failed) + " failed) in " +
              fmt(run.wall_s) + " s; speculative starts " + std::to_string(s.speculative) + "/" +
              std::to_string(s.counted) + "; mean WER " + fmt(s.mean_wer, 2) + "</p>\n";
+        if (const stage_stats *wait = s.stage("end_of_speech_to_first_audio"))
+            h += "<p class=\"key\">" + html_escape(wait->label) + " (what the user waits): "
+                 "median <b>" + fmt(wait->median) + " ms</b>, p95 <b>" + fmt(wait->p95) +
+                 " ms</b></p>\n";
         if (audio)
             h += "<p class=\"key\">decision &rarr; first audio: median <b" +
                  target_class(audio->median, 100) + ">" + fmt(audio->median) + " ms</b>, p95 <b" +

@@ -50,6 +50,10 @@ struct voice_turn {
     double wer = std::numeric_limits<double>::quiet_NaN();
     bool speculative = false; // the reply started in a pause before the decision
     int splits = 0;           // extra ends of turn the VAD found inside the clip
+    // Silence inside the user's speech (the clip's gaps between aligned words), ms; NaN when the
+    // clip has no alignment.
+    double pause_max_ms = std::numeric_limits<double>::quiet_NaN();
+    double pause_total_ms = std::numeric_limits<double>::quiet_NaN();
     // Parley's own overhead: decision -> first audio minus the engines' time after the decision
     // (engines_after_decision_ms).
     double engines_ms = std::numeric_limits<double>::quiet_NaN();
@@ -94,8 +98,11 @@ struct stage_stats {
 };
 
 struct voice_run_summary {
-    std::vector<stage_stats> stages; // end of speech -> decision, then decision -> each event
+    // End of speech (push-to-talk: the release) -> first audio, what the user waits; then its
+    // breakdown: end of speech -> decision, decision -> each event.
+    std::vector<stage_stats> stages;
     int turns = 0, counted = 0, failed = 0, speculative = 0, splits = 0;
+    int splits_turns = 0; // turns with an end of turn inside the speech
     double mean_wer = 0;
     double overhead_median = 0, engines_median = 0;
     double cpu_s_per_turn = 0, cores = 0;                        // NaN without a sampled server

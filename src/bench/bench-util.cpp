@@ -92,7 +92,8 @@ double word_error_rate(const std::string &ref, const std::string &hyp) {
     return double(prev[h.size()]) / double(std::max<size_t>(1, r.size()));
 }
 
-bool alignment_bounds(const std::string &json_text, double *start_s, double *end_s) {
+bool alignment_bounds(const std::string &json_text, double *start_s, double *end_s,
+                      std::vector<double> *pauses) {
     json j = json::parse(json_text, nullptr, false);
     if (j.is_discarded() || !j.is_object() || !j.contains("w") || !j["w"].is_array()) return false;
     bool any = false;
@@ -102,6 +103,7 @@ bool alignment_bounds(const std::string &json_text, double *start_s, double *end
         if (t.empty() || t[0] == '<' || t[0] == '[' || t[0] == '+') continue;
         double b = w.value("b", 0.0), d = w.value("d", 0.0);
         if (!any) *start_s = b;
+        if (any && pauses && b > *end_s) pauses->push_back(b - *end_s);
         *end_s = b + d;
         any = true;
     }

@@ -43,7 +43,9 @@ double word_error_rate(const std::string &ref, const std::string &hyp);
 // Where the words are in a forced alignment ({"w":[{"t":word,"b":start_s,"d":dur_s},...]}):
 // the first word's start and the last word's end in seconds; tokens starting with '<', '[' or
 // '+' (silence, noise) are not words. False when the text holds no aligned word.
-bool alignment_bounds(const std::string &json_text, double *start_s, double *end_s);
+// `pauses`, when given, gets the silent gaps between consecutive words, in seconds.
+bool alignment_bounds(const std::string &json_text, double *start_s, double *end_s,
+                      std::vector<double> *pauses = nullptr);
 
 // --- command lines ---
 

@@ -193,6 +193,9 @@ struct bench_clip {
     std::vector<int16_t> pcm;
     size_t speech_end = 0; // the sample at the last word's end
     bool aligned = false;  // from the forced alignment (else from the signal)
+    // Silence inside the speech (between aligned words), ms: the longest gap and all of them.
+    double pause_max_ms = std::numeric_limits<double>::quiet_NaN();
+    double pause_total_ms = std::numeric_limits<double>::quiet_NaN();
     double seconds() const { return double(pcm.size()) / SAMPLE_RATE; }
 };
 
@@ -243,9 +246,15 @@ std::string load_clips(const std::string &dir, std::vector<bench_clip> &clips) {
             c.text.pop_back();
         std::string alignment = read_file(base + ".json", &ok);
         double start_s = 0, end_s = 0;
-        if (ok && alignment_bounds(alignment, &start_s, &end_s)) {
+        std::vector<double> pauses;
+        if (ok && alignment_bounds(alignment, &start_s, &end_s, &pauses)) {
             c.speech_end = size_t(std::lround(end_s * SAMPLE_RATE));
             c.aligned = true;
+            c.pause_max_ms = c.pause_total_ms = 0;
+            for (double p : pauses) {
+                c.pause_max_ms = std::max(c.pause_max_ms, p * 1000);
+                c.pause_total_ms += p * 1000;
+            }
         } else {
             c.speech_end = signal_speech_end(c.pcm);
         }
@@ -795,6 +804,8 @@ awaitable<voice_turn> run_turn(run_state &rs, ws_connection &c, mic_state *mic,
     voice_turn t;
     t.clip = clip.name;
     t.reference = clip.text;
+    t.pause_max_ms = clip.pause_max_ms;
+    t.pause_total_ms = clip.pause_total_ms;
     json sent = json::array();
     auto mark = [&](const char *what) {
         sent.push_back({{"t", json_number(rs.now_ms())}, {"sent", what}});
@@ -1197,6 +1208,17 @@ void print_run(const voice_run &run, const voice_bench_options &o, int cores) {
                     fmt(s.client_cores, 2).c_str(), fmt(s.other_cores, 2).c_str());
     std::printf("mean WER %s; speculative starts %d/%d; VAD ends of turn inside a clip %d\n",
                 fmt(s.mean_wer, 2).c_str(), s.speculative, s.counted, s.splits);
+    // Pauses inside the user's speech, and whether an end of turn fired in one.
+    double longest = 0;
+    int paused = 0;
+    for (const auto &t : run.turns)
+        if (t.counted() && std::isfinite(t.pause_max_ms)) {
+            longest = std::max(longest, t.pause_max_ms);
+            if (t.pause_max_ms >= 200) ++paused;
+        }
+    std::printf("pauses inside the speech: the longest %s ms; %d turn(s) with a pause of 200 ms or "
+                "more; %d turn(s) cut by an end of turn inside the speech\n",
+                fmt(longest, 0).c_str(), paused, s.splits_turns);
     int shown = 0;
     for (const auto &t : run.turns)
         if (!t.ok && shown++ < 5)
@@ -1456,6 +1478,9 @@ json turn_json(const voice_turn &t) {
             {"reply", t.reply},
             {"speculative", t.speculative},
             {"splits", t.splits},
+            {"end_of_turn_inside", t.splits > 0},
+            {"pause_max_ms", json_number(t.pause_max_ms)},
+            {"pause_total_ms", json_number(t.pause_total_ms)},
             {"engines_after_decision_ms", json_number(t.engines_ms)},
             {"overhead_ms", json_number(t.overhead_ms)},
             {"server_cpu_s", json_number(t.server_cpu_s)},

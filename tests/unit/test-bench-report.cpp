@@ -41,6 +41,14 @@ TEST(bench_stats, alignment_bounds_skip_silence_and_noise_tokens) {
     ASSERT_TRUE(alignment_bounds(alignment, &b, &e));
     EXPECT_DOUBLE_EQ(b, 0.2);
     EXPECT_NEAR(e, 0.67, 1e-9);
+    // The pauses between words: one of 0.25 s before "home".
+    std::vector<double> pauses;
+    ASSERT_TRUE(alignment_bounds(alignment.substr(0, alignment.size() - 2) +
+                                     ",{\"t\":\"home\",\"b\":0.92,\"d\":0.3}]}",
+                                 &b, &e, &pauses));
+    ASSERT_EQ(pauses.size(), 1u);
+    EXPECT_NEAR(pauses[0], 0.25, 1e-9);
+    EXPECT_NEAR(e, 1.22, 1e-9);
     EXPECT_FALSE(alignment_bounds("{\"w\":[{\"t\":\"<sil>\",\"b\":0,\"d\":1}]}", &b, &e));
     EXPECT_FALSE(alignment_bounds("not json", &b, &e));
 }
@@ -182,6 +190,10 @@ TEST(bench_report, html_is_self_contained_with_one_waterfall_row_per_turn) {
     EXPECT_EQ(count("class=\"wf-row\""), 3u + 12u);
     EXPECT_NE(html.find("hands_free &lt;test&gt;"), std::string::npos);
     EXPECT_NE(html.find("decision &rarr; first audio"), std::string::npos);
+    // What the user waits comes first.
+    size_t wait = html.find("end of speech → first audio (what the user waits)");
+    ASSERT_NE(wait, std::string::npos);
+    EXPECT_LT(wait, html.find("decision &rarr; first audio"));
     EXPECT_NE(html.find("4-client p95 / 1-client p95"), std::string::npos);
     EXPECT_NE(html.find("<svg"), std::string::npos);
     // No external resources: no scripts, links or addresses besides the SVG namespace.
