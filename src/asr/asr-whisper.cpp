@@ -29,6 +29,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -119,6 +120,7 @@ class stream_whisper : public asr_stream {
 
     std::string partial() override;
     std::string finish() override;
+    std::function<std::string()> finish_deferred() override;
 
     int last_audio_ctx() const { return last_audio_ctx_.load(); }
     int decode_count() const { return decode_count_.load(); }
@@ -262,6 +264,21 @@ std::string stream_whisper::finish() {
     }
     reset_locked();
     return text; // built before the lock is released: nothing touches *this after that
+}
+
+// The utterance moves to a stream of its own (its own decoder state), which the job finishes:
+// this stream takes the next utterance at once, and its partials use its own state meanwhile.
+std::function<std::string()> stream_whisper::finish_deferred() {
+    std::vector<float> pcm;
+    {
+        std::lock_guard lock(mutex_);
+        pcm = std::move(pcm_);
+        reset_locked();
+    }
+    if (pcm.size() < MIN_DECODE_SAMPLES) return [] { return std::string(); };
+    std::shared_ptr<asr_stream> other = engine_.open();
+    static_cast<stream_whisper &>(*other).pcm_ = std::move(pcm);
+    return [other] { return other->finish(); };
 }
 
 void stream_whisper::reset_locked() {

@@ -292,6 +292,24 @@ TEST(asr_whisper, the_final_transcript_is_whisper_clis) {
     EXPECT_LT(asr_whisper_last_audio_ctx(*fast_stream), 1500);
 }
 
+// The end pass as a job for another thread: the stream goes on with the next utterance (its
+// partials) while the job decodes the last one on a decoder state of its own.
+TEST(asr_whisper, a_deferred_finish_frees_the_stream_at_once) {
+    auto asr = make_asr_engine(config_for("whisper"));
+    auto stream = asr->open();
+    feed(*stream, speech(2.0));
+    std::string direct = stream->finish();
+    feed(*stream, speech(2.0));
+    auto job = stream->finish_deferred();
+    feed(*stream, speech(1.5));
+    std::string next = stream->partial(); // the next utterance, meanwhile
+    EXPECT_TRUE(utf8_valid(next));
+    std::thread other([&] { EXPECT_EQ(job(), direct); });
+    other.join();
+    stream->finish();
+    EXPECT_EQ(stream->finish(), "") << "nothing left after the next utterance's finish";
+}
+
 TEST(asr_whisper, bad_model_files_give_one_line_errors_naming_the_file) {
     expect_bad_files_named("whisper");
     asr_config other = config_for("whisper");
