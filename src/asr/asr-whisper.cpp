@@ -121,11 +121,17 @@ class stream_whisper : public asr_stream {
     std::string partial() override;
     std::string finish() override;
     std::function<std::string()> finish_deferred() override;
+    std::function<std::string()> end_pass_so_far() override;
+    void drop() override {
+        std::lock_guard lock(mutex_);
+        reset_locked();
+    }
 
     int last_audio_ctx() const { return last_audio_ctx_.load(); }
     int decode_count() const { return decode_count_.load(); }
 
   private:
+    std::function<std::string()> final_job(std::vector<float> pcm);
     std::string decode_locked(bool final_pass);
     void reset_locked();
 
@@ -275,6 +281,20 @@ std::function<std::string()> stream_whisper::finish_deferred() {
         pcm = std::move(pcm_);
         reset_locked();
     }
+    return final_job(std::move(pcm));
+}
+
+// The same decode on a copy of the audio so far; the utterance goes on here.
+std::function<std::string()> stream_whisper::end_pass_so_far() {
+    std::vector<float> pcm;
+    {
+        std::lock_guard lock(mutex_);
+        pcm = pcm_;
+    }
+    return final_job(std::move(pcm));
+}
+
+std::function<std::string()> stream_whisper::final_job(std::vector<float> pcm) {
     if (pcm.size() < MIN_DECODE_SAMPLES) return [] { return std::string(); };
     std::shared_ptr<asr_stream> other = engine_.open();
     static_cast<stream_whisper &>(*other).pcm_ = std::move(pcm);
