@@ -756,33 +756,38 @@ void session::end_hands_free_utterance(mono_time t_decided, double speech_end_ms
         hands_free_transcript(text, std::move(spec), t_decided, speech_end_ms);
         return;
     }
-    {
-        // An early pass still at work: this task waits behind it on the same worker.
-        ++end_passes_pending_;
-        auto self = shared_from_this();
-        post_end_pass([self, end_pass = std::move(end_pass), spec, t_decided, speech_end_ms,
-                       early] {
-            mono_time t = mono_now();
-            std::string text, err;
-            try {
-                text = end_pass();
-            } catch (const std::exception &e) {
-                err = e.what();
+    run_end_pass(std::move(end_pass), std::move(spec), t_decided, speech_end_ms, early);
+}
+
+// The recogniser's end pass on the end-pass worker (behind an early pass still at work, whose
+// result it may be); its transcript comes back to the session's worker.
+void session::run_end_pass(std::function<std::string()> end_pass, std::shared_ptr<turn> spec,
+                           mono_time t_decided, double speech_end_ms,
+                           std::shared_ptr<early_end_pass> early) {
+    ++end_passes_pending_;
+    auto self = shared_from_this();
+    post_end_pass([self, end_pass = std::move(end_pass), spec, t_decided, speech_end_ms,
+                   early] {
+        mono_time t = mono_now();
+        std::string text, err;
+        try {
+            text = end_pass();
+        } catch (const std::exception &e) {
+            err = e.what();
+        }
+        // An early pass's own time is the recognition work too (it ran before this task).
+        double ms = ms_between(t, mono_now()) + (early ? early->ms : 0);
+        self->post([self, text, err, spec, t_decided, speech_end_ms, ms] {
+            --self->end_passes_pending_;
+            if (!err.empty()) {
+                if (spec) self->discard_turn(spec);
+                self->error("asr_failed", err);
+                return;
             }
-            // An early pass's own time is the recognition work too (it ran before this task).
-            double ms = ms_between(t, mono_now()) + (early ? early->ms : 0);
-            self->post([self, text, err, spec, t_decided, speech_end_ms, ms] {
-                --self->end_passes_pending_;
-                if (!err.empty()) {
-                    if (spec) self->discard_turn(spec);
-                    self->error("asr_failed", err);
-                    return;
-                }
-                self->utt_asr_ms_ += ms;
-                self->hands_free_transcript(text, spec, t_decided, speech_end_ms);
-            });
+            self->utt_asr_ms_ += ms;
+            self->hands_free_transcript(text, spec, t_decided, speech_end_ms);
         });
-    }
+    });
 }
 
 // The utterance's final transcript: a reply started in the pause goes on if it had the same

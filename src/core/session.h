@@ -18,6 +18,7 @@
 #include "tts/tts.h"
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -122,6 +123,10 @@ class session : public std::enable_shared_from_this<session> {
     void hands_free_transcript(const std::string &text, std::shared_ptr<turn> spec,
                                mono_time t_decided, double speech_end_ms);
     void start_early_end_pass();
+    struct early_end_pass;
+    void run_end_pass(std::function<std::string()> end_pass, std::shared_ptr<turn> spec,
+                      mono_time t_decided, double speech_end_ms,
+                      std::shared_ptr<early_end_pass> early);
     void post_end_pass(std::function<void()> task);
     void prefill(const std::string &partial);
     std::vector<chat_message> prompt_messages(const std::string &user, int budget,
