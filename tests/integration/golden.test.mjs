@@ -1,5 +1,6 @@
 // Golden transcripts of the native WebSocket protocol: the message sequences of typed turns
-// (with speech and text-only), push-to-talk, hands-free and bad input, as a client sees them.
+// (with speech and text-only), push-to-talk, hands-free, barge-in (by message and by speech), a
+// false start and bad input, as a client sees them.
 // The content that does not depend on timing is compared byte for byte (types, texts, chunk ids,
 // flags, error codes and messages, audio lengths); times, ids and partial transcripts, which do,
 // are replaced by placeholders. A changed protocol fails here first.
@@ -21,6 +22,7 @@ function normalize(m) {
   for (const [k, v] of Object.entries(m.json)) {
     if (k === 'timings') out[k] = '<timings>';
     else if (k === 'session_id') out[k] = '<session>';
+    else if (k === 'heard') out[k] = '<heard>'; // where the playout clock was at the cut
     else if (/_ms$/.test(k) || k === 't') out[k] = typeof v === 'number' ? '<ms>' : v;
     else if (k === 'words') out[k] = v.map((w) => ({ text: w.text }));
     else out[k] = v;
@@ -54,18 +56,22 @@ function check(name, msgs) {
   assert.deepEqual(got, JSON.parse(readFileSync(file, 'utf8')), `protocol changed: ${name}`);
 }
 
-let srv;
+// Greedy decoding: the same prompt gives the same reply (on the same llama.cpp build; another
+// build's arithmetic may pick other words, and the transcripts are then recorded again).
+const greedy = ['--temperature', '0', '--seed', '7', '--max-tokens', '24'];
+let srv, energy;
 before(async () => {
-  // Greedy decoding: the same prompt gives the same reply (on the same llama.cpp build; another
-  // build's arithmetic may pick other words, and the transcripts are then recorded again).
-  srv = await startServer(['--temperature', '0', '--seed', '7', '--max-tokens', '24']);
+  srv = await startServer(greedy);
+  // The energy detector: a tone is a sound it hears, whatever a speech model makes of it.
+  energy = await startServer([...greedy, '--vad', 'energy']);
 });
 after(async () => {
   await srv.stop();
+  await energy.stop();
 });
 
-async function session() {
-  const c = await Client.open(srv.ws);
+async function session(server = srv) {
+  const c = await Client.open(server.ws);
   await c.waitType('ready');
   return c;
 }
@@ -138,5 +144,67 @@ test('golden: bad input, each with its error, and the session goes on', async ()
   c.send({ type: 'stop' });
   await c.waitFor((m) => m.json && m.json.type === 'transcript' && m.json.is_final, { from });
   check('bad-input', c.msgs.slice(from));
+  await c.close();
+});
+
+// A 220 Hz tone at 16 kHz (amplitude 0: low background noise).
+function tone(ms, amplitude) {
+  const n = ms * 16;
+  const b = Buffer.alloc(n * 2);
+  for (let i = 0; i < n; i++) {
+    const noise = amplitude ? 0 : ((i * 7919) % 61) - 30;
+    b.writeInt16LE(Math.round(amplitude * Math.sin((i * 2 * Math.PI * 220) / 16000)) + noise, i * 2);
+  }
+  return b;
+}
+
+// The reply's audio has gone out and is playing (by the server's playout clock) when the
+// client cuts it; where exactly it was is timing, so `heard` is a placeholder.
+test('golden: barge-in by message', async () => {
+  const c = await session();
+  const from = c.msgs.length;
+  c.send({ type: 'text', text: 'Tell me about the cat.' });
+  await c.waitType('response_done', { from });
+  c.send({ type: 'interrupt' });
+  await c.waitType('interrupted', { from });
+  c.send({ type: 'text', text: 'And the dog?' });
+  await c.waitType('response_done', { from: c.msgs.findIndex((m) => m.json?.type === 'interrupted') });
+  check('barge-in-message', c.msgs.slice(from));
+  await c.close();
+});
+
+test('golden: barge-in by speech (hands-free)', async () => {
+  const c = await session(energy);
+  c.send({ type: 'start', sample_rate: 16000, tts: true, mode: 'hands_free', echo_cancellation: true });
+  const from = c.msgs.length;
+  c.send({ type: 'text', text: 'Tell me about the cat.' });
+  await c.waitType('response_done', { from });
+  const { rate, pcm } = readWav(clips[1].wav);
+  assert.equal(rate, 16000);
+  await streamPcm(c, Buffer.concat([tone(200, 0), pcm, tone(1500, 0)]), rate, { realtime: false });
+  const cut = await c.waitType('interrupted', { from });
+  await c.waitFor((m) => m.json?.type === 'response_done' && m.json.turn_id !== cut.json.turn_id, { from, timeout: 60000 });
+  check('barge-in-speech', c.msgs.slice(from));
+  await c.close();
+});
+
+// A sound past the barge-in time (96 ms) and short of speech (250 ms) cuts the reply; when it
+// proves not to be speech, the reply goes on from where the client stopped (here: the start of
+// its first chunk, as the client's playback report says) with the audio already made.
+test('golden: a false start, and the reply goes on', async () => {
+  const c = await session(energy);
+  c.send({ type: 'start', sample_rate: 16000, tts: true, mode: 'hands_free', echo_cancellation: true });
+  const from = c.msgs.length;
+  c.send({ type: 'text', text: 'Tell me about the cat.' });
+  const done = await c.waitType('response_done', { from });
+  await streamPcm(c, Buffer.concat([tone(200, 0), tone(190, 8000)]), 16000, { realtime: false });
+  await c.waitType('interrupted', { from });
+  c.send({ type: 'playback', turn_id: done.json.turn_id, chunk_id: 'chunk_id_0', played_ms: 0 });
+  await streamPcm(c, tone(900, 0), 16000, { realtime: false });
+  const resumed = await c.waitType('resumed', { from });
+  const at = c.msgs.indexOf(resumed);
+  await c.waitFor((m) => m.json?.type === 'text_chunk' && m.json.is_final, { from: at });
+  await new Promise((r) => setTimeout(r, 200)); // the last chunk's audio
+  check('false-start', c.msgs.slice(from));
   await c.close();
 });
