@@ -3,7 +3,7 @@
 #pragma once
 
 #include "asr/asr.h"
-#include "core/session.h"
+#include "pipeline/session.h"
 #include "llm/llm.h"
 #include "net/server.h"
 #include "tts/tts.h"

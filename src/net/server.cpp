@@ -1,7 +1,7 @@
 #include "net/server.h"
 
 #include "core/log.h"
-#include "core/protocol.h"
+#include "net/native-protocol.h"
 #include "core/guard.h"
 #include "core/metrics.h"
 #include "core/worker.h"
@@ -92,7 +92,7 @@ struct server::impl {
     }
 };
 
-class ws_conn : public session_output, public std::enable_shared_from_this<ws_conn> {
+class ws_conn : public native_output, public std::enable_shared_from_this<ws_conn> {
   public:
     ws_conn(server::impl *srv, tcp::socket socket) : srv_(srv), ws_(std::move(socket)) {}
 
@@ -135,7 +135,7 @@ class ws_conn : public session_output, public std::enable_shared_from_this<ws_co
     }
 
     void close_session() {
-        std::shared_ptr<session> s;
+        std::shared_ptr<native_connection> s;
         {
             std::lock_guard lock(qm_);
             closed_ = true;
@@ -150,7 +150,8 @@ class ws_conn : public session_output, public std::enable_shared_from_this<ws_co
         if (ec) return;
         srv_->add(shared_from_this());
         std::string err = run_guarded("ws: opening a session", [&] {
-            auto s = std::make_shared<session>(srv_->eng, srv_->cfg, shared_from_this());
+            auto s =
+                std::make_shared<native_connection>(srv_->eng, srv_->cfg, shared_from_this());
             {
                 std::lock_guard lock(qm_);
                 sess_ = s;
@@ -176,7 +177,7 @@ class ws_conn : public session_output, public std::enable_shared_from_this<ws_co
         }
         std::string msg = beast::buffers_to_string(buf_.data());
         buf_.consume(buf_.size());
-        std::shared_ptr<session> s;
+        std::shared_ptr<native_connection> s;
         {
             std::lock_guard lock(qm_);
             s = sess_;
@@ -272,7 +273,7 @@ class ws_conn : public session_output, public std::enable_shared_from_this<ws_co
     bool writing_ = false;
     bool held_ = false; // hold(): messages queue, the writer starts at flush()
     bool closed_ = false;
-    std::shared_ptr<session> sess_;
+    std::shared_ptr<native_connection> sess_;
 };
 
 class http_conn : public std::enable_shared_from_this<http_conn> {

@@ -6,7 +6,7 @@
 // but loopback needs an API key (checked in server_config::validate()).
 #pragma once
 
-#include "core/session.h"
+#include "pipeline/session.h"
 
 #include <memory>
 #include <string>

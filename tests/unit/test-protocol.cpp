@@ -1,4 +1,4 @@
-#include "core/protocol.h"
+#include "net/native-protocol.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -64,8 +64,8 @@ TEST(protocol, checks_audio_frames) {
 }
 
 TEST(protocol, text_chunk_has_the_original_six_fields) {
-    text_chunk_event c{"chunk_id_0", "Hello.", true, false, 42, 7};
-    json j = json::parse(encode_text_chunk(c));
+    reply_chunk_event c{"chunk_id_0", "Hello.", true, false, 42, 7};
+    json j = json::parse(encode_event(c));
     EXPECT_EQ(j["type"], "text_chunk");
     EXPECT_EQ(j["chunk_id"], "chunk_id_0");
     EXPECT_EQ(j["text"], "Hello.");
@@ -76,36 +76,38 @@ TEST(protocol, text_chunk_has_the_original_six_fields) {
 }
 
 TEST(protocol, encodes_events) {
-    json r = json::parse(encode_ready("s1", 22050, true, 3, true, false));
+    json r = json::parse(encode_event(ready_event{"s1", 22050, true, 3, true, false}));
     EXPECT_EQ(r["type"], "ready");
     EXPECT_EQ(r["session_id"], "s1");
     EXPECT_EQ(r["audio_format"]["sample_rate"], 22050);
     EXPECT_EQ(r["audio_format"]["encoding"], "pcm_s16le");
     EXPECT_EQ(r["resumed"], true);
-    json t = json::parse(encode_transcript("hi", true, 0));
+    json t = json::parse(encode_event(transcript_event{"hi", true, 0}));
     EXPECT_EQ(t["is_final"], true);
     json e = json::parse(encode_error("odd_frame", "x"));
     EXPECT_EQ(e["type"], "error");
     EXPECT_EQ(e["code"], "odd_frame");
-    json d = json::parse(encode_response_done(2, "reply", R"({"first_text_ms":1.5})", "eog"));
+    turn_timings tt;
+    tt.first_text_ms = 1.5;
+    json d = json::parse(encode_event(reply_done_event{2, "reply", tt, "eog"}));
     EXPECT_EQ(d["timings"]["first_text_ms"], 1.5);
     // Invalid UTF-8 from an engine never breaks the JSON.
-    EXPECT_NO_THROW(json::parse(encode_transcript("a\xff", false, 0)));
+    EXPECT_NO_THROW(json::parse(encode_event(transcript_event{"a\xff", false, 0})));
 }
 
 TEST(protocol, hands_free_start_vad_overrides_and_echo) {
     auto m = std::get<client_message>(parse_client_message(
         R"({"type":"start","mode":"hands_free","echo_cancellation":false,
             "vad":{"threshold":0.6,"min_silence_ms":300,"min_speech_ms":200,"prefix_pad_ms":100}})"));
-    EXPECT_EQ(m.start.mode, "hands_free");
-    EXPECT_EQ(m.start.echo_cancellation, 0);
+    EXPECT_EQ(m.start.mode, SESSION_MODE_HANDS_FREE);
+    EXPECT_EQ(m.start.echo, CLIENT_ECHO_NONE);
     EXPECT_FLOAT_EQ(m.start.vad_threshold, 0.6f);
     EXPECT_EQ(m.start.min_silence_ms, 300);
     EXPECT_EQ(m.start.min_speech_ms, 200);
     EXPECT_EQ(m.start.prefix_pad_ms, 100);
     auto d = std::get<client_message>(parse_client_message(R"({"type":"start"})"));
-    EXPECT_EQ(d.start.mode, "");
-    EXPECT_EQ(d.start.echo_cancellation, -1);
+    EXPECT_EQ(d.start.mode, SESSION_MODE_PUSH_TO_TALK);
+    EXPECT_EQ(d.start.echo, CLIENT_ECHO_UNKNOWN);
     EXPECT_LT(d.start.vad_threshold, 0);
     EXPECT_LT(d.start.min_silence_ms, 0);
     EXPECT_EQ(code_of(R"({"type":"start","mode":"always"})"), "invalid_message");
@@ -120,35 +122,35 @@ TEST(protocol, playback_reports) {
     auto m = std::get<client_message>(parse_client_message(
         R"({"type":"playback","turn_id":3,"chunk_id":"chunk_id_2","played_ms":450})"));
     EXPECT_EQ(m.type, CLIENT_MSG_PLAYBACK);
-    EXPECT_EQ(m.turn_id, 3);
-    EXPECT_EQ(m.chunk_id, "chunk_id_2");
-    EXPECT_EQ(m.played_ms, 450);
+    EXPECT_EQ(m.playback.turn_id, 3);
+    EXPECT_EQ(m.playback.chunk_id, "chunk_id_2");
+    EXPECT_EQ(m.playback.played_ms, 450);
     EXPECT_EQ(code_of(R"({"type":"playback","played_ms":4})"), "invalid_message");
     EXPECT_EQ(code_of(R"({"type":"playback","chunk_id":"c","played_ms":-1})"), "invalid_message");
 }
 
 TEST(protocol, hands_free_events_and_words) {
-    json a = json::parse(encode_speech_started(1234.4));
+    json a = json::parse(encode_event(speech_started_event{1234.4}));
     EXPECT_EQ(a["type"], "speech_started");
     EXPECT_EQ(a["at_ms"], 1234);
-    json b = json::parse(encode_speech_stopped(2000, 2512));
+    json b = json::parse(encode_event(speech_stopped_event{2000, 2512}));
     EXPECT_EQ(b["type"], "speech_stopped");
     EXPECT_EQ(b["decided_ms"], 2512);
-    json i = json::parse(encode_interrupted(7, "Hello there"));
+    json i = json::parse(encode_event(interrupted_event{7, "Hello there"}));
     EXPECT_EQ(i["turn_id"], 7);
     EXPECT_EQ(i["heard"], "Hello there");
-    text_chunk_event c;
+    reply_chunk_event c;
     c.chunk_id = "chunk_id_0";
     c.text = "Hi you";
     c.has_audio = true;
     c.words = {{"Hi", 0, 120}, {"you", 130, 300}};
     c.words_estimated = true;
-    json j = json::parse(encode_text_chunk(c));
+    json j = json::parse(encode_event(c));
     ASSERT_EQ(j["words"].size(), 2u);
     EXPECT_EQ(j["words"][1]["text"], "you");
     EXPECT_EQ(j["words"][1]["start_ms"], 130);
     EXPECT_EQ(j["words"][1]["end_ms"], 300);
     EXPECT_EQ(j["words_estimated"], true);
     c.has_audio = false; // text-only chunks carry no timings
-    EXPECT_FALSE(json::parse(encode_text_chunk(c)).contains("words"));
+    EXPECT_FALSE(json::parse(encode_event(c)).contains("words"));
 }

@@ -21,7 +21,7 @@ struct rig {
     scripted_tts tts;
     worker tts_worker{"tts"};
     std::shared_ptr<recording_output> out = std::make_shared<recording_output>();
-    std::shared_ptr<session> s;
+    std::shared_ptr<native_connection> s;
 
     explicit rig(std::vector<std::string> pieces, bool with_tts = true,
                  std::chrono::milliseconds delay = std::chrono::milliseconds(1))
@@ -30,7 +30,7 @@ struct rig {
         e.llm = &llm;
         e.tts = with_tts ? &tts : nullptr;
         e.tts_worker = &tts_worker;
-        s = std::make_shared<session>(e, session_config{}, out);
+        s = std::make_shared<native_connection>(e, session_config{}, out);
         s->open();
     }
     ~rig() { s->close(); }
@@ -289,7 +289,7 @@ std::string testing_dump(const std::vector<chat_message> &msgs) {
     return out;
 }
 
-void feed(session &s, const std::string &pcm) {
+void feed(native_connection &s, const std::string &pcm) {
     for (size_t i = 0; i < pcm.size(); i += 640)
         s.on_binary(pcm.substr(i, 640));
 }
@@ -300,7 +300,7 @@ struct hands_free_rig {
     scripted_asr asr;
     worker tts_worker{"tts"};
     std::shared_ptr<recording_output> out = std::make_shared<recording_output>();
-    std::shared_ptr<session> s;
+    std::shared_ptr<native_connection> s;
 
     // The recogniser hears asr_text (also as stable partials when partials is set).
     explicit hands_free_rig(int speculative_silence_ms = 0, std::string asr_text = "",
@@ -314,7 +314,7 @@ struct hands_free_rig {
         e.vad = make_energy_vad();
         session_config c;
         c.speculative_silence_ms = speculative_silence_ms;
-        s = std::make_shared<session>(e, c, out);
+        s = std::make_shared<native_connection>(e, c, out);
         s->open();
     }
     ~hands_free_rig() { s->close(); }

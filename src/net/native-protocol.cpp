@@ -1,9 +1,13 @@
-#include "core/protocol.h"
+#include "net/native-protocol.h"
+
+#include "core/clock.h"
+#include "store/turn-timings-json.h"
 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 namespace parley {
 
@@ -63,12 +67,13 @@ std::variant<client_message, protocol_error> parse_client_message(std::string_vi
             if (!j["mode"].is_string() ||
                 (j["mode"] != "push_to_talk" && j["mode"] != "hands_free"))
                 return bad("invalid_message", "mode must be \"push_to_talk\" or \"hands_free\"");
-            m.start.mode = j["mode"];
+            m.start.mode =
+                j["mode"] == "hands_free" ? SESSION_MODE_HANDS_FREE : SESSION_MODE_PUSH_TO_TALK;
         }
         if (j.contains("echo_cancellation")) {
             if (!j["echo_cancellation"].is_boolean())
                 return bad("invalid_message", "echo_cancellation must be true or false");
-            m.start.echo_cancellation = j["echo_cancellation"] ? 1 : 0;
+            m.start.echo = j["echo_cancellation"] ? CLIENT_ECHO_CANCELLED : CLIENT_ECHO_NONE;
         }
         if (j.contains("vad")) {
             const json &v = j["vad"];
@@ -110,9 +115,10 @@ std::variant<client_message, protocol_error> parse_client_message(std::string_vi
             !j["played_ms"].is_number() || j["played_ms"] < 0)
             return bad("invalid_message",
                        "playback needs chunk_id (string) and played_ms (a number >= 0)");
-        m.chunk_id = j["chunk_id"];
-        m.played_ms = int(std::min<double>(j["played_ms"].get<double>(), 3600000.0));
-        if (j.contains("turn_id") && j["turn_id"].is_number_integer()) m.turn_id = j["turn_id"];
+        m.playback.chunk_id = j["chunk_id"];
+        m.playback.played_ms = int(std::min<double>(j["played_ms"].get<double>(), 3600000.0));
+        if (j.contains("turn_id") && j["turn_id"].is_number_integer())
+            m.playback.turn_id = j["turn_id"];
     } else {
         return bad("unknown_type", "unknown message type \"" + type.substr(0, 64) + "\"");
     }
@@ -136,26 +142,38 @@ std::string check_audio_frame(size_t bytes, protocol_error *err) {
     return e.code;
 }
 
-std::string encode_ready(const std::string &session_id, int sample_rate, bool resumed,
-                         int64_t turns, bool llm_available, bool tts_available) {
-    json j = {{"type", "ready"},
-              {"session_id", session_id},
-              {"audio_format",
-               {{"encoding", "pcm_s16le"}, {"sample_rate", sample_rate}, {"channels", 1}}},
-              {"resumed", resumed},
-              {"turns", turns},
-              {"llm", llm_available},
-              {"tts", tts_available}};
-    return j.dump();
+namespace {
+
+std::string dump(const json &j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+json encode(const ready_event &e) {
+    return {{"type", "ready"},
+            {"session_id", e.session_id},
+            {"audio_format",
+             {{"encoding", "pcm_s16le"}, {"sample_rate", e.audio_rate}, {"channels", 1}}},
+            {"resumed", e.resumed},
+            {"turns", e.turns},
+            {"llm", e.llm},
+            {"tts", e.tts}};
 }
 
-std::string encode_transcript(const std::string &text, bool is_final, int64_t turn_id) {
-    json j = {{"type", "transcript"}, {"text", text}, {"is_final", is_final}};
-    if (turn_id > 0) j["turn_id"] = turn_id;
-    return j.dump(-1, ' ', false, json::error_handler_t::replace);
+json encode(const transcript_event &e) {
+    json j = {{"type", "transcript"}, {"text", e.text}, {"is_final", e.is_final}};
+    if (e.turn_id > 0) j["turn_id"] = e.turn_id;
+    return j;
 }
 
-std::string encode_text_chunk(const text_chunk_event &c) {
+json encode(const speech_started_event &e) {
+    return {{"type", "speech_started"}, {"at_ms", std::round(e.at_ms)}};
+}
+
+json encode(const speech_stopped_event &e) {
+    return {{"type", "speech_stopped"},
+            {"at_ms", std::round(e.at_ms)},
+            {"decided_ms", std::round(e.decided_ms)}};
+}
+
+json encode(const reply_chunk_event &c) {
     json j = {{"type", "text_chunk"},   {"chunk_id", c.chunk_id},
               {"text", c.text},         {"has_audio", c.has_audio},
               {"is_final", c.is_final}, {"processing_time_ms", c.processing_time_ms},
@@ -167,47 +185,109 @@ std::string encode_text_chunk(const text_chunk_event &c) {
         j["words"] = std::move(words);
         if (c.words_estimated) j["words_estimated"] = true;
     }
-    return j.dump(-1, ' ', false, json::error_handler_t::replace);
+    return j;
 }
 
-std::string encode_response_done(int64_t turn_id, const std::string &reply,
-                                 const std::string &timings_json, const std::string &stop_reason) {
-    json j = {{"type", "response_done"},
-              {"turn_id", turn_id},
-              {"text", reply},
-              {"stop_reason", stop_reason}};
-    j["timings"] = json::parse(timings_json, nullptr, false);
-    return j.dump(-1, ' ', false, json::error_handler_t::replace);
+json encode(const reply_done_event &e) {
+    return {{"type", "response_done"},
+            {"turn_id", e.turn_id},
+            {"text", e.text},
+            {"stop_reason", e.stop_reason},
+            {"timings", json::parse(turn_timings_json(e.timings))}};
 }
 
-std::string encode_interrupted(int64_t turn_id, const std::string &heard) {
-    json j = {{"type", "interrupted"}, {"turn_id", turn_id}};
-    if (!heard.empty()) j["heard"] = heard;
-    return j.dump(-1, ' ', false, json::error_handler_t::replace);
+json encode(const interrupted_event &e) {
+    json j = {{"type", "interrupted"}, {"turn_id", e.turn_id}};
+    if (!e.heard.empty()) j["heard"] = e.heard;
+    return j;
 }
 
-std::string encode_resumed(int64_t turn_id) {
-    return json({{"type", "resumed"}, {"turn_id", turn_id}}).dump();
+json encode(const resumed_event &e) { return {{"type", "resumed"}, {"turn_id", e.turn_id}}; }
+
+json encode(const error_event &e) {
+    return {{"type", "error"}, {"code", e.code}, {"message", e.message}};
 }
 
-std::string encode_speech_started(double at_ms) {
-    return json({{"type", "speech_started"}, {"at_ms", std::round(at_ms)}}).dump();
+// The session's events, encoded for the connection's output.
+class native_encoder : public session_sink {
+  public:
+    explicit native_encoder(std::shared_ptr<native_output> out) : out_(std::move(out)) {}
+    void on_event(session_event e) override {
+        out_->send_text(encode_event(e));
+        if (auto *c = std::get_if<reply_chunk_event>(&e); c && c->has_audio)
+            out_->send_binary(encode_pcm(c->pcm));
+    }
+    void hold() override { out_->hold(); }
+    void flush() override { out_->flush(); }
+
+  private:
+    std::shared_ptr<native_output> out_;
+};
+
+} // namespace
+
+std::string encode_event(const session_event &e) {
+    return dump(std::visit([](const auto &x) { return encode(x); }, e));
 }
 
-std::string encode_speech_stopped(double at_ms, double decided_ms) {
-    return json({{"type", "speech_stopped"},
-                 {"at_ms", std::round(at_ms)},
-                 {"decided_ms", std::round(decided_ms)}})
-        .dump();
+std::string encode_pcm(const std::vector<int16_t> &pcm) {
+    return std::string(reinterpret_cast<const char *>(pcm.data()), pcm.size() * 2);
 }
 
 std::string encode_error(const std::string &code, const std::string &message) {
-    return json({{"type", "error"}, {"code", code}, {"message", message}})
-        .dump(-1, ' ', false, json::error_handler_t::replace);
+    return dump(encode(error_event{code, message}));
 }
 
-std::string encode_error(const protocol_error &err) {
-    return encode_error(err.code, err.message);
+native_connection::native_connection(const session_engines &engines,
+                                     const session_config &config,
+                                     std::shared_ptr<native_output> out)
+    : session_(std::make_shared<session>(engines, config,
+                                         std::make_shared<native_encoder>(std::move(out)))) {}
+
+native_connection::~native_connection() { close(); }
+
+void native_connection::open(const std::string &resume_id) { session_->open(resume_id); }
+
+void native_connection::close() { session_->close(); }
+
+std::string native_connection::id() const { return session_->id(); }
+
+void native_connection::on_text(std::string_view message) {
+    mono_time t_recv = mono_now();
+    auto parsed = parse_client_message(message);
+    if (auto *err = std::get_if<protocol_error>(&parsed)) {
+        session_->reject(err->code, err->message);
+        return;
+    }
+    client_message &m = std::get<client_message>(parsed);
+    switch (m.type) {
+    case CLIENT_MSG_START:
+        session_->start(m.start);
+        break;
+    case CLIENT_MSG_STOP:
+        session_->stop(t_recv);
+        break;
+    case CLIENT_MSG_TEXT:
+        session_->text(std::move(m.text), t_recv);
+        break;
+    case CLIENT_MSG_INTERRUPT:
+        session_->interrupt(t_recv);
+        break;
+    case CLIENT_MSG_PLAYBACK:
+        session_->playback(m.playback);
+        break;
+    }
+}
+
+void native_connection::on_binary(std::string_view bytes) {
+    protocol_error err;
+    if (!check_audio_frame(bytes.size(), &err).empty()) {
+        session_->reject(err.code, err.message);
+        return;
+    }
+    std::vector<int16_t> pcm(bytes.size() / 2);
+    std::memcpy(pcm.data(), bytes.data(), pcm.size() * 2);
+    session_->audio(std::move(pcm));
 }
 
 } // namespace parley

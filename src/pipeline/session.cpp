@@ -1,4 +1,4 @@
-#include "core/session.h"
+#include "pipeline/session.h"
 
 #include "audio/echo-canceller.h"
 #include "audio/resampler.h"
@@ -6,8 +6,7 @@
 #include "core/metrics.h"
 #include "core/worker.h"
 #include "store/store.h"
-
-#include <nlohmann/json.hpp>
+#include "store/turn-timings-json.h"
 
 #include <chrono>
 #include <cmath>
@@ -16,8 +15,6 @@
 #include <random>
 
 namespace parley {
-
-using json = nlohmann::json;
 
 namespace {
 
@@ -42,45 +39,6 @@ bool valid_session_id(const std::string &id) {
     for (char c : id)
         if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') return false;
     return true;
-}
-
-} // namespace
-
-// A phrase that went out, and where the client is playing it.
-struct sent_chunk {
-    std::string id;
-    std::string text;
-    bool has_audio = false;
-    int audio_ms = 0;
-    mono_time play_start{}; // when the client starts playing it (estimated, then reported)
-    std::vector<chunk_word> words;
-    bool words_estimated = false;
-    std::string audio; // the PCM sent, kept to resume after a false start
-};
-
-namespace {
-
-// How much of chunk c was heard when `played_ms` of it had played: its words whose middle was
-// played, and where the last of them ends in the chunk's own text, to the end of its token (the
-// engine's words may leave out a contraction's tail or the punctuation); 0 when none was found.
-struct heard_split {
-    size_t words = 0;
-    size_t text_end = 0;
-};
-
-heard_split split_heard(const sent_chunk &c, double played_ms) {
-    heard_split h;
-    size_t cursor = 0;
-    for (const chunk_word &w : c.words) {
-        if ((w.start_ms + w.end_ms) / 2.0 > played_ms) break;
-        h.words++;
-        size_t at = w.text.empty() ? std::string::npos : c.text.find(w.text, cursor);
-        if (at == std::string::npos) continue;
-        cursor = h.text_end = at + w.text.size();
-    }
-    while (h.text_end > 0 && h.text_end < c.text.size() && c.text[h.text_end] != ' ')
-        h.text_end++;
-    return h;
 }
 
 } // namespace
@@ -110,7 +68,7 @@ struct session::turn {
     // the final transcript confirms it.
     bool held = false;
     bool llm_done_pending_finish = false;
-    std::vector<std::pair<bool, std::string>> held_out;
+    std::vector<std::pair<reply_chunk_event, int>> held_out; // with their chunks' indexes
     llm_result llm;
     double tts_ms = 0;
     double tts_first_ms = 0;
@@ -119,16 +77,11 @@ struct session::turn {
     double asr_ms = 0;         // recognition work for this utterance (session worker)
     double speech_end_ms = -1; // hands-free: true end of speech, ms before t0
     bool speculative = false;  // started in a pause before the end of the turn
-    std::vector<sent_chunk> chunks;
-    std::vector<int> held_chunks; // held_out entries' chunk indexes (-1: text)
-    bool cut = false;             // barged in: only the heard words stay in the history
-    std::string heard;
-    int cut_chunk = -1; // where the client stopped: this chunk, this far into its audio
-    double cut_played_ms = 0;
+    reply_playout playout; // the chunks sent, where the client plays them, what was heard
 };
 
 session::session(const session_engines &engines, const session_config &config,
-                 std::shared_ptr<session_output> out)
+                 std::shared_ptr<session_sink> out)
     : eng_(engines), cfg_(config), out_(std::move(out)), tts_params_(config.tts),
       worker_(std::make_unique<worker>("session")) {
     if (eng_.stats) {
@@ -155,7 +108,7 @@ void session::post(std::function<void()> task) {
 
 void session::error(const std::string &code, const std::string &message) {
     if (eng_.stats) eng_.stats->count_error(code);
-    out_->send_text(encode_error(code, message));
+    out_->on_event(error_event{code, message});
 }
 
 void session::open(const std::string &resume_id) {
@@ -191,8 +144,8 @@ void session::open(const std::string &resume_id) {
         n = int64_t(history_.size());
         if (eng_.llm && slot_ < 0) slot_ = eng_.llm->acquire_slot();
     }
-    out_->send_text(encode_ready(id, cfg_.audio_out_rate, resumed, n, eng_.llm != nullptr,
-                                 eng_.tts != nullptr));
+    out_->on_event(ready_event{id, cfg_.audio_out_rate, resumed, n, eng_.llm != nullptr,
+                               eng_.tts != nullptr});
     // Typed turns may come before any start: get speech ready with the default voice.
     bool check = false;
     tts_params params;
@@ -231,34 +184,15 @@ void session::close() {
     if (eng_.llm && slot >= 0) eng_.llm->release_slot(slot);
 }
 
-void session::on_text(std::string_view message) {
-    mono_time t_recv = mono_now();
-    auto parsed = parse_client_message(message);
-    if (auto *err = std::get_if<protocol_error>(&parsed)) {
-        error(err->code, err->message);
-        return;
-    }
-    const client_message &m = std::get<client_message>(parsed);
-    switch (m.type) {
-    case CLIENT_MSG_START:
-        handle_start(m.start);
-        break;
-    case CLIENT_MSG_STOP:
-        handle_stop(t_recv);
-        break;
-    case CLIENT_MSG_TEXT:
-        handle_text(m.text, t_recv);
-        break;
-    case CLIENT_MSG_INTERRUPT:
-        barge_in(t_recv); // the reply stops; its history keeps what was heard
-        break;
-    case CLIENT_MSG_PLAYBACK:
-        handle_playback(m.turn_id, m.chunk_id, m.played_ms);
-        break;
-    }
+void session::reject(const std::string &code, const std::string &message) {
+    error(code, message);
 }
 
-void session::handle_start(const start_params &p) {
+void session::interrupt(mono_time now) {
+    barge_in(now); // the reply stops; its history keeps what was heard
+}
+
+void session::start(const session_start &p) {
     bool resume = false;
     {
         std::lock_guard lock(m_);
@@ -299,7 +233,7 @@ void session::handle_start(const start_params &p) {
     if (p.tts && !eng_.tts)
         error("tts_unavailable", "no TTS engine is configured; replies are text-only");
     int rate = p.sample_rate;
-    bool hands_free = p.mode == "hands_free";
+    bool hands_free = p.mode == SESSION_MODE_HANDS_FREE;
     vad_params vp = cfg_.vad;
     if (p.vad_threshold > 0) {
         vp.threshold = p.vad_threshold;
@@ -309,7 +243,7 @@ void session::handle_start(const start_params &p) {
     if (p.min_silence_ms >= 0) vp.min_silence_ms = p.min_silence_ms;
     if (p.prefix_pad_ms >= 0) vp.prefix_pad_ms = p.prefix_pad_ms;
     bool want_aec =
-        hands_free && (cfg_.echo == "on" || (cfg_.echo == "auto" && p.echo_cancellation == 0));
+        hands_free && (cfg_.echo == "on" || (cfg_.echo == "auto" && p.echo == CLIENT_ECHO_NONE));
     {
         std::lock_guard lock(m_);
         hands_free_ = hands_free;
@@ -395,7 +329,7 @@ void session::tts_checked(bool ok) {
     if (t) pump(t);
 }
 
-void session::handle_stop(mono_time t_stop) {
+void session::stop(mono_time t_stop) {
     bool was_recording;
     {
         std::lock_guard lock(m_);
@@ -417,24 +351,19 @@ void session::handle_stop(mono_time t_stop) {
         if (utterance_open_) {
             for (const vad_event &e : events)
                 if (e.type == VAD_EVENT_SPEECH_STOPPED)
-                    out_->send_text(
-                        encode_speech_stopped(e.ms(), e.decided_sample * 1000.0 / VAD_SAMPLE_RATE));
+                    out_->on_event(speech_stopped_event{
+                        e.ms(), e.decided_sample * 1000.0 / VAD_SAMPLE_RATE});
             end_hands_free_utterance(t_stop, 0);
         }
         in_resampler_.reset();
     });
 }
 
-void session::handle_text(const std::string &text, mono_time t0) {
-    post([this, text, t0] { start_turn(text, t0, t0); });
+void session::text(std::string text, mono_time t0) {
+    post([this, text = std::move(text), t0] { start_turn(text, t0, t0); });
 }
 
-void session::on_binary(std::string_view bytes) {
-    protocol_error err;
-    if (!check_audio_frame(bytes.size(), &err).empty()) {
-        error(err.code, err.message);
-        return;
-    }
+void session::audio(std::vector<int16_t> pcm) {
     bool started, recording;
     {
         std::lock_guard lock(m_);
@@ -450,8 +379,6 @@ void session::on_binary(std::string_view bytes) {
         error("not_recording", "audio after stop: send start to begin a new utterance");
         return;
     }
-    std::vector<int16_t> pcm(bytes.size() / 2);
-    std::memcpy(pcm.data(), bytes.data(), pcm.size() * 2);
     int rate;
     {
         std::lock_guard lock(m_);
@@ -492,7 +419,7 @@ void session::feed_audio(std::vector<int16_t> pcm) {
             std::string p = asr_->partial();
             if (!p.empty() && p != last_partial_) {
                 last_partial_ = p;
-                out_->send_text(encode_transcript(p, false, 0));
+                out_->on_event(transcript_event{p, false, 0});
                 if (cfg_.prefill_while_speaking) prefill(p);
             }
         }
@@ -556,7 +483,7 @@ void session::feed_hands_free(std::vector<int16_t> s16k, mono_time now) {
             t_onset_ =
                 now - std::chrono::microseconds(int64_t(ms_of(vad_->position() - e.sample) * 1000));
             begin_utterance();
-            out_->send_text(encode_speech_started(e.ms()));
+            out_->on_event(speech_started_event{e.ms()});
             accept(e.audio); // the prefix padding and the speech so far, this frame included
             fed = true;
         } else if (utterance_open_) {
@@ -575,10 +502,10 @@ void session::feed_hands_free(std::vector<int16_t> s16k, mono_time now) {
                 // out at once, the transcript and reply when the pass is done.
                 bool end_pass = asr_ && (cfg_.asr_final_pass || !asr_->partial_is_final());
                 if (end_pass)
-                    out_->send_text(encode_speech_stopped(e.ms(), ms_of(e.decided_sample)));
+                    out_->on_event(speech_stopped_event{e.ms(), ms_of(e.decided_sample)});
                 end_of_turn_burst burst(*this);
                 if (!end_pass)
-                    out_->send_text(encode_speech_stopped(e.ms(), ms_of(e.decided_sample)));
+                    out_->on_event(speech_stopped_event{e.ms(), ms_of(e.decided_sample)});
                 end_hands_free_utterance(now, ms_of(vad_->position() - e.sample));
             }
             log_debug("vad: end of turn %.2f ms into its frame's processing; the turn went on "
@@ -617,7 +544,7 @@ void session::feed_hands_free(std::vector<int16_t> s16k, mono_time now) {
         utt_asr_ms_ += ms_between(t, mono_now());
         if (!p.empty() && p != last_partial_) {
             last_partial_ = p;
-            out_->send_text(encode_transcript(p, false, 0));
+            out_->on_event(transcript_event{p, false, 0});
             if (cfg_.prefill_while_speaking && !spec_) prefill(p);
         }
     }
@@ -807,7 +734,7 @@ void session::hands_free_transcript(const std::string &text, std::shared_ptr<tur
         }
         discard_turn(spec);
     }
-    out_->send_text(encode_transcript(text, true, 0));
+    out_->on_event(transcript_event{text, true, 0});
     if (text.empty()) {
         // A noise, or nothing the recogniser knew: no turn, and a reply it cut goes on.
         if (std::shared_ptr<turn> cut = std::move(cut_by_speech_)) {
@@ -867,14 +794,14 @@ void session::finish_utterance(mono_time t_stop) {
         std::vector<int16_t> audio = std::move(utt_audio_);
         utt_audio_.clear();
         if (audio.size() < ASR_SAMPLE_RATE / 10) { // under 100 ms: nothing to hear
-            out_->send_text(encode_transcript("", true, 0));
+            out_->on_event(transcript_event{"", true, 0});
             return;
         }
         start_turn("", t_stop, mono_time{}, false, std::move(audio));
         return;
     }
     if (!asr_ || !in_resampler_) {
-        out_->send_text(encode_transcript("", true, 0));
+        out_->on_event(transcript_event{"", true, 0});
         return;
     }
     std::string text;
@@ -890,7 +817,7 @@ void session::finish_utterance(mono_time t_stop) {
             // and the engine's end-of-utterance pass runs after the reply has started.
             in_resampler_.reset();
             mono_time t_transcript = mono_now();
-            out_->send_text(encode_transcript(guess, true, 0));
+            out_->on_event(transcript_event{guess, true, 0});
             if (!guess.empty()) start_turn(guess, t_stop, t_transcript);
             // The engine's end-of-utterance pass would compete with the reply for the CPU; it
             // runs when the next utterance starts (it only resets the decoder).
@@ -925,7 +852,7 @@ void session::finish_utterance(mono_time t_stop) {
         }
         discard_turn(spec);
     }
-    out_->send_text(encode_transcript(text, true, 0));
+    out_->on_event(transcript_event{text, true, 0});
     if (text.empty()) return; // nothing heard: no reply (the empty final transcript says so)
     start_turn(text, t_stop, mono_now());
 }
@@ -955,19 +882,19 @@ std::shared_ptr<session::turn> session::start_turn(const std::string &user_text,
         std::lock_guard lock(m_);
         old = current_;
         slot = slot_;
-        if (speaking_ && speaking_ != old && playout_end_ > now && !held) playing = speaking_;
+        if (speaking_ && speaking_ != old && clock_.playing(now) && !held) playing = speaking_;
     }
     if (old && !(held && old->held)) cancel_turn(old, true); // a new user turn cuts the old reply
     if (old && held && old->held) discard_turn(old);
     if (playing) {
         // The last reply was still being played: the history keeps what was heard of it.
         std::lock_guard lock(playing->m);
-        std::string heard = cut_locked(*playing, now);
+        std::string heard = playing->playout.cut(now);
         amend_turn(playing, heard);
-        out_->send_text(encode_interrupted(playing->id, heard));
+        out_->on_event(interrupted_event{playing->id, heard});
         std::lock_guard slock(m_);
         if (speaking_ == playing) speaking_.reset();
-        playout_end_ = now;
+        clock_.stop(now);
     }
     {
         std::lock_guard lock(m_);
@@ -1003,7 +930,7 @@ std::shared_ptr<session::turn> session::start_turn(const std::string &user_text,
             std::lock_guard lock(t->m);
             t->user = text;
             t->t_transcript = mono_now();
-            self->out_->send_text(encode_transcript(text, true, t->id));
+            self->out_->on_event(transcript_event{text, true, t->id});
         };
     }
     req.on_piece = [self, t](std::string_view piece) { self->on_piece(t, piece); };
@@ -1077,12 +1004,7 @@ void session::synthesize(const std::shared_ptr<turn> &t, std::string text, std::
     // Needed when the audio already sent for this reply has played (now for its first phrase):
     // the shared TTS worker serves the earliest need first, across sessions.
     // (The turn's lock is held by pump().)
-    mono_time needed = mono_now();
-    for (auto c = t->chunks.rbegin(); c != t->chunks.rend(); ++c)
-        if (c->has_audio && c->play_start != mono_time{}) {
-            needed = std::max(needed, c->play_start + std::chrono::milliseconds(c->audio_ms));
-            break;
-        }
+    mono_time needed = t->playout.audio_end(mono_now());
     eng_.tts_worker->post_by(needed, [self, t, text = std::move(text), params, out_rate] {
         if (t->cancel->load()) return;
         std::vector<int16_t> pcm;
@@ -1120,7 +1042,7 @@ void session::synthesize(const std::shared_ptr<turn> &t, std::string text, std::
 
 void session::emit_chunk_locked(const std::shared_ptr<turn> &t, std::string text,
                                 std::vector<int16_t> pcm, const tts_result *speech) {
-    text_chunk_event c;
+    reply_chunk_event c;
     c.chunk_id = "chunk_id_" + std::to_string(t->next_chunk++);
     c.text = text;
     c.is_final = t->llm_done && t->pending.empty();
@@ -1148,125 +1070,44 @@ void session::emit_chunk_locked(const std::shared_ptr<turn> &t, std::string text
         sc.words = c.words;
         sc.words_estimated = c.words_estimated;
     }
-    if (c.has_audio) sc.audio.assign(reinterpret_cast<const char *>(pcm.data()), pcm.size() * 2);
-    t->chunks.push_back(std::move(sc));
+    if (c.has_audio) sc.pcm = pcm;
+    c.pcm = std::move(pcm);
+    if (c.has_audio) t->audio_ms += sc.audio_ms;
+    size_t index = t->playout.add(std::move(sc));
     if (!t->sent_text.empty()) t->sent_text += " ";
     t->sent_text += text;
     t->final_sent = c.is_final;
-    emit_locked(t, false, encode_text_chunk(c));
-    if (c.has_audio) {
-        t->audio_ms += t->chunks.back().audio_ms;
-        emit_locked(t, true,
-                    std::string(reinterpret_cast<const char *>(pcm.data()), pcm.size() * 2),
-                    int(t->chunks.size()) - 1);
-    }
+    int chunk = c.has_audio ? int(index) : -1;
+    emit_locked(t, std::move(c), chunk);
 }
 
-void session::emit_locked(const std::shared_ptr<turn> &t, bool binary, std::string data,
-                          int chunk) {
+void session::emit_locked(const std::shared_ptr<turn> &t, reply_chunk_event c, int chunk) {
     if (t->held) {
-        t->held_out.emplace_back(binary, std::move(data));
-        t->held_chunks.push_back(chunk);
+        t->held_out.emplace_back(std::move(c), chunk);
         return;
     }
     mono_time now = mono_now();
-    if (binary) {
+    if (t->t_first_chunk == mono_time{}) t->t_first_chunk = now;
+    if (c.has_audio) {
         if (t->t_first_audio == mono_time{}) t->t_first_audio = now;
         std::shared_ptr<echo_canceller> aec;
-        if (chunk >= 0 && size_t(chunk) < t->chunks.size()) {
+        if (chunk >= 0 && size_t(chunk) < t->playout.chunks().size()) {
             // The client plays its audio queue without gaps: this chunk starts when the audio
             // before it ends, or now.
-            sent_chunk &sc = t->chunks[size_t(chunk)];
             std::lock_guard lock(m_);
-            mono_time start = speaking_ && playout_end_ > now ? playout_end_ : now;
-            sc.play_start = start;
-            playout_end_ = start + std::chrono::milliseconds(sc.audio_ms);
+            if (!speaking_) clock_.stop(now);
+            t->playout.set_play_start(
+                size_t(chunk), clock_.schedule(t->playout.chunks()[size_t(chunk)].audio_ms, now));
             speaking_ = t;
             aec = aec_;
         }
         if (aec) {
             // The far end of the echo canceller: this audio as the client's speaker plays it.
-            std::vector<int16_t> pcm(data.size() / 2);
-            std::memcpy(pcm.data(), data.data(), pcm.size() * 2);
-            aec->far_end(resample(pcm, cfg_.audio_out_rate, ASR_SAMPLE_RATE),
+            aec->far_end(resample(c.pcm, cfg_.audio_out_rate, ASR_SAMPLE_RATE),
                          near_received_.load() - near_processed_.load());
         }
-        out_->send_binary(std::move(data));
-    } else {
-        if (t->t_first_chunk == mono_time{}) t->t_first_chunk = now;
-        out_->send_text(std::move(data));
     }
-}
-
-// The reply's text as far as the client heard it: chunks before `chunk` whole, then the words
-// of `chunk` whose middle was played (a chunk without audio was shown whole).
-std::string session::heard_locked(const turn &t, size_t chunk, double played_ms) const {
-    std::string out;
-    auto add = [&out](const std::string &s) {
-        if (s.empty()) return;
-        if (!out.empty()) out += " ";
-        out += s;
-    };
-    for (size_t i = 0; i < t.chunks.size() && i <= chunk; i++) {
-        const sent_chunk &c = t.chunks[i];
-        if (i < chunk || !c.has_audio || played_ms >= c.audio_ms) {
-            add(c.text);
-            continue;
-        }
-        if (!c.words.empty()) {
-            add(c.text.substr(0, split_heard(c, played_ms).text_end));
-        } else if (c.audio_ms > 0) {
-            // No timings: the played share of the text, cut back to a word boundary.
-            size_t n = size_t(double(c.text.size()) * played_ms / c.audio_ms);
-            size_t sp = c.text.rfind(' ', n);
-            add(n >= c.text.size() ? c.text : sp == std::string::npos ? "" : c.text.substr(0, sp));
-        }
-    }
-    return out;
-}
-
-bool session::position_by_clock_locked(const turn &t, mono_time now, size_t *chunk,
-                                       double *played_ms) const {
-    size_t last = 0;
-    double played = 0;
-    bool any = false;
-    for (size_t i = 0; i < t.chunks.size(); i++) {
-        const sent_chunk &c = t.chunks[i];
-        if (c.has_audio) {
-            if (c.play_start == mono_time{} || c.play_start >= now) break; // not yet playing
-            played = ms_between(c.play_start, now);
-        } else {
-            played = 0;
-        }
-        last = i;
-        any = true;
-        if (c.has_audio && played < c.audio_ms) break;
-    }
-    *chunk = last;
-    *played_ms = played;
-    return any;
-}
-
-std::string session::heard_by_clock_locked(const turn &t, mono_time now) const {
-    size_t k;
-    double played;
-    return position_by_clock_locked(t, now, &k, &played) ? heard_locked(t, k, played) : "";
-}
-
-// The reply stops here for the client: remembers where, returns the words heard.
-std::string session::cut_locked(turn &t, mono_time now) {
-    size_t k;
-    double played;
-    t.cut = true;
-    if (position_by_clock_locked(t, now, &k, &played)) {
-        t.cut_chunk = int(k);
-        t.cut_played_ms = played;
-        t.heard = heard_locked(t, k, played);
-    } else {
-        t.cut_chunk = -1;
-        t.heard.clear();
-    }
-    return t.heard;
+    out_->on_event(std::move(c));
 }
 
 void session::release_turn(const std::shared_ptr<turn> &t, const std::string &final_text) {
@@ -1276,12 +1117,10 @@ void session::release_turn(const std::shared_ptr<turn> &t, const std::string &fi
         t->held = false;
         t->pause->store(false);
         t->t_transcript = mono_now();
-        out_->send_text(encode_transcript(final_text, true, t->id));
-        for (size_t i = 0; i < t->held_out.size(); i++)
-            emit_locked(t, t->held_out[i].first, std::move(t->held_out[i].second),
-                        t->held_chunks[i]);
+        out_->on_event(transcript_event{final_text, true, t->id});
+        for (auto &[chunk, index] : t->held_out)
+            emit_locked(t, std::move(chunk), index);
         t->held_out.clear();
-        t->held_chunks.clear();
         if (t->llm_done_pending_finish) {
             t->llm_done_pending_finish = false;
             t->finished = false;
@@ -1331,12 +1170,12 @@ void session::finish_turn_locked(const std::shared_ptr<turn> &t) {
     }
     if (!t->final_sent) {
         // The reply ended on a phrase already sent: close the stream with an empty final chunk.
-        text_chunk_event c;
+        reply_chunk_event c;
         c.chunk_id = "chunk_id_" + std::to_string(t->next_chunk++);
         c.is_final = true;
         c.turn_id = t->id;
         c.processing_time_ms = int64_t(ms_between(t->t0, mono_now()));
-        emit_locked(t, false, encode_text_chunk(c));
+        emit_locked(t, std::move(c), -1);
         t->final_sent = true;
     }
     t->finished = true;
@@ -1349,14 +1188,14 @@ void session::cancel_turn(const std::shared_ptr<turn> &t, bool notify) {
     std::lock_guard lock(t->m);
     if (t->finished) return;
     t->finished = true;
-    cut_locked(*t, now);
-    if (notify) out_->send_text(encode_interrupted(t->id, t->heard));
+    t->playout.cut(now);
+    if (notify) out_->on_event(interrupted_event{t->id, t->playout.heard_text()});
     if (eng_.stats) ++eng_.stats->interruptions;
     record_turn(t, true);
     std::lock_guard slock(m_);
     if (speaking_ == t) {
         speaking_.reset();
-        playout_end_ = now;
+        clock_.stop(now);
     }
     cut_ = t;
 }
@@ -1365,7 +1204,7 @@ void session::cancel_turn(const std::shared_ptr<turn> &t, bool notify) {
 // was heard. Called with the turn's lock held.
 void session::amend_turn(const std::shared_ptr<turn> &t, const std::string &heard,
                          bool interrupted) {
-    t->heard = heard;
+    t->playout.set_heard_text(heard);
     turn_record rec;
     std::string sid;
     {
@@ -1389,7 +1228,7 @@ bool session::reply_active(mono_time now) {
     std::shared_ptr<turn> t;
     {
         std::lock_guard lock(m_);
-        if (speaking_ && playout_end_ > now) return true;
+        if (speaking_ && clock_.playing(now)) return true;
         t = current_;
     }
     if (!t) return false;
@@ -1419,13 +1258,13 @@ std::shared_ptr<session::turn> session::barge_in(mono_time now) {
     } else if (spk) {
         cut = spk;
         std::lock_guard lock(spk->m);
-        std::string heard = cut_locked(*spk, now);
+        std::string heard = spk->playout.cut(now);
         amend_turn(spk, heard);
-        out_->send_text(encode_interrupted(spk->id, heard));
+        out_->on_event(interrupted_event{spk->id, heard});
         if (eng_.stats) ++eng_.stats->interruptions;
         std::lock_guard slock(m_);
         if (speaking_ == spk) speaking_.reset();
-        playout_end_ = now;
+        clock_.stop(now);
     }
     if (aec) aec->clear_far_end();
     log_debug("session %s: barge-in", id().c_str());
@@ -1437,52 +1276,10 @@ std::shared_ptr<session::turn> session::barge_in(mono_time now) {
 // back.
 void session::resume_turn(const std::shared_ptr<turn> &t) {
     std::lock_guard lock(t->m);
-    if (!t->cut || t->cut_chunk < 0 || size_t(t->cut_chunk) >= t->chunks.size()) return;
-    size_t k = size_t(t->cut_chunk);
-    double played = t->cut_played_ms;
-    std::vector<sent_chunk> rest(t->chunks.begin() + ptrdiff_t(k), t->chunks.end());
-    sent_chunk &first = rest.front();
-    sent_chunk heard_part = first;
-    if (!first.has_audio || played >= first.audio_ms) {
-        rest.erase(rest.begin()); // chunk k was heard whole
-    } else {
-        // Split chunk k at its first unheard word, as heard_locked() cuts the history; without
-        // timings it is played again from its start.
-        heard_split h = split_heard(first, played);
-        size_t w = h.words;
-        int from_ms = first.words.empty()      ? 0
-                      : w < first.words.size() ? first.words[w].start_ms
-                                               : first.audio_ms;
-        // The rest's text starts after the heard token and the spaces after it.
-        size_t at = h.text_end == 0 ? 0
-                                    : std::min(first.text.size(),
-                                               first.text.find_first_not_of(' ', h.text_end));
-        size_t byte =
-            std::min(first.audio.size(), size_t(int64_t(from_ms) * cfg_.audio_out_rate / 1000) * 2);
-        heard_part.text = first.text.substr(0, at);
-        while (!heard_part.text.empty() && heard_part.text.back() == ' ')
-            heard_part.text.pop_back();
-        heard_part.audio_ms = from_ms;
-        heard_part.words.resize(w);
-        heard_part.audio.resize(byte);
-        first.text = first.text.substr(at);
-        first.audio = first.audio.substr(byte);
-        first.audio_ms -= from_ms;
-        std::vector<chunk_word> shifted;
-        for (size_t i = w; i < first.words.size(); i++)
-            shifted.push_back({first.words[i].text, first.words[i].start_ms - from_ms,
-                               first.words[i].end_ms - from_ms});
-        first.words = std::move(shifted);
-        if (first.text.empty()) rest.erase(rest.begin());
-    }
+    std::vector<sent_chunk> rest = t->playout.take_unheard();
     if (rest.empty()) return;
-    // The turn's record of what went out: the heard part, then the chunks sent again.
-    t->chunks.resize(k);
-    if (!heard_part.text.empty() && heard_part.audio_ms > 0) t->chunks.push_back(heard_part);
     bool complete = t->llm_done && t->pending.empty();
-    t->cut = false;
-    t->cut_chunk = -1;
-    out_->send_text(encode_resumed(t->id));
+    out_->on_event(resumed_event{t->id});
     bool llm_done = t->llm_done;
     t->pending.clear();
     for (size_t i = 0; i < rest.size(); i++) {
@@ -1492,20 +1289,18 @@ void session::resume_turn(const std::shared_ptr<turn> &t) {
         for (const chunk_word &w : c.words)
             speech.words.push_back({w.text, w.start_ms, w.end_ms});
         speech.words_estimated = c.words_estimated;
-        std::vector<int16_t> pcm(c.audio.size() / 2);
-        std::memcpy(pcm.data(), c.audio.data(), pcm.size() * 2);
-        emit_chunk_locked(t, c.text, std::move(pcm), c.has_audio ? &speech : nullptr);
+        emit_chunk_locked(t, c.text, std::move(c.pcm), c.has_audio ? &speech : nullptr);
     }
     t->llm_done = llm_done;
-    std::string all;
-    for (const sent_chunk &c : t->chunks)
-        all += (all.empty() || c.text.empty() ? "" : " ") + c.text;
-    amend_turn(t, all, !complete);
+    amend_turn(t, t->playout.text(), !complete);
     if (eng_.stats) --eng_.stats->interruptions;
     log_debug("session %s: false start; turn %lld goes on", id().c_str(), (long long)t->id);
 }
 
-void session::handle_playback(int64_t turn_id, const std::string &chunk_id, int played_ms) {
+void session::playback(const playback_report &r) {
+    int64_t turn_id = r.turn_id;
+    const std::string &chunk_id = r.chunk_id;
+    int played_ms = r.played_ms;
     mono_time now = mono_now();
     std::vector<std::shared_ptr<turn>> candidates;
     {
@@ -1515,25 +1310,17 @@ void session::handle_playback(int64_t turn_id, const std::string &chunk_id, int 
     for (const auto &t : candidates) {
         if (!t || (turn_id > 0 && t->id != turn_id)) continue;
         std::lock_guard lock(t->m);
-        auto it = std::find_if(t->chunks.begin(), t->chunks.end(),
-                               [&](const sent_chunk &c) { return c.id == chunk_id; });
-        if (it == t->chunks.end()) continue;
-        size_t k = size_t(it - t->chunks.begin());
-        if (t->cut) {
-            // The client's own account of where it stopped beats the clock's estimate.
-            std::string heard = heard_locked(*t, k, played_ms);
-            t->cut_chunk = int(k);
-            t->cut_played_ms = played_ms;
-            if (heard != t->heard) amend_turn(t, heard);
+        std::optional<size_t> k = t->playout.find(chunk_id);
+        if (!k) continue;
+        if (t->playout.is_cut()) {
+            std::string heard = t->playout.report_cut(*k, played_ms);
+            if (heard != t->playout.heard_text()) amend_turn(t, heard);
             return;
         }
-        if (!it->has_audio || it->play_start == mono_time{}) return;
         // Still playing: correct the playout clock from this chunk on.
-        auto shift = (now - std::chrono::milliseconds(played_ms)) - it->play_start;
-        for (auto c = it; c != t->chunks.end(); ++c)
-            if (c->play_start != mono_time{}) c->play_start += shift;
+        auto shift = t->playout.report_playing(*k, played_ms, now);
         std::lock_guard slock(m_);
-        if (speaking_ == t) playout_end_ += shift;
+        if (speaking_ == t) clock_.shift(shift);
         return;
     }
     log_debug("playback report for unknown chunk %s ignored", chunk_id.c_str());
@@ -1542,48 +1329,47 @@ void session::handle_playback(int64_t turn_id, const std::string &chunk_id, int 
 // Called with the turn's lock held.
 void session::record_turn(const std::shared_ptr<turn> &t, bool interrupted) {
     mono_time done = mono_now();
-    auto since = [&](mono_time x) -> json {
-        if (x == mono_time{}) return nullptr;
-        return std::round(ms_between(t->t0, x) * 100) / 100;
+    auto since = [&](mono_time x) -> std::optional<double> {
+        if (x == mono_time{}) return std::nullopt;
+        return ms_between(t->t0, x);
     };
-    json timings = {{"transcript_ms", since(t->t_transcript)},
-                    {"first_token_ms", since(t->t_first_token)},
-                    {"first_text_ms", since(t->t_first_chunk)},
-                    {"first_audio_ms", since(t->t_first_audio)},
-                    {"total_ms", since(done)},
-                    {"llm_queue_ms", t->llm.queue_ms},
-                    {"llm_prompt_ms", t->llm.prompt_ms},
-                    {"prompt_tokens", t->llm.prompt_tokens},
-                    {"cached_tokens", t->llm.cached_tokens},
-                    {"generated_tokens", t->llm.generated_tokens},
-                    {"llm_first_token_ms", t->llm.first_token_ms},
-                    {"llm_audio_ms", t->llm.audio_ms},
-                    {"audio_tokens", t->llm.audio_tokens},
-                    {"llm_generate_ms", t->llm.generate_ms},
-                    {"asr_ms", std::round(t->asr_ms * 100) / 100},
-                    {"tts_ms", t->tts_ms},
-                    {"tts_first_ms", t->tts_first_ms},
-                    {"tts_calls", t->tts_calls},
-                    {"audio_ms", t->audio_ms}};
-    if (t->speech_end_ms >= 0) timings["speech_end_ms"] = -std::round(t->speech_end_ms);
+    turn_timings tt;
+    tt.transcript_ms = since(t->t_transcript);
+    tt.first_token_ms = since(t->t_first_token);
+    tt.first_text_ms = since(t->t_first_chunk);
+    tt.first_audio_ms = since(t->t_first_audio);
+    tt.total_ms = since(done);
+    tt.llm_queue_ms = t->llm.queue_ms;
+    tt.llm_prompt_ms = t->llm.prompt_ms;
+    tt.prompt_tokens = t->llm.prompt_tokens;
+    tt.cached_tokens = t->llm.cached_tokens;
+    tt.generated_tokens = t->llm.generated_tokens;
+    tt.llm_first_token_ms = t->llm.first_token_ms;
+    tt.llm_audio_ms = t->llm.audio_ms;
+    tt.audio_tokens = t->llm.audio_tokens;
+    tt.llm_generate_ms = t->llm.generate_ms;
+    tt.asr_ms = t->asr_ms;
+    tt.tts_ms = t->tts_ms;
+    tt.tts_first_ms = t->tts_first_ms;
+    tt.tts_calls = t->tts_calls;
+    tt.audio_ms = t->audio_ms;
+    tt.speech_end_before_ms = t->speech_end_ms;
     // What the user waits: from the end of their speech (hands-free: the VAD's end of speech,
     // before the decision; push-to-talk: the release; typed: the message) to the first sound.
     double user_wait_ms = -1;
     if (t->t_first_audio != mono_time{})
         user_wait_ms = std::max(0.0, t->speech_end_ms) + ms_between(t->t0, t->t_first_audio);
-    if (user_wait_ms >= 0)
-        timings["speech_end_to_audio_ms"] = std::round(user_wait_ms * 100) / 100;
+    tt.speech_end_to_audio_ms = user_wait_ms;
     if (eng_.stats) {
-        auto ms = [](double x) { return std::round(x * 10) / 10; };
-        timings["load_ms"] = {{"asr", ms(eng_.stats->asr_load_ms.load())},
-                              {"llm", ms(eng_.stats->llm_load_ms.load())},
-                              {"tts", ms(eng_.stats->tts_load_ms.load())}};
+        tt.load_asr_ms = eng_.stats->asr_load_ms.load();
+        tt.load_llm_ms = eng_.stats->llm_load_ms.load();
+        tt.load_tts_ms = eng_.stats->tts_load_ms.load();
     }
-    if (t->speculative) timings["speculative"] = true;
+    tt.speculative = t->speculative;
     turn_record rec;
     rec.turn_id = t->id;
     rec.user = t->user;
-    rec.assistant = interrupted ? t->heard : t->llm.text;
+    rec.assistant = interrupted ? t->playout.heard_text() : t->llm.text;
     // Keep spacing as generated when the whole reply went out.
     if (!interrupted) {
         size_t b = rec.assistant.find_first_not_of(" \n\t");
@@ -1591,7 +1377,7 @@ void session::record_turn(const std::shared_ptr<turn> &t, bool interrupted) {
         rec.assistant = b == std::string::npos ? "" : rec.assistant.substr(b, e - b + 1);
     }
     rec.interrupted = interrupted;
-    rec.timings_json = timings.dump();
+    rec.timings_json = turn_timings_json(tt);
     rec.created_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                          std::chrono::system_clock::now().time_since_epoch())
                          .count();
@@ -1618,8 +1404,7 @@ void session::record_turn(const std::shared_ptr<turn> &t, bool interrupted) {
         if (user_wait_ms >= 0) eng_.stats->speech_end_to_audio.observe(user_wait_ms);
     }
     if (!interrupted) {
-        out_->send_text(
-            encode_response_done(t->id, rec.assistant, rec.timings_json, t->llm.stop_reason));
+        out_->on_event(reply_done_event{t->id, rec.assistant, tt, t->llm.stop_reason});
     }
     log_info("turn %s/%lld: end of speech to first audio %.1f ms (after the end of the turn: "
              "first text %.1f ms, first audio %.1f ms), %d tokens%s",

@@ -1,17 +1,19 @@
-// A conversation session: the voice pipeline for one connected client.
+// A conversation session: the voice pipeline for one connected client, in typed inputs and
+// events (session-events.h); a protocol codec in src/net/ turns its wire messages into these.
 //
-// The network layer calls on_text()/on_binary() from its I/O threads; they only validate and
-// hand work on, never wait on a model. Audio decoding and turn start run on the session's own
-// worker; LLM tokens arrive on the LLM worker, speech is made on the shared TTS worker. Output
-// goes through session_output in protocol order: for each phrase its text_chunk, then (when
-// has_audio) its audio. close() cancels the turn, frees the KV slot and joins the worker; call
-// it exactly once, from the network layer, when the connection ends.
+// Inputs come from the network thread: they only validate and hand work on, never wait on a
+// model. Audio decoding and turn start run on the session's own worker; LLM tokens arrive on
+// the LLM worker, speech is made on the shared TTS worker. Events go to the session_sink in
+// protocol order: for each phrase one reply_chunk_event with its text and (has_audio) its
+// audio. close() cancels the turn, frees the KV slot and joins the worker; call it exactly
+// once, when the connection ends.
 #pragma once
 
 #include "asr/asr.h"
 #include "audio/vad.h"
 #include "core/clock.h"
-#include "core/protocol.h"
+#include "pipeline/playout.h"
+#include "pipeline/session-events.h"
 #include "llm/conversation.h"
 #include "llm/llm.h"
 #include "text/phrase-chunker.h"
@@ -31,18 +33,6 @@ class store;
 class resampler;
 class echo_canceller;
 struct metrics;
-
-class session_output {
-  public:
-    virtual ~session_output() = default;
-    // Thread-safe; messages go out in the order of the calls.
-    virtual void send_text(std::string message) = 0;
-    virtual void send_binary(std::string bytes) = 0;
-    // Messages sent between hold() and flush() wait and are written together at flush(): one
-    // wake of the writer for several messages made within microseconds. Holds do not nest.
-    virtual void hold() {}
-    virtual void flush() {}
-};
 
 struct session_engines {
     asr_engine *asr = nullptr; // null: no speech input
@@ -92,13 +82,19 @@ struct session_config {
 class session : public std::enable_shared_from_this<session> {
   public:
     session(const session_engines &engines, const session_config &config,
-            std::shared_ptr<session_output> out);
+            std::shared_ptr<session_sink> out);
     ~session();
 
     // Sends `ready` with a new session id (or resumes `resume_id` when it exists).
     void open(const std::string &resume_id = {});
-    void on_text(std::string_view message);
-    void on_binary(std::string_view bytes);
+    void start(const session_start &p);
+    void audio(std::vector<int16_t> pcm); // at the start's sample rate
+    void stop(mono_time t_stop);
+    void text(std::string text, mono_time t0);
+    void interrupt(mono_time now);
+    void playback(const playback_report &r);
+    // An input the codec refused: reported as an error event (and counted).
+    void reject(const std::string &code, const std::string &message);
     void close();
 
     std::string id() const;
@@ -107,10 +103,6 @@ class session : public std::enable_shared_from_this<session> {
     struct turn;
     enum tts_state { TTS_STATE_OFF, TTS_STATE_PENDING, TTS_STATE_OK, TTS_STATE_FAILED };
 
-    void handle_start(const start_params &p);
-    void handle_playback(int64_t turn_id, const std::string &chunk_id, int played_ms);
-    void handle_stop(mono_time t_stop);
-    void handle_text(const std::string &text, mono_time t0);
     void error(const std::string &code, const std::string &message);
     void post(std::function<void()> task);
 
@@ -143,17 +135,12 @@ class session : public std::enable_shared_from_this<session> {
     void pump(const std::shared_ptr<turn> &t);
     void synthesize(const std::shared_ptr<turn> &t, std::string text, std::string chunk_id);
     void finish_turn_locked(const std::shared_ptr<turn> &t);
-    void emit_locked(const std::shared_ptr<turn> &t, bool binary, std::string data, int chunk = -1);
+    void emit_locked(const std::shared_ptr<turn> &t, reply_chunk_event c, int chunk);
     void emit_chunk_locked(const std::shared_ptr<turn> &t, std::string text,
                            std::vector<int16_t> pcm, const tts_result *speech);
     bool reply_active(mono_time now);
     // Returns the reply it cut (null: none).
     std::shared_ptr<turn> barge_in(mono_time now);
-    std::string heard_locked(const turn &t, size_t chunk, double played_ms) const;
-    std::string heard_by_clock_locked(const turn &t, mono_time now) const;
-    bool position_by_clock_locked(const turn &t, mono_time now, size_t *chunk,
-                                  double *played_ms) const;
-    std::string cut_locked(turn &t, mono_time now);
     void amend_turn(const std::shared_ptr<turn> &t, const std::string &heard,
                     bool interrupted = true);
     void resume_turn(const std::shared_ptr<turn> &t);
@@ -166,7 +153,7 @@ class session : public std::enable_shared_from_this<session> {
 
     session_engines eng_;
     session_config cfg_;
-    std::shared_ptr<session_output> out_;
+    std::shared_ptr<session_sink> out_;
 
     mutable std::mutex m_;
     std::string id_;
@@ -184,7 +171,7 @@ class session : public std::enable_shared_from_this<session> {
     // What the client is playing: the last reply that sent audio, and when its audio ends if
     // played without gaps from when it was sent (corrected by the client's playback reports).
     std::shared_ptr<turn> speaking_;
-    mono_time playout_end_{};
+    playout_clock clock_;
     std::shared_ptr<turn> cut_; // the last interrupted reply (its playback report may follow)
     bool hands_free_ = false;
     std::shared_ptr<echo_canceller> aec_;
