@@ -1,4 +1,4 @@
-// SHA-256 (FIPS 180-4), for checking downloaded model files.
+// SHA-256 (OpenSSL's EVP digest), for checking downloaded model files.
 //
 //   sha256 h;
 //   h.update(data, size);        // any number of times
@@ -11,8 +11,11 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
+
+struct evp_md_ctx_st;
 
 namespace parley {
 
@@ -25,12 +28,10 @@ class sha256 {
     std::string hex();                // digest() as lowercase hex
 
   private:
-    void compress(const uint8_t *block);
-
-    uint32_t state_[8];
-    uint64_t length_ = 0; // bytes hashed so far
-    uint8_t block_[64];
-    size_t used_ = 0; // bytes waiting in block_
+    struct free_ctx {
+        void operator()(evp_md_ctx_st *c) const;
+    };
+    std::unique_ptr<evp_md_ctx_st, free_ctx> ctx_; // OpenSSL's EVP_MD_CTX
 };
 
 std::string sha256_hex(std::string_view bytes);

@@ -6,7 +6,7 @@
 #include "core/metrics.h"
 #include "core/worker.h"
 #include "store/store.h"
-#include "store/turn-timings-json.h"
+#include "pipeline/turn-record.h"
 
 #include <chrono>
 #include <cmath>
@@ -43,11 +43,8 @@ bool valid_session_id(const std::string &id) {
 
 } // namespace
 
-// One reply: the LLM's phrases on their way out, in order.
-struct session::turn {
-    int64_t id = 0;
-    std::string user;
-    mono_time t0, t_transcript, t_first_token, t_first_chunk, t_first_audio;
+// One reply: the LLM's phrases on their way out, in order, and the turn's account.
+struct session::turn : turn_account {
     std::shared_ptr<std::atomic<bool>> cancel = std::make_shared<std::atomic<bool>>(false);
     // Set while a held turn has its first phrase and waits for the end of the user's turn.
     std::shared_ptr<std::atomic<bool>> pause = std::make_shared<std::atomic<bool>>(false);
@@ -69,14 +66,6 @@ struct session::turn {
     bool held = false;
     bool llm_done_pending_finish = false;
     std::vector<std::pair<reply_chunk_event, int>> held_out; // with their chunks' indexes
-    llm_result llm;
-    double tts_ms = 0;
-    double tts_first_ms = 0;
-    int tts_calls = 0;
-    int audio_ms = 0;
-    double asr_ms = 0;         // recognition work for this utterance (session worker)
-    double speech_end_ms = -1; // hands-free: true end of speech, ms before t0
-    bool speculative = false;  // started in a pause before the end of the turn
     reply_playout playout; // the chunks sent, where the client plays them, what was heard
 };
 
@@ -1328,59 +1317,8 @@ void session::playback(const playback_report &r) {
 
 // Called with the turn's lock held.
 void session::record_turn(const std::shared_ptr<turn> &t, bool interrupted) {
-    mono_time done = mono_now();
-    auto since = [&](mono_time x) -> std::optional<double> {
-        if (x == mono_time{}) return std::nullopt;
-        return ms_between(t->t0, x);
-    };
-    turn_timings tt;
-    tt.transcript_ms = since(t->t_transcript);
-    tt.first_token_ms = since(t->t_first_token);
-    tt.first_text_ms = since(t->t_first_chunk);
-    tt.first_audio_ms = since(t->t_first_audio);
-    tt.total_ms = since(done);
-    tt.llm_queue_ms = t->llm.queue_ms;
-    tt.llm_prompt_ms = t->llm.prompt_ms;
-    tt.prompt_tokens = t->llm.prompt_tokens;
-    tt.cached_tokens = t->llm.cached_tokens;
-    tt.generated_tokens = t->llm.generated_tokens;
-    tt.llm_first_token_ms = t->llm.first_token_ms;
-    tt.llm_audio_ms = t->llm.audio_ms;
-    tt.audio_tokens = t->llm.audio_tokens;
-    tt.llm_generate_ms = t->llm.generate_ms;
-    tt.asr_ms = t->asr_ms;
-    tt.tts_ms = t->tts_ms;
-    tt.tts_first_ms = t->tts_first_ms;
-    tt.tts_calls = t->tts_calls;
-    tt.audio_ms = t->audio_ms;
-    tt.speech_end_before_ms = t->speech_end_ms;
-    // What the user waits: from the end of their speech (hands-free: the VAD's end of speech,
-    // before the decision; push-to-talk: the release; typed: the message) to the first sound.
-    double user_wait_ms = -1;
-    if (t->t_first_audio != mono_time{})
-        user_wait_ms = std::max(0.0, t->speech_end_ms) + ms_between(t->t0, t->t_first_audio);
-    tt.speech_end_to_audio_ms = user_wait_ms;
-    if (eng_.stats) {
-        tt.load_asr_ms = eng_.stats->asr_load_ms.load();
-        tt.load_llm_ms = eng_.stats->llm_load_ms.load();
-        tt.load_tts_ms = eng_.stats->tts_load_ms.load();
-    }
-    tt.speculative = t->speculative;
-    turn_record rec;
-    rec.turn_id = t->id;
-    rec.user = t->user;
-    rec.assistant = interrupted ? t->playout.heard_text() : t->llm.text;
-    // Keep spacing as generated when the whole reply went out.
-    if (!interrupted) {
-        size_t b = rec.assistant.find_first_not_of(" \n\t");
-        size_t e = rec.assistant.find_last_not_of(" \n\t");
-        rec.assistant = b == std::string::npos ? "" : rec.assistant.substr(b, e - b + 1);
-    }
-    rec.interrupted = interrupted;
-    rec.timings_json = turn_timings_json(tt);
-    rec.created_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                         std::chrono::system_clock::now().time_since_epoch())
-                         .count();
+    turn_timings tt = turn_timings_of(*t, mono_now(), eng_.stats);
+    turn_record rec = turn_record_of(*t, tt, interrupted, t->playout.heard_text());
     std::string sid;
     {
         std::lock_guard lock(m_);
@@ -1392,25 +1330,12 @@ void session::record_turn(const std::shared_ptr<turn> &t, bool interrupted) {
         if (!store_call("save a turn", [&] { eng_.db->append_turn(sid, rec); }).empty())
             error("store_failed", "the turn cannot be saved; the conversation goes on");
     }
-    if (eng_.stats && !interrupted) {
-        auto observe = [&](latency_histogram &h, mono_time x) {
-            if (x != mono_time{}) h.observe(ms_between(t->t0, x));
-        };
-        observe(eng_.stats->transcript, t->t_transcript);
-        observe(eng_.stats->first_token, t->t_first_token);
-        observe(eng_.stats->first_text, t->t_first_chunk);
-        observe(eng_.stats->first_audio, t->t_first_audio);
-        observe(eng_.stats->total, done);
-        if (user_wait_ms >= 0) eng_.stats->speech_end_to_audio.observe(user_wait_ms);
-    }
-    if (!interrupted) {
-        out_->on_event(reply_done_event{t->id, rec.assistant, tt, t->llm.stop_reason});
-    }
+    if (eng_.stats && !interrupted) observe_turn(*eng_.stats, *t, tt);
+    if (!interrupted) out_->on_event(reply_done_event{t->id, rec.assistant, tt, t->llm.stop_reason});
     log_info("turn %s/%lld: end of speech to first audio %.1f ms (after the end of the turn: "
              "first text %.1f ms, first audio %.1f ms), %d tokens%s",
-             sid.c_str(), (long long)t->id, user_wait_ms,
-             t->t_first_chunk == mono_time{} ? -1.0 : ms_between(t->t0, t->t_first_chunk),
-             t->t_first_audio == mono_time{} ? -1.0 : ms_between(t->t0, t->t_first_audio),
+             sid.c_str(), (long long)t->id, tt.speech_end_to_audio_ms,
+             tt.first_text_ms.value_or(-1), tt.first_audio_ms.value_or(-1),
              t->llm.generated_tokens, interrupted ? " (interrupted)" : "");
 }
 
