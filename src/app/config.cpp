@@ -325,7 +325,7 @@ std::string usage() {
 commands:
   serve                   start the server (http://127.0.0.1:8000 by default)
   chat                    typed conversation in the terminal (--wav FILE saves the speech)
-  transcribe FILE.wav     print the transcript of a WAV file
+  transcribe FILE         print the transcript of an audio file (WAV, FLAC, Ogg, MP3)
   say "TEXT" -o OUT.wav   speak text into a WAV file
   models list|show|pull|path|rm   the model manager (parley models --help)
   bench [--help]          simulated voice clients against a real server: latency per stage,

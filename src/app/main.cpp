@@ -4,7 +4,7 @@
 #include "app/profile.h"
 #include "asr/asr-audio-llm.h"
 #include "audio/resampler.h"
-#include "audio/wav.h"
+#include "audio/audio-file.h"
 #include "bench/engine-bench.h"
 #include "bench/voice-bench.h"
 #include "core/clock.h"
@@ -119,10 +119,10 @@ int cmd_serve(app_config &cfg) {
 }
 
 int cmd_transcribe(app_config &cfg, const std::vector<std::string> &pos) {
-    if (pos.size() != 1) return fail("usage: parley transcribe FILE.wav");
+    if (pos.size() != 1) return fail("usage: parley transcribe AUDIO_FILE");
     pcm_audio audio;
     try {
-        audio = read_wav(pos[0]);
+        audio = read_audio_file(pos[0]);
     } catch (const std::exception &e) {
         return fail(e.what());
     }
@@ -163,7 +163,7 @@ int cmd_say(app_config &cfg, const std::vector<std::string> &pos) {
         write_wav(cfg.wav_out, pcm, cfg.session.audio_out_rate);
         fprintf(stderr, "parley: wrote %.2f s of speech to %s\n",
                 double(pcm.size()) / cfg.session.audio_out_rate, cfg.wav_out.c_str());
-    } catch (const wav_error &e) {
+    } catch (const audio_file_error &e) {
         return fail(e.what());
     } catch (const std::exception &e) {
         return fail(e.what(), 1);

@@ -3,7 +3,7 @@
 #include "bench/engine-bench.h"
 
 #include "asr/asr.h"
-#include "audio/wav.h"
+#include "audio/audio-file.h"
 #include "bench/bench-util.h"
 #include "llm/llm.h"
 #include "tts/tts.h"
@@ -166,7 +166,7 @@ std::vector<clip> load_clips(const bench_options &o, bench_report &rep) {
     for (const auto &f : files) {
         if (int(clips.size()) >= o.max_clips) break;
         try {
-            pcm_audio a = read_wav(f.string());
+            pcm_audio a = read_audio_file(f.string());
             if (a.sample_rate != ASR_SAMPLE_RATE) {
                 rep.skip(f.filename().string(), "not 16 kHz");
                 continue;

@@ -2,16 +2,17 @@
 //
 // The simulated clients are coroutines on one Boost.Asio event loop run by the calling thread:
 // every time stamp comes from the same steady clock, taken where the message was handed to the
-// socket or read from it, and the clients' state needs no locks. A small WebSocket client lives
-// here (the server's network code in src/net/ is the only other place that sees Boost.Beast).
+// socket or read from it, and the clients' state needs no locks. The WebSocket client is
+// src/net/ws-client.h.
 // The spawned server's stderr is read by a thread of its own, so that its log never blocks it.
 #include "bench/voice-bench.h"
 
 #include "app/config.h"
-#include "audio/wav.h"
+#include "audio/audio-file.h"
 #include "bench/bench-report.h"
 #include "bench/bench-util.h"
 #include "core/worker.h"
+#include "net/ws-client.h"
 
 #include <boost/asio.hpp>
 #include <boost/asio/cancel_after.hpp>
@@ -171,21 +172,6 @@ std::string parse_options(const std::vector<std::string> &args, voice_bench_opti
     return {};
 }
 
-struct ws_target {
-    std::string host, port, path, api_key;
-};
-
-// ws://host:port/path; empty on success.
-std::string parse_url(const std::string &url, ws_target &t) {
-    static const std::regex re(R"(^ws://([^/:]+)(?::(\d+))?(/.*)?$)");
-    std::smatch m;
-    if (!std::regex_match(url, m, re)) return "--url must look like ws://host:port/ws";
-    t.host = m[1];
-    t.port = m[2].matched ? std::string(m[2]) : "80";
-    t.path = m[3].matched ? std::string(m[3]) : "/ws";
-    return {};
-}
-
 // --- clips ---
 
 struct bench_clip {
@@ -232,7 +218,7 @@ std::string load_clips(const std::string &dir, std::vector<bench_clip> &clips) {
         c.path = base + ".wav";
         if (!fs::exists(c.path)) return "missing clip file " + c.path;
         try {
-            pcm_audio a = read_wav(c.path);
+            pcm_audio a = read_audio_file(c.path);
             if (a.sample_rate != SAMPLE_RATE) return c.path + " is not 16 kHz";
             if (a.samples.empty()) return c.path + " holds no audio";
             c.pcm = std::move(a.samples);
@@ -486,165 +472,6 @@ double machine_busy_s() {
     // user nice system idle iowait irq softirq steal
     return (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / double(sysconf(_SC_CLK_TCK));
 }
-
-// --- the event loop's tools ---
-
-// Wakes coroutines that wait for a condition: whoever changes what they wait on calls notify();
-// each waiter checks its own condition again. Event-loop thread only.
-class notifier {
-  public:
-    void notify() {
-        for (asio::steady_timer *t : waiters_)
-            t->cancel();
-    }
-
-    // True once pred() holds; false when the deadline passes first.
-    awaitable<bool> wait_until(std::function<bool()> pred, bench_clock::time_point deadline) {
-        asio::steady_timer timer(co_await asio::this_coro::executor);
-        while (!pred()) {
-            if (bench_clock::now() >= deadline) co_return false;
-            timer.expires_at(deadline);
-            waiters_.push_back(&timer);
-            co_await timer.async_wait(use_nothrow);
-            waiters_.erase(std::find(waiters_.begin(), waiters_.end(), &timer));
-        }
-        co_return true;
-    }
-
-  private:
-    std::vector<asio::steady_timer *> waiters_;
-};
-
-awaitable<void> sleep_for(milliseconds d) {
-    asio::steady_timer timer(co_await asio::this_coro::executor, d);
-    co_await timer.async_wait(use_nothrow);
-}
-
-constexpr milliseconds FOREVER{24 * 3600 * 1000};
-
-bench_clock::time_point after(milliseconds d) {
-    return bench_clock::now() + d;
-}
-
-// --- the WebSocket client ---
-
-struct ws_message {
-    double t = 0; // ms since the benchmark started, when it was read
-    bool binary = false;
-    size_t bytes = 0;
-    json j;           // text messages
-    std::string type; // j["type"], or "audio"
-};
-
-// One connection: messages read are kept in `inbox` in order, with their times; writes are
-// serialised (a frame of audio and a control message never interleave). Event-loop thread only.
-class ws_connection {
-  public:
-    // write_timeout: a write the server does not take within it ends the connection.
-    ws_connection(asio::any_io_executor ex, notifier &events, bench_clock::time_point t0,
-                  milliseconds write_timeout)
-        : ws_(ex), events_(events), t0_(t0), write_timeout_(write_timeout) {}
-
-    // Empty on success, else why not.
-    awaitable<std::string> open(const ws_target &t, milliseconds timeout) {
-        tcp::resolver resolver(ws_.get_executor());
-        auto [ec, endpoints] = co_await resolver.async_resolve(t.host, t.port, use_nothrow);
-        if (ec) co_return "cannot resolve " + t.host + ": " + ec.message();
-        auto &stream = beast::get_lowest_layer(ws_);
-        stream.expires_after(timeout);
-        auto [ec2, ep] = co_await stream.async_connect(endpoints, use_nothrow);
-        stream.expires_never();
-        if (ec2) co_return "cannot connect to " + t.host + ":" + t.port + ": " + ec2.message();
-        stream.socket().set_option(tcp::no_delay(true));
-        ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::client));
-        ws_.set_option(
-            websocket::stream_base::decorator([key = t.api_key](websocket::request_type &req) {
-                req.set(beast::http::field::user_agent, "parley-bench");
-                if (!key.empty()) req.set(beast::http::field::authorization, "Bearer " + key);
-            }));
-        ws_.read_message_max(64u << 20);
-        auto [ec3] = co_await ws_.async_handshake(t.host + ":" + t.port, t.path, use_nothrow);
-        if (ec3) co_return "WebSocket handshake: " + ec3.message();
-        open_ = reading_ = true;
-        asio::co_spawn(ws_.get_executor(), read_loop(), asio::detached);
-        co_return std::string();
-    }
-
-    bool is_open() const { return open_; }
-
-    // Waits for the writes before it; false when the connection is gone.
-    awaitable<bool> write(std::string data, bool binary) {
-        co_await writes_.wait_until([&] { return !writing_ || !open_; }, after(FOREVER));
-        if (!open_) co_return false;
-        writing_ = true;
-        ws_.binary(binary);
-        auto [ec, n] = co_await ws_.async_write(asio::buffer(data),
-                                                asio::cancel_after(write_timeout_, use_nothrow));
-        writing_ = false;
-        writes_.notify();
-        if (ec) {
-            open_ = false;
-            events_.notify();
-        }
-        co_return !ec;
-    }
-
-    awaitable<bool> write_json(const json &j) { co_return co_await write(j.dump(), false); }
-
-    // Closes (a close frame, else the socket) and waits until the reader has ended.
-    awaitable<void> close() {
-        co_await writes_.wait_until([&] { return !writing_; }, after(milliseconds(3000)));
-        if (open_ && !writing_) {
-            websocket::stream_base::timeout t{};
-            t.handshake_timeout = std::chrono::seconds(3);
-            t.idle_timeout = websocket::stream_base::none();
-            ws_.set_option(t);
-            co_await ws_.async_close(websocket::close_code::normal, use_nothrow);
-        }
-        open_ = false;
-        co_await events_.wait_until([&] { return !reading_; }, after(milliseconds(3000)));
-        beast::error_code ec;
-        beast::get_lowest_layer(ws_).socket().close(ec);
-        co_await events_.wait_until([&] { return !reading_ && !writing_; },
-                                    after(milliseconds(3000)));
-    }
-
-    std::vector<ws_message> inbox;
-
-  private:
-    awaitable<void> read_loop() {
-        beast::flat_buffer buf;
-        for (;;) {
-            auto [ec, n] = co_await ws_.async_read(buf, use_nothrow);
-            if (ec) break;
-            ws_message m;
-            m.t = std::chrono::duration<double, std::milli>(bench_clock::now() - t0_).count();
-            m.binary = !ws_.got_text();
-            m.bytes = buf.size();
-            if (m.binary) {
-                m.type = "audio";
-            } else {
-                m.j = json::parse(beast::buffers_to_string(buf.data()), nullptr, false);
-                m.type = m.j.is_object() && m.j.contains("type") && m.j["type"].is_string()
-                             ? m.j["type"].get<std::string>()
-                             : "?";
-            }
-            buf.consume(buf.size());
-            inbox.push_back(std::move(m));
-            events_.notify();
-        }
-        open_ = false;
-        reading_ = false;
-        events_.notify();
-    }
-
-    websocket::stream<beast::tcp_stream> ws_;
-    notifier &events_;
-    notifier writes_;
-    bench_clock::time_point t0_;
-    milliseconds write_timeout_;
-    bool open_ = false, reading_ = false, writing_ = false;
-};
 
 // --- the clients ---
 

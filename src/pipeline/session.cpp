@@ -4,6 +4,7 @@
 #include "audio/resampler.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/actor.h"
 #include "core/worker.h"
 #include "store/store.h"
 #include "pipeline/turn-record.h"
@@ -72,7 +73,8 @@ struct session::turn : turn_account {
 session::session(const session_engines &engines, const session_config &config,
                  std::shared_ptr<session_sink> out)
     : eng_(engines), cfg_(config), out_(std::move(out)), tts_params_(config.tts),
-      worker_(std::make_unique<worker>("session")) {
+      worker_(std::make_unique<actor>(
+          eng_.session_pool ? *eng_.session_pool : actor_pool::sessions(), "session")) {
     if (eng_.stats) {
         ++eng_.stats->sessions_open;
         ++eng_.stats->sessions_total;
@@ -151,7 +153,7 @@ void session::open(const std::string &resume_id) {
 
 void session::close() {
     std::shared_ptr<turn> t;
-    std::unique_ptr<worker> w;
+    std::unique_ptr<actor> w;
     int slot;
     {
         std::lock_guard lock(m_);
@@ -163,7 +165,7 @@ void session::close() {
         slot_ = -1;
     }
     if (t) cancel_turn(t, false);
-    std::unique_ptr<worker> end_pass;
+    std::unique_ptr<actor> end_pass;
     {
         std::lock_guard lock(m_);
         end_pass = std::move(end_pass_worker_);
@@ -587,7 +589,9 @@ void session::maybe_speculate(mono_time now) {
 void session::post_end_pass(std::function<void()> task) {
     std::lock_guard lock(m_);
     if (closed_) return;
-    if (!end_pass_worker_) end_pass_worker_ = std::make_unique<worker>("asr-end");
+    if (!end_pass_worker_)
+        end_pass_worker_ = std::make_unique<actor>(
+            eng_.end_pass_pool ? *eng_.end_pass_pool : actor_pool::end_passes(), "asr-end");
     end_pass_worker_->post(std::move(task));
 }
 

@@ -1,12 +1,17 @@
 // A conversation session: the voice pipeline for one connected client, in typed inputs and
 // events (session-events.h); a protocol codec in src/net/ turns its wire messages into these.
 //
-// Inputs come from the network thread: they only validate and hand work on, never wait on a
-// model. Audio decoding and turn start run on the session's own worker; LLM tokens arrive on
-// the LLM worker, speech is made on the shared TTS worker. Events go to the session_sink in
-// protocol order: for each phrase one reply_chunk_event with its text and (has_audio) its
-// audio. close() cancels the turn, frees the KV slot and joins the worker; call it exactly
-// once, when the connection ends.
+// Threads. The inputs (start, audio, stop, text, interrupt, playback, reject) are called by the
+// codec on the network thread: they validate and hand work on, never wait on a model. Audio,
+// turn-taking and the start of turns run on the session's actor: a queue, not a thread, on the
+// sessions' pool (actor_pool::sessions(), one thread per core); the recogniser's
+// end-of-utterance pass runs on an actor of the end-pass pool. LLM tokens arrive on the LLM's
+// worker, speech is made on the shared TTS worker. Shared state is under two locks, taken in
+// this order only: a turn's (turn::m), then the session's (m_); no lock is held across an
+// engine call. Events go to the session_sink in protocol order: for each phrase one
+// reply_chunk_event with its text and (has_audio) its audio. close() cancels the turn, frees
+// the KV slot and waits for the session's running task; call it exactly once, when the
+// connection ends.
 #pragma once
 
 #include "asr/asr.h"
@@ -29,6 +34,8 @@
 namespace parley {
 
 class worker;
+class actor;
+class actor_pool;
 class store;
 class resampler;
 class echo_canceller;
@@ -42,6 +49,9 @@ struct session_engines {
     store *db = nullptr;                  // null: history in memory only
     metrics *stats = nullptr;             // null: not counted
     std::shared_ptr<const vad_model> vad; // hands-free turn-taking; null: the energy detector
+    // Where the sessions' queues run (null: actor_pool::sessions() and end_passes()).
+    actor_pool *session_pool = nullptr;
+    actor_pool *end_pass_pool = nullptr;
 };
 
 struct session_config {
@@ -208,11 +218,11 @@ class session : public std::enable_shared_from_this<session> {
     double utt_asr_ms_ = 0;          // recognition work for the current utterance
     std::vector<int16_t> utt_audio_; // direct audio mode: the utterance at 16 kHz
 
-    std::unique_ptr<worker> worker_;
+    std::unique_ptr<actor> worker_; // the session's own queue, on the sessions' pool
     // The recogniser's end-of-utterance pass in hands-free mode runs here, so that the session's
-    // worker goes on taking the microphone's frames (the echo canceller and barge-in need them
-    // in time). Made on first use; joined by close() before worker_.
-    std::unique_ptr<worker> end_pass_worker_;
+    // actor goes on taking the microphone's frames (the echo canceller and barge-in need them
+    // in time). Made on first use; closed by close() before worker_.
+    std::unique_ptr<actor> end_pass_worker_;
     int end_passes_pending_ = 0; // utterances whose end pass is at work (session worker only)
     // The recogniser's end pass started in a pause, on the audio up to the pause: if the turn
     // ends there, its result is the transcript (and a reply may start from it before the end).

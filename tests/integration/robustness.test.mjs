@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { existsSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { startServer, Client, clips, voiceTurn, bin, tempDir } from '../lib/parley.mjs';
 
 let srv;
@@ -287,4 +287,52 @@ test('--host takes a name and resolves it', async () => {
   const bad = spawnSync(bin, ['serve', '--host', 'no-such-host.invalid', '--api-key', 'k', '--port', '0', '--db', ':memory:'], { encoding: 'utf8', timeout: 30000 });
   assert.equal(bad.status, 1);
   assert.match(bad.stderr, /cannot listen on no-such-host\.invalid/);
+});
+
+// A session is a queue on a shared pool, not a thread: open connections that do nothing cost
+// no threads (each one used to own one).
+test('300 idle WebSockets add no threads to the server', async () => {
+  const threads = () => Number(/Threads:\s+(\d+)/.exec(readFileSync(`/proc/${srv.proc.pid}/status`, 'utf8'))[1]);
+  const warm = await Client.open(srv.ws); // the pools start with the first session
+  await warm.waitType('ready');
+  warm.send({ type: 'start', sample_rate: 16000, mode: 'hands_free' });
+  warm.sendBinary(Buffer.alloc(640));
+  await new Promise((r) => setTimeout(r, 200));
+  const before = threads();
+  const idle = [];
+  for (let i = 0; i < 300; i++) idle.push(Client.open(srv.ws));
+  const clients = await Promise.all(idle);
+  await Promise.all(clients.map((c) => c.waitType('ready')));
+  const during = threads();
+  console.log(`server threads: ${before} with one session, ${during} with 301`);
+  assert.ok(during - before <= 2, `${during - before} more threads for 300 idle sessions`);
+  // And they all still work: a typed turn on the last one.
+  const last = clients.at(-1);
+  last.send({ type: 'text', text: 'Hello.' });
+  await last.waitType('response_done', { timeout: 60000 });
+  await Promise.all([warm, ...clients].map((c) => c.close()));
+});
+
+// Audio files go through libsndfile: FLAC (lossless) gives the WAV's transcript, Ogg Vorbis is
+// read, and a file that is no audio gets a clear error.
+test('parley transcribe reads FLAC and Ogg as well as WAV', () => {
+  const dir = tempDir();
+  const wav = clips[1].wav;
+  const flac = join(dir, 'clip.flac');
+  const ogg = join(dir, 'clip.ogg');
+  for (const out of [flac, ogg]) assert.equal(spawnSync('sox', [wav, out]).status, 0, `sox ${out}`);
+  const run = (file) => spawnSync(bin, ['transcribe', file], { encoding: 'utf8' });
+  const fromWav = run(wav);
+  assert.equal(fromWav.status, 0, fromWav.stderr);
+  const fromFlac = run(flac);
+  assert.equal(fromFlac.status, 0, fromFlac.stderr);
+  assert.equal(fromFlac.stdout, fromWav.stdout);
+  const fromOgg = run(ogg);
+  assert.equal(fromOgg.status, 0, fromOgg.stderr);
+  assert.ok(fromOgg.stdout.trim().split(/\s+/).length >= 3, `Ogg transcript: ${fromOgg.stdout}`);
+  const junk = join(dir, 'junk.flac');
+  writeFileSync(junk, 'this is not audio');
+  const bad = run(junk);
+  assert.notEqual(bad.status, 0);
+  assert.match(bad.stderr, /junk\.flac: unsupported or unreadable audio/);
 });

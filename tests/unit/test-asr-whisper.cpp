@@ -3,7 +3,7 @@
 // nonsense; the tests check the pipeline: loading, streaming, partials, encoder sizing, errors
 // and cancellation.
 #include "asr/asr.h"
-#include "audio/wav.h"
+#include "audio/audio-file.h"
 #include "generated.h"
 #include "text/utf8.h"
 
@@ -51,7 +51,7 @@ std::string tiny_model(const std::string &kind) {
 }
 
 std::vector<int16_t> speech(double seconds) {
-    pcm_audio audio = read_wav(clip);
+    pcm_audio audio = read_audio_file(clip);
     EXPECT_EQ(audio.sample_rate, ASR_SAMPLE_RATE);
     std::vector<int16_t> out;
     size_t n = size_t(seconds * ASR_SAMPLE_RATE);
@@ -276,7 +276,7 @@ TEST(asr_whisper, the_final_transcript_is_whisper_clis) {
     config.threads = 2;
     auto asr = make_asr_engine(config);
     auto stream = asr->open();
-    pcm_audio audio = read_wav(clip);
+    pcm_audio audio = read_audio_file(clip);
     feed(*stream, audio.samples);
     std::string parley = stream->finish();
     std::cerr << "  whisper-cli: \"" << squeeze(bare).substr(0, 80) << "\"\n  parley:      \""

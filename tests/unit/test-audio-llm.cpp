@@ -4,7 +4,7 @@
 // are nonsense; the tests check the pipeline: loading, transcribe and direct modes, streaming,
 // cancellation, the KV cache after an audio turn, and clear errors for bad projector files.
 #include "asr/asr-audio-llm.h"
-#include "audio/wav.h"
+#include "audio/audio-file.h"
 #include "generated.h"
 #include "llm/conversation.h"
 #include "llm/llm.h"
@@ -61,7 +61,7 @@ llm_config config_for(const fs::path &dir, const std::string &projector = "ultra
 }
 
 std::vector<float> speech(double seconds) {
-    pcm_audio audio = read_wav("/usr/share/pocketsphinx/test/data/librivox/"
+    pcm_audio audio = read_audio_file("/usr/share/pocketsphinx/test/data/librivox/"
                                "sense_and_sensibility_01_austen_64kb-0870.wav");
     EXPECT_EQ(audio.sample_rate, 16000);
     std::vector<int16_t> pcm;

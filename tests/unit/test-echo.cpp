@@ -5,7 +5,7 @@
 // cleaned output, over the part where only the echo is present.
 #include "audio/echo-canceller.h"
 #include "audio/resampler.h"
-#include "audio/wav.h"
+#include "audio/audio-file.h"
 #include "tts/tts.h"
 
 #include <gtest/gtest.h>
@@ -37,7 +37,7 @@ const std::vector<int16_t> &far_speech() {
 }
 
 std::vector<int16_t> near_speech() {
-    return read_wav("/usr/share/pocketsphinx/test/data/librivox/"
+    return read_audio_file("/usr/share/pocketsphinx/test/data/librivox/"
                     "sense_and_sensibility_01_austen_64kb-0880.wav")
         .samples;
 }

@@ -1,7 +1,7 @@
 // The real engines: llama.cpp with stories260K, PocketSphinx on LibriVox speech, espeak-ng.
 #include "asr/asr.h"
 #include "audio/resampler.h"
-#include "audio/wav.h"
+#include "audio/audio-file.h"
 #include "llm/conversation.h"
 #include "llm/llm.h"
 #include "core/guard.h"
@@ -489,7 +489,7 @@ TEST(asr_pocketsphinx, transcribes_librivox_speech) {
     std::ifstream ref_file(librivox + "sense_and_sensibility_01_austen_64kb-0870.txt");
     std::stringstream ref;
     ref << ref_file.rdbuf();
-    pcm_audio audio = read_wav(wav);
+    pcm_audio audio = read_audio_file(wav);
     auto asr = make_asr_engine({});
     auto stream = asr->open();
     resampler rs(audio.sample_rate, ASR_SAMPLE_RATE);

@@ -1,7 +1,7 @@
 // VAD tests on the real Silero v5 model (from the npm package vad-web, installed by the setup)
 // and real speech (PocketSphinx's LibriVox clips, with their word alignments as ground truth).
 #include "audio/vad.h"
-#include "audio/wav.h"
+#include "audio/audio-file.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -58,7 +58,7 @@ struct clip {
 
 clip load_clip(const std::string &id) {
     std::string base = librivox + "sense_and_sensibility_01_austen_64kb-" + id;
-    pcm_audio a = read_wav(base + ".wav");
+    pcm_audio a = read_audio_file(base + ".wav");
     EXPECT_EQ(a.sample_rate, 16000);
     clip c;
     c.pcm = std::move(a.samples);

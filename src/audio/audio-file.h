@@ -1,8 +1,9 @@
-// WAV (RIFF PCM) reading and writing.
+// Audio files through libsndfile: WAV, FLAC, Ogg (Vorbis, Opus), MP3 and the other formats it
+// reads.
 //
-// read_wav accepts 8/16/24/32-bit integer and 32-bit float PCM, any channel count (mixed down
-// to mono), and returns 16-bit mono samples at the file's rate. Errors throw wav_error with a
-// one-line reason. Thread-safe (no shared state).
+// read_audio_file / parse_audio_file return 16-bit mono samples (channels mixed down) at the
+// file's own rate; encode_wav / write_wav write 16-bit mono WAV. Errors throw audio_file_error
+// with a one-line reason. Thread-safe (no shared state).
 #pragma once
 
 #include <cstdint>
@@ -13,7 +14,7 @@
 
 namespace parley {
 
-struct wav_error : std::runtime_error {
+struct audio_file_error : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
@@ -23,8 +24,8 @@ struct pcm_audio {
     double seconds() const { return sample_rate ? double(samples.size()) / sample_rate : 0.0; }
 };
 
-pcm_audio parse_wav(std::string_view bytes);
-pcm_audio read_wav(const std::string &path);
+pcm_audio parse_audio_file(std::string_view bytes);
+pcm_audio read_audio_file(const std::string &path);
 std::string encode_wav(const std::vector<int16_t> &samples, int sample_rate);
 void write_wav(const std::string &path, const std::vector<int16_t> &samples, int sample_rate);
 
