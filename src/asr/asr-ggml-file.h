@@ -3,17 +3,23 @@
 // ggml_model_file reads a model file's structure without its data, so that a cut or damaged file
 // is refused with a clear reason before the library sees it (libwhisper crashes on a cut header
 // and takes a file that ends before the first tensor for an "empty model for testing").
-// ensure_ggml_backends() loads ggml's CPU backend plugin once per process. Both are used from
-// the thread that loads an engine; a ggml_model_file belongs to one thread.
+// ensure_ggml_backends() loads ggml's CPU backend plugin once per process;
+// check_ggml_model_file() gives every such check the same reasons; ggml_engine_log() is their
+// log callback. Used from the thread that loads an engine; a ggml_model_file belongs to one
+// thread.
 #pragma once
 
 #include <ggml-backend.h>
 #include <ggml.h>
 
+#include "asr/asr.h"
+#include "core/log.h"
+
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <sys/types.h>
@@ -108,5 +114,49 @@ class ggml_model_file {
     int open_error_ = 0;
     uint64_t size_ = 0, pos_ = 0;
 };
+
+// The libraries report load errors only through their log: the first error of a load on this
+// thread, for the message (the later lines only say that loading failed). Clear it before a load.
+inline thread_local std::string ggml_first_error;
+
+// A ggml engine's log line into Parley's log: errors (and warnings, with `warnings`) as
+// warnings, the rest as debug.
+inline void ggml_engine_log(const char *engine, ggml_log_level level, const char *text,
+                            bool warnings) {
+    std::string line(text ? text : "");
+    while (!line.empty() && (line.back() == '\n' || line.back() == ' '))
+        line.pop_back();
+    if (line.empty()) return;
+    if (level == GGML_LOG_LEVEL_ERROR && ggml_first_error.empty()) ggml_first_error = line;
+    if (level == GGML_LOG_LEVEL_ERROR || (warnings && level == GGML_LOG_LEVEL_WARN))
+        log_warn("%s: %s", engine, line.c_str());
+    else
+        log_debug("%s: %s", engine, line.c_str());
+}
+
+// Refuses a missing, unreadable, non-ggml, cut or damaged model file with its reason, before the
+// engine's library loads it (its loader then checks each tensor's name and shape). `header`
+// reads the format's own header fields after the magic; `kind` names the format in messages.
+inline void check_ggml_model_file(const std::string &engine, const std::string &path,
+                                  const std::string &kind,
+                                  const std::function<void(ggml_model_file &)> &header) {
+    if (path.empty()) throw asr_error(engine + ": no model file given");
+    ggml_model_file file(path);
+    if (!file.is_open())
+        throw asr_error(engine + ": cannot open model file " + path + ": " + file.open_error());
+    try {
+        if (uint32_t(file.i32()) != GGML_FILE_MAGIC)
+            throw asr_error(engine + ": " + path + " is not a " + kind + " (bad magic)");
+        header(file);
+        file.skip_vocabulary();
+        if (file.skip_tensors() == 0)
+            throw asr_error(engine + ": " + path + " is truncated (it holds no tensors)");
+    } catch (const ggml_model_file::cut &) {
+        throw asr_error(engine + ": " + path + " is truncated (" + std::to_string(file.size()) +
+                        " bytes)");
+    } catch (const ggml_model_file::bad &e) {
+        throw asr_error(engine + ": " + path + " is corrupt (" + e.what + ")");
+    }
+}
 
 } // namespace parley

@@ -50,34 +50,13 @@ double ms_since(clock_type::time_point t0) {
     return std::chrono::duration<double, std::milli>(clock_type::now() - t0).count();
 }
 
-// libparakeet reports load errors only through its log; keep the first error of a load for the
-// message (the later ones only say that loading failed).
-thread_local std::string t_first_error;
-
 void on_parakeet_log(ggml_log_level level, const char *text, void *) {
-    std::string line(text ? text : "");
-    while (!line.empty() && (line.back() == '\n' || line.back() == ' '))
-        line.pop_back();
-    if (line.empty()) return;
-    if (level == GGML_LOG_LEVEL_ERROR) {
-        if (t_first_error.empty()) t_first_error = line;
-        log_warn("parakeet: %s", line.c_str());
-    } else {
-        // Its warnings include one line per "non-standard" size, which every small model has.
-        log_debug("parakeet: %s", line.c_str());
-    }
+    // Its warnings include one line per "non-standard" size, which every small model has.
+    ggml_engine_log("parakeet", level, text, false);
 }
 
-// Missing, unreadable, non-ggml, cut and damaged files get their own reason; libparakeet's
-// loader then checks each tensor's name and shape.
 void check_model_file(const std::string &path) {
-    if (path.empty()) throw asr_error("parakeet: no model file given");
-    ggml_model_file file(path);
-    if (!file.is_open())
-        throw asr_error("parakeet: cannot open model file " + path + ": " + file.open_error());
-    try {
-        if (uint32_t(file.i32()) != GGML_FILE_MAGIC)
-            throw asr_error("parakeet: " + path + " is not a ggml Parakeet model (bad magic)");
+    check_ggml_model_file("parakeet", path, "ggml Parakeet model", [](ggml_model_file &file) {
         int32_t n_durations = 0;
         for (const char *field :
              {"n_vocab", "n_audio_ctx", "n_audio_state", "n_audio_head", "n_audio_layer", "n_mels",
@@ -90,15 +69,7 @@ void check_model_file(const std::string &path) {
         file.skip(uint64_t(n_mel) * uint64_t(n_bins) * sizeof(float));
         file.skip(uint64_t(file.positive("window length")) * sizeof(float));
         file.skip(uint64_t(n_durations) * sizeof(uint32_t));
-        file.skip_vocabulary();
-        if (file.skip_tensors() == 0)
-            throw asr_error("parakeet: " + path + " is truncated (it holds no tensors)");
-    } catch (const ggml_model_file::cut &) {
-        throw asr_error("parakeet: " + path + " is truncated (" + std::to_string(file.size()) +
-                        " bytes)");
-    } catch (const ggml_model_file::bad &e) {
-        throw asr_error("parakeet: " + path + " is corrupt (" + e.what + ")");
-    }
+    });
 }
 
 // Where to end a piece of n samples: the quietest 10 ms in its last quarter.
@@ -162,10 +133,10 @@ class asr_parakeet : public asr_engine {
         parakeet_context_params params = parakeet_context_default_params();
         params.use_gpu = false;
         auto t0 = clock_type::now();
-        t_first_error.clear();
+        ggml_first_error.clear();
         ctx_ = parakeet_init_from_file_with_params_no_state(path_.c_str(), params);
         if (!ctx_) {
-            std::string why = t_first_error.empty() ? "corrupt or truncated file" : t_first_error;
+            std::string why = ggml_first_error.empty() ? "corrupt or truncated file" : ggml_first_error;
             throw asr_error("parakeet: cannot load " + path_ + ": " + why);
         }
         // A piece, with a short tail joined to it, must fit the model's audio context (mel frames

@@ -54,33 +54,14 @@ double ms_since(clock_type::time_point t0) {
     return std::chrono::duration<double, std::milli>(clock_type::now() - t0).count();
 }
 
-// whisper.cpp reports load errors only through its log; keep the first error of a load for the
-// message (the later ones only say that loading failed).
-thread_local std::string t_first_error;
-
 void on_whisper_log(ggml_log_level level, const char *text, void *) {
-    std::string line(text ? text : "");
-    while (!line.empty() && (line.back() == '\n' || line.back() == ' '))
-        line.pop_back();
-    if (line.empty()) return;
-    if (level == GGML_LOG_LEVEL_ERROR || level == GGML_LOG_LEVEL_WARN) {
-        if (level == GGML_LOG_LEVEL_ERROR && t_first_error.empty()) t_first_error = line;
-        log_warn("whisper: %s", line.c_str());
-    } else {
-        log_debug("whisper: %s", line.c_str());
-    }
+    ggml_engine_log("whisper", level, text, true);
 }
 
 // Missing, unreadable, non-ggml, cut and damaged files get their own reason; whisper.cpp's
 // loader then checks each tensor's name and shape.
 void check_model_file(const std::string &path) {
-    if (path.empty()) throw asr_error("whisper: no model file given");
-    ggml_model_file file(path);
-    if (!file.is_open())
-        throw asr_error("whisper: cannot open model file " + path + ": " + file.open_error());
-    try {
-        if (uint32_t(file.i32()) != GGML_FILE_MAGIC)
-            throw asr_error("whisper: " + path + " is not a whisper.cpp ggml model (bad magic)");
+    check_ggml_model_file("whisper", path, "whisper.cpp ggml model", [](ggml_model_file &file) {
         for (const char *field :
              {"n_vocab", "n_audio_ctx", "n_audio_state", "n_audio_head", "n_audio_layer",
               "n_text_ctx", "n_text_state", "n_text_head", "n_text_layer", "n_mels"})
@@ -88,15 +69,7 @@ void check_model_file(const std::string &path) {
         file.i32(); // ftype
         int32_t n_mel = file.positive("mel filters"), n_fft = file.positive("mel filter length");
         file.skip(uint64_t(n_mel) * uint64_t(n_fft) * sizeof(float));
-        file.skip_vocabulary();
-        if (file.skip_tensors() == 0)
-            throw asr_error("whisper: " + path + " is truncated (it holds no tensors)");
-    } catch (const ggml_model_file::cut &) {
-        throw asr_error("whisper: " + path + " is truncated (" + std::to_string(file.size()) +
-                        " bytes)");
-    } catch (const ggml_model_file::bad &e) {
-        throw asr_error("whisper: " + path + " is corrupt (" + e.what + ")");
-    }
+    });
 }
 
 int default_threads(int threads) {
@@ -162,10 +135,10 @@ class asr_whisper : public asr_engine {
         whisper_context_params params = whisper_context_default_params();
         params.use_gpu = false;
         auto t0 = clock_type::now();
-        t_first_error.clear();
+        ggml_first_error.clear();
         ctx_ = whisper_init_from_file_with_params_no_state(path_.c_str(), params);
         if (!ctx_) {
-            std::string why = t_first_error.empty() ? "corrupt or truncated file" : t_first_error;
+            std::string why = ggml_first_error.empty() ? "corrupt or truncated file" : ggml_first_error;
             throw asr_error("whisper: cannot load " + path_ + ": " + why);
         }
         n_audio_ctx_ = whisper_model_n_audio_ctx(ctx_);

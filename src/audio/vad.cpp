@@ -46,24 +46,12 @@ class silero_model final : public vad_model {
             if (!f.get(c) || c != 0x08) throw vad_error("vad: " + path + " is not an ONNX model");
         }
         try {
-            static std::mutex load_mutex; // cerr redirection is process-wide
-            std::lock_guard lock(load_mutex);
-            cerr_muted quiet;
-            Ort::SessionOptions options;
-            // One 32 ms window per call: threads would cost more than they save.
-            options.SetIntraOpNumThreads(1);
-            options.SetInterOpNumThreads(1);
-            options.SetGraphOptimizationLevel(GraphOptimizationLevel::ORT_ENABLE_ALL);
-            session_.emplace(ort_env(), path.c_str(), options);
-        } catch (const Ort::Exception &e) {
-            throw vad_error("vad: cannot load Silero model " + path + ": " + one_line(e.what()));
+            session_.emplace(onnx_open(path)); // one 32 ms window per call
+        } catch (const std::exception &e) {
+            throw vad_error("vad: cannot load Silero model " + path + ": " + e.what());
         }
-        Ort::AllocatorWithDefaultOptions alloc;
-        std::vector<std::string> in, out;
-        for (size_t i = 0; i < session_->GetInputCount(); ++i)
-            in.push_back(session_->GetInputNameAllocated(i, alloc).get());
-        for (size_t i = 0; i < session_->GetOutputCount(); ++i)
-            out.push_back(session_->GetOutputNameAllocated(i, alloc).get());
+        std::vector<std::string> in = onnx_input_names(*session_);
+        std::vector<std::string> out = onnx_output_names(*session_);
         auto has = [](const std::vector<std::string> &v, const char *n) {
             return std::find(v.begin(), v.end(), n) != v.end();
         };

@@ -1,6 +1,8 @@
 #include "core/onnx.h"
 
 #include <algorithm>
+#include <mutex>
+#include <stdexcept>
 
 namespace parley {
 
@@ -15,6 +17,37 @@ std::string one_line(std::string s) {
     while (!s.empty() && s.back() == ' ')
         s.pop_back();
     return s;
+}
+
+Ort::Session onnx_open(const std::string &path) {
+    static std::mutex load_mutex; // the std::cerr redirection is process-wide
+    std::lock_guard lock(load_mutex);
+    cerr_muted quiet;
+    try {
+        Ort::SessionOptions options;
+        options.SetIntraOpNumThreads(1);
+        options.SetInterOpNumThreads(1);
+        options.SetGraphOptimizationLevel(GraphOptimizationLevel::ORT_ENABLE_ALL);
+        return Ort::Session(ort_env(), path.c_str(), options);
+    } catch (const Ort::Exception &e) {
+        throw std::runtime_error(one_line(e.what()));
+    }
+}
+
+std::vector<std::string> onnx_input_names(const Ort::Session &s) {
+    Ort::AllocatorWithDefaultOptions alloc;
+    std::vector<std::string> names;
+    for (size_t i = 0; i < s.GetInputCount(); ++i)
+        names.push_back(s.GetInputNameAllocated(i, alloc).get());
+    return names;
+}
+
+std::vector<std::string> onnx_output_names(const Ort::Session &s) {
+    Ort::AllocatorWithDefaultOptions alloc;
+    std::vector<std::string> names;
+    for (size_t i = 0; i < s.GetOutputCount(); ++i)
+        names.push_back(s.GetOutputNameAllocated(i, alloc).get());
+    return names;
 }
 
 } // namespace parley

@@ -6,6 +6,7 @@
 
 #include <iostream>
 #include <string>
+#include <vector>
 
 namespace parley {
 
@@ -26,5 +27,15 @@ struct cerr_muted {
 
 // An error message on one line (ONNX Runtime's span several).
 std::string one_line(std::string s);
+
+// Opens an ONNX model the way Parley runs them all: one call at a time beside the other engines
+// on the same cores (one intra-op and one inter-op thread), full graph optimisation, std::cerr
+// muted under a process-wide lock while it loads. Throws std::runtime_error with ONNX Runtime's
+// reason on one line. Thread-safe.
+Ort::Session onnx_open(const std::string &path);
+
+// A model's input and output names.
+std::vector<std::string> onnx_input_names(const Ort::Session &s);
+std::vector<std::string> onnx_output_names(const Ort::Session &s);
 
 } // namespace parley

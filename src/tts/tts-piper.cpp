@@ -309,21 +309,12 @@ class tts_piper : public tts_engine {
         }
 
         try {
-            cerr_muted quiet;
-            Ort::SessionOptions options;
-            // One phrase at a time on the shared TTS worker, beside the LLM on the same cores.
-            options.SetIntraOpNumThreads(1);
-            options.SetInterOpNumThreads(1);
-            options.SetGraphOptimizationLevel(GraphOptimizationLevel::ORT_ENABLE_ALL);
-            session_.emplace(ort_env(), model.c_str(), options);
-        } catch (const Ort::Exception &e) {
-            return "piper: cannot load voice model " + model + ": " + one_line(e.what());
+            session_.emplace(onnx_open(model)); // one phrase at a time on the shared TTS worker
+        } catch (const std::exception &e) {
+            return "piper: cannot load voice model " + model + ": " + e.what();
         }
-
-        Ort::AllocatorWithDefaultOptions alloc;
         bool has_input = false, has_lengths = false, has_scales = false;
-        for (size_t i = 0; i < session_->GetInputCount(); ++i) {
-            std::string n = session_->GetInputNameAllocated(i, alloc).get();
+        for (const std::string &n : onnx_input_names(*session_)) {
             has_input |= n == "input";
             has_lengths |= n == "input_lengths";
             has_scales |= n == "scales";
@@ -332,8 +323,9 @@ class tts_piper : public tts_engine {
         if (!has_input || !has_lengths || !has_scales)
             return "piper: " + model +
                    " is not a Piper voice (needs inputs input, input_lengths, scales)";
-        if (session_->GetOutputCount() < 1) return "piper: " + model + " has no output";
-        output_name_ = session_->GetOutputNameAllocated(0, alloc).get();
+        std::vector<std::string> outputs = onnx_output_names(*session_);
+        if (outputs.empty()) return "piper: " + model + " has no output";
+        output_name_ = outputs[0];
         if (voice_.num_speakers > 1 && !has_sid_)
             return "piper: " + config_path + " has " + std::to_string(voice_.num_speakers) +
                    " speakers but " + model + " has no sid input";
