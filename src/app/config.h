@@ -31,13 +31,20 @@ struct app_config {
     std::string to_string() const;
 };
 
-// Applies flags ("--port 9000", "--port=9000"); a "--config FILE" is read first. Arguments that
-// are not flags go to positional. Returns an error line, or empty.
+// Applies the settings of a command line ("--port 9000", "--port=9000"), of the environment
+// (PARLEY_PORT=9000) and of a "--config FILE" (JSON or TOML), in that order of precedence, each
+// declared once in the option table. Arguments that are not flags go to positional. With
+// --help, fills *help with the command's help (when help is given) and returns empty. Returns
+// an error line, or empty.
 std::string parse_args(app_config &cfg, const std::vector<std::string> &args,
-                       std::vector<std::string> *positional);
+                       std::vector<std::string> *positional, const std::string &command = {},
+                       std::string *help = nullptr);
 
-// Applies a JSON object of settings (keys as the flags, with underscores).
+// Applies a JSON object of settings (keys as the flags, with dashes or underscores).
 std::string apply_config_json(app_config &cfg, const std::string &json_text);
+
+// One line on what a command does (serve, chat, transcribe, say).
+std::string command_description(const std::string &command);
 
 bool is_loopback(const std::string &host);
 

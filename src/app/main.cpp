@@ -225,7 +225,7 @@ int cmd_chat(app_config &cfg) {
         }
         printf("\n");
         fflush(stdout);
-        if (result.stop_reason == "error") fprintf(stderr, "parley: %s\n", result.error.c_str());
+        if (result.stop_reason == LLM_STOP_ERROR) fprintf(stderr, "parley: %s\n", result.error.c_str());
         turn_record rec;
         rec.turn_id = turn_id++;
         rec.user = line;
@@ -297,9 +297,17 @@ int main(int argc, char **argv) {
     if (cmd == "bench" && !args.empty() && args[0] == "voice")
         return voice_bench_main(std::vector<std::string>(args.begin() + 1, args.end()));
     if (cmd == "bench") return voice_bench_main(args);
+    if (cmd != "serve" && cmd != "chat" && cmd != "transcribe" && cmd != "say")
+        return fail("unknown command '" + cmd + "'\n" + usage());
     app_config cfg;
     std::vector<std::string> positional;
-    if (std::string err = parse_args(cfg, args, &positional); !err.empty()) return fail(err);
+    std::string help;
+    if (std::string err = parse_args(cfg, args, &positional, cmd, &help); !err.empty())
+        return fail(err);
+    if (!help.empty()) {
+        fputs(help.c_str(), stdout);
+        return 0;
+    }
     if (std::string err = cfg.validate(); !err.empty()) return fail(err);
     apply_log_level(cfg.log_level);
     if (!cfg.profile.empty() && cmd != "say") {

@@ -35,7 +35,7 @@ class asr_audio_llm_stream : public asr_stream {
         req.on_done = [done](const llm_result &r) { done->set_value(r); };
         llm_.submit(std::move(req));
         last_ = done->get_future().get();
-        if (last_.stop_reason == "error") throw asr_error("audio-llm: " + last_.error);
+        if (last_.stop_reason == LLM_STOP_ERROR) throw asr_error("audio-llm: " + last_.error);
         return last_.text;
     }
 

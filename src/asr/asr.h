@@ -16,6 +16,8 @@
 
 namespace parley {
 
+class option_table;
+
 constexpr int ASR_SAMPLE_RATE = 16000;
 
 struct asr_error : std::runtime_error {
@@ -67,6 +69,9 @@ struct asr_config {
     // passes. It costs accuracy (docs/benchmarks.md), so it is off unless asked for.
     bool fast = false;
 };
+
+// Registers the recognisers' settings (--asr and its engines' options) in the option table.
+void register_asr_options(option_table &t, asr_config &c);
 
 // Throws asr_error with a one-line reason when the engine cannot load.
 std::unique_ptr<asr_engine> make_asr_engine(const asr_config &config);

@@ -525,7 +525,7 @@ void bench_llm_model(const bench_options &o, const std::string &model, bench_rep
         req.sampling = greedy();
         req.messages = [&](int, const auto &) { return std::vector<chat_message>{{"user", user}}; };
         out = run_request(*engine, std::move(req)).result;
-        return out.stop_reason != "error";
+        return out.stop_reason != LLM_STOP_ERROR;
     };
     llm_result r;
     for (int i = 0; i < o.warmup; ++i)

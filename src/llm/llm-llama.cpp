@@ -199,14 +199,14 @@ class llm_llama : public llm_engine {
         // prompts 1.7x slower off, generation within 10%), but a 1.5B-shape voice bench with it
         // off ran about three times slower a turn, so those keep llama.cpp's choice.
         int heads = std::max(1, llama_model_n_head(model_));
-        flash_ = config.flash_attn == "on"    ? true
-                 : config.flash_attn == "off" ? false
-                                              : llama_model_n_embd(model_) / heads >= TINY_HEAD;
+        bool on = config.flash_attn == LLM_FLASH_ATTN_ON;
+        flash_ = on || (config.flash_attn == LLM_FLASH_ATTN_AUTO &&
+                        llama_model_n_embd(model_) / heads >= TINY_HEAD);
         // Off, on, or (auto and not ruled out) llama.cpp's own choice.
-        const char *flash_name = !flash_ ? "off" : config.flash_attn == "on" ? "on" : "auto";
-        cp.flash_attn_type = !flash_                     ? LLAMA_FLASH_ATTN_TYPE_DISABLED
-                             : config.flash_attn == "on" ? LLAMA_FLASH_ATTN_TYPE_ENABLED
-                                                         : LLAMA_FLASH_ATTN_TYPE_AUTO;
+        const char *flash_name = !flash_ ? "off" : on ? "on" : "auto";
+        cp.flash_attn_type = !flash_ ? LLAMA_FLASH_ATTN_TYPE_DISABLED
+                             : on    ? LLAMA_FLASH_ATTN_TYPE_ENABLED
+                                     : LLAMA_FLASH_ATTN_TYPE_AUTO;
         cp.no_perf = true;
         cp.abort_callback = [](void *data) {
             auto *self = static_cast<llm_llama *>(data);
@@ -546,18 +546,18 @@ class llm_llama : public llm_engine {
         if (a.req.on_transcript) a.req.on_transcript(a.result.transcript);
     }
 
-    void finish(active_request &a, const std::string &reason) {
+    void finish(active_request &a, llm_stop reason) {
         if (a.done) return;
         a.done = true;
         std::string rest = a.utf8.flush();
         if (a.in_transcript) rest = a.split.feed(rest);
         rest = a.stops.push(rest);
         rest += a.stops.flush();
-        if (!rest.empty() && reason != "cancelled") {
+        if (!rest.empty() && reason != LLM_STOP_CANCELLED) {
             a.result.text += rest;
             if (a.req.on_piece) a.req.on_piece(rest);
         }
-        if (a.audio && reason != "cancelled" && reason != "error" && reason != "prefill") {
+        if (a.audio && reason != LLM_STOP_CANCELLED && reason != LLM_STOP_ERROR && reason != LLM_STOP_PREFILL) {
             if (a.req.audio_mode == LLM_AUDIO_TRANSCRIBE) {
                 // The transcript is the whole text, without the white space around it.
                 size_t b = a.result.text.find_first_not_of(" \n\r\t");
@@ -585,7 +585,7 @@ class llm_llama : public llm_engine {
             std::chrono::duration<double, std::milli>(a.t_start - a.t_submit).count();
         a.seq = a.req.slot >= 0 ? a.req.slot : n_slots_;
         if (cancelled(a)) {
-            finish(a, "cancelled");
+            finish(a, LLM_STOP_CANCELLED);
             return false;
         }
         a.audio = !a.req.audio.empty();
@@ -596,13 +596,13 @@ class llm_llama : public llm_engine {
         if (a.audio) {
             if (!mctx_) {
                 a.result.error = "this model takes no audio (no audio projector loaded)";
-                finish(a, "error");
+                finish(a, LLM_STOP_ERROR);
                 return false;
             }
             // Features first: their token count is known before the history is cut to fit.
             chunks = audio_chunks(a.req.audio, a.result.error);
             if (!chunks) {
-                finish(a, "error");
+                finish(a, LLM_STOP_ERROR);
                 return false;
             }
             features_ms = ms_since(t_audio);
@@ -633,7 +633,7 @@ class llm_llama : public llm_engine {
             size_t at = text.find(AUDIO_MARK);
             if (at == std::string::npos) {
                 a.result.error = "the chat template dropped the audio's place in the prompt";
-                finish(a, "error");
+                finish(a, LLM_STOP_ERROR);
                 return false;
             }
             prompt = tokenize(text.substr(0, at));
@@ -647,7 +647,7 @@ class llm_llama : public llm_engine {
         if ((!a.audio && prompt.empty()) || total >= slot_ctx_) {
             a.result.error = "prompt of " + std::to_string(total) +
                              " tokens does not fit the context of " + std::to_string(slot_ctx_);
-            finish(a, "error");
+            finish(a, LLM_STOP_ERROR);
             return false;
         }
         std::vector<llama_token> &cached = slot_tokens_[size_t(a.seq)];
@@ -704,12 +704,12 @@ class llm_llama : public llm_engine {
             cached.resize(common);
             if (cancelled(a)) {
                 take_last_error(); // llama.cpp's note of the abort
-                finish(a, "cancelled");
+                finish(a, LLM_STOP_CANCELLED);
             } else {
                 std::string why = take_last_error();
                 a.result.error = std::string(a.audio ? "audio" : "prompt") + " evaluation failed" +
                                  (why.empty() ? "" : ": " + why);
-                finish(a, "error");
+                finish(a, LLM_STOP_ERROR);
             }
             return false;
         }
@@ -723,7 +723,7 @@ class llm_llama : public llm_engine {
                   a.req.max_tokens > 0 ? "prompt" : "prefill", total, total - int(common),
                   a.result.prompt_ms, a.result.queue_ms);
         if (a.req.max_tokens <= 0) {
-            finish(a, "prefill"); // the prompt is in the slot's cache; nothing to generate
+            finish(a, LLM_STOP_PREFILL); // the prompt is in the slot's cache; nothing to generate
             return false;
         }
         a.sampler = make_sampler(a.req.sampling, a.preselect);
@@ -784,11 +784,11 @@ class llm_llama : public llm_engine {
                 std::chrono::duration<double, std::milli>(a.t_first - a.t_start).count();
         }
         if (cancelled(a)) {
-            finish(a, "cancelled");
+            finish(a, LLM_STOP_CANCELLED);
             return false;
         }
         if (llama_vocab_is_eog(vocab_, tok)) {
-            finish(a, "eog");
+            finish(a, LLM_STOP_EOG);
             return false;
         }
         ++a.result.generated_tokens;
@@ -815,15 +815,15 @@ class llm_llama : public llm_engine {
             if (a.req.on_piece) a.req.on_piece(text);
         }
         if (a.stops.stopped()) {
-            finish(a, "stop");
+            finish(a, LLM_STOP_STOP);
             return false;
         }
         if (a.reply_tokens >= a.req.max_tokens) {
-            finish(a, "length");
+            finish(a, LLM_STOP_LENGTH);
             return false;
         }
         if (a.n_past + int(a.pending.size()) >= slot_ctx_) {
-            finish(a, "context");
+            finish(a, LLM_STOP_CONTEXT);
             return false;
         }
         return true;
@@ -860,7 +860,7 @@ class llm_llama : public llm_engine {
         llama_batch batch = llama_batch_init(int(std::max<size_t>(1, n)), 0, 1);
         for (auto &a : active) {
             if (cancelled(*a)) {
-                finish(*a, "cancelled");
+                finish(*a, LLM_STOP_CANCELLED);
                 continue;
             }
             a->i_batch = -1;
@@ -890,7 +890,7 @@ class llm_llama : public llm_engine {
                 if (a->done || a->i_batch < 0) continue;
                 if (rc != 0) {
                     a->result.error = "decode failed (" + std::to_string(rc) + ")";
-                    finish(*a, "error");
+                    finish(*a, LLM_STOP_ERROR);
                     continue;
                 }
                 if (a->track) {
@@ -979,7 +979,7 @@ class llm_llama : public llm_engine {
                 active_request a;
                 a.req = std::move(q.req);
                 a.t_submit = q.t_submit;
-                finish(a, "superseded");
+                finish(a, LLM_STOP_SUPERSEDED);
             }
             superseded.clear();
             for (int slot : released) {
@@ -1002,12 +1002,12 @@ class llm_llama : public llm_engine {
             if (!active.empty()) step(active);
         }
         for (auto &a : active)
-            finish(*a, "cancelled");
+            finish(*a, LLM_STOP_CANCELLED);
         std::lock_guard lock(m_);
         for (queued &q : queue_) {
             active_request a;
             a.req = std::move(q.req);
-            finish(a, "cancelled");
+            finish(a, LLM_STOP_CANCELLED);
         }
         queue_.clear();
     }

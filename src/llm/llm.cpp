@@ -4,6 +4,30 @@ namespace parley {
 
 std::unique_ptr<llm_engine> make_llm_llama(const llm_config &config);
 
+const char *llm_stop_name(llm_stop s) {
+    switch (s) {
+    case LLM_STOP_NONE:
+        return "";
+    case LLM_STOP_EOG:
+        return "eog";
+    case LLM_STOP_LENGTH:
+        return "length";
+    case LLM_STOP_STOP:
+        return "stop";
+    case LLM_STOP_CONTEXT:
+        return "context";
+    case LLM_STOP_CANCELLED:
+        return "cancelled";
+    case LLM_STOP_ERROR:
+        return "error";
+    case LLM_STOP_PREFILL:
+        return "prefill";
+    case LLM_STOP_SUPERSEDED:
+        return "superseded";
+    }
+    return "";
+}
+
 std::unique_ptr<llm_engine> make_llm_engine(const llm_config &config) {
     return make_llm_llama(config);
 }

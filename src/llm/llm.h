@@ -29,6 +29,8 @@
 
 namespace parley {
 
+class option_table;
+
 struct llm_error : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
@@ -48,11 +50,26 @@ struct sampling_params {
     uint32_t seed = 0; // 0: a new random seed per request
 };
 
+// Why a request ended.
+enum llm_stop {
+    LLM_STOP_NONE,       // not ended
+    LLM_STOP_EOG,        // the model ended its reply
+    LLM_STOP_LENGTH,     // max_tokens
+    LLM_STOP_STOP,       // a stop string
+    LLM_STOP_CONTEXT,    // the context is full
+    LLM_STOP_CANCELLED,  // llm_request::cancel
+    LLM_STOP_ERROR,      // llm_result::error says why
+    LLM_STOP_PREFILL,    // max_tokens 0: the prompt is in the cache, nothing generated
+    LLM_STOP_SUPERSEDED, // a prefill dropped for a newer request of the same slot
+};
+
+// "eog", "length", "stop", "context", "cancelled", "error", "prefill", "superseded" ("" for none).
+const char *llm_stop_name(llm_stop s);
+
 struct llm_result {
     std::string text; // everything generated (stop strings removed); direct mode: the reply
-    // "eog", "length", "stop", "context", "cancelled", "error", "prefill", "superseded"
-    std::string stop_reason;
-    std::string error;     // set when stop_reason is "error"
+    llm_stop stop_reason = LLM_STOP_NONE;
+    std::string error; // set when stop_reason is LLM_STOP_ERROR
     int prompt_tokens = 0; // tokens in the formatted prompt
     int cached_tokens = 0; // of those, reused from the slot's KV cache
     int generated_tokens = 0;
@@ -81,9 +98,9 @@ struct llm_request {
         messages;
     sampling_params sampling;
     // 0: prefill only. The prompt is evaluated into the slot's KV cache and nothing is
-    // generated (stop_reason "prefill"); a later request with the same prefix starts faster.
+    // generated (LLM_STOP_PREFILL); a later request with the same prefix starts faster.
     // Prefills yield to replies, and one still queued when a later request of its slot arrives
-    // is dropped (stop_reason "superseded").
+    // is dropped (LLM_STOP_SUPERSEDED).
     int max_tokens = 256;
     std::shared_ptr<std::atomic<bool>> cancel;
     // While set, the request keeps its place and its KV entries but generates nothing; clearing
@@ -132,6 +149,12 @@ class llm_engine {
     virtual void wake() {}
 };
 
+enum llm_flash_attn {
+    LLM_FLASH_ATTN_AUTO, // llama.cpp decides; off for attention heads too narrow to gain
+    LLM_FLASH_ATTN_ON,
+    LLM_FLASH_ATTN_OFF,
+};
+
 struct llm_config {
     std::string model_path;
     int context = 2048;    // tokens per slot (capped at the model's training context)
@@ -139,7 +162,7 @@ struct llm_config {
     int threads = 0;       // generation; 0: all cores (a model under 100M parameters: half)
     int threads_batch = 0; // prompt evaluation; 0: all cores
     int batch = 512;
-    std::string flash_attn = "auto"; // auto (llama.cpp decides; off for tiny heads), on, off
+    llm_flash_attn flash_attn = LLM_FLASH_ATTN_AUTO;
     // Audio projector GGUF (libmtmd: Voxtral, Ultravox, Qwen2-Audio ...) made for model_path.
     // Empty: text only.
     std::string mmproj_path;
@@ -151,6 +174,9 @@ struct llm_config {
     // slower with large vocabularies; kept to check that).
     bool preselect = true;
 };
+
+// Registers the language model's settings (--model, --ctx, ...) in the option table.
+void register_llm_options(option_table &t, llm_config &c);
 
 // Throws llm_error with a one-line reason naming the file when it cannot load.
 std::unique_ptr<llm_engine> make_llm_engine(const llm_config &config);

@@ -192,7 +192,7 @@ json encode(const reply_done_event &e) {
     return {{"type", "response_done"},
             {"turn_id", e.turn_id},
             {"text", e.text},
-            {"stop_reason", e.stop_reason},
+            {"stop_reason", llm_stop_name(e.stop_reason)},
             {"timings", json::parse(turn_timings_json(e.timings))}};
 }
 

@@ -14,6 +14,8 @@
 
 namespace parley {
 
+class option_table;
+
 struct server_options {
     std::string host = "127.0.0.1";
     int port = 8000;
@@ -35,6 +37,9 @@ struct server_info {
     std::string llm, asr, tts; // engine names, empty when absent
     double llm_load_ms = 0;
 };
+
+// Registers the server's settings (--host, --port, ...) in the option table.
+void register_server_options(option_table &t, server_options &o);
 
 class server {
   public:

@@ -5,6 +5,8 @@
 // session reports through its session_sink. Nothing here knows any wire format.
 #pragma once
 
+#include "llm/llm.h"
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -121,7 +123,7 @@ struct reply_done_event {
     int64_t turn_id = 0;
     std::string text;
     turn_timings timings;
-    std::string stop_reason;
+    llm_stop stop_reason = LLM_STOP_NONE;
 };
 
 // Nothing more of the turn follows; the history keeps `heard`, what the client played of it.

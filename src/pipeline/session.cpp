@@ -234,7 +234,8 @@ void session::start(const session_start &p) {
     if (p.min_silence_ms >= 0) vp.min_silence_ms = p.min_silence_ms;
     if (p.prefix_pad_ms >= 0) vp.prefix_pad_ms = p.prefix_pad_ms;
     bool want_aec =
-        hands_free && (cfg_.echo == "on" || (cfg_.echo == "auto" && p.echo == CLIENT_ECHO_NONE));
+        hands_free && (cfg_.echo == ECHO_MODE_ON ||
+                       (cfg_.echo == ECHO_MODE_AUTO && p.echo == CLIENT_ECHO_NONE));
     {
         std::lock_guard lock(m_);
         hands_free_ = hands_free;
@@ -956,7 +957,7 @@ void session::on_llm_done(const std::shared_ptr<turn> &t, const llm_result &r) {
         std::lock_guard lock(t->m);
         if (t->finished) return;
         t->llm = r;
-        if (r.stop_reason == "error") {
+        if (r.stop_reason == LLM_STOP_ERROR) {
             error("llm_failed", r.error);
         }
         std::string rest = t->chunker.flush();

@@ -36,6 +36,7 @@ namespace parley {
 class worker;
 class actor;
 class actor_pool;
+class option_table;
 class store;
 class resampler;
 class echo_canceller;
@@ -52,6 +53,13 @@ struct session_engines {
     // Where the sessions' queues run (null: actor_pool::sessions() and end_passes()).
     actor_pool *session_pool = nullptr;
     actor_pool *end_pass_pool = nullptr;
+};
+
+// Server-side echo cancellation of hands-free input.
+enum echo_mode {
+    ECHO_MODE_AUTO, // for clients that say they have none ("echo_cancellation": false)
+    ECHO_MODE_ON,
+    ECHO_MODE_OFF,
 };
 
 struct session_config {
@@ -82,12 +90,16 @@ struct session_config {
     int speculative_silence_ms = 200;
     // Server-side echo cancellation of hands-free input: "auto" (when the client says it has
     // none: start with "echo_cancellation": false), "on", "off".
-    std::string echo = "auto";
+    echo_mode echo = ECHO_MODE_AUTO;
     // With an audio-LLM (an LLM that supports_audio() and no separate ASR engine): "direct"
     // sends the utterance's audio to the model, which writes the transcript and then the reply
     // in one pass.
     bool direct_audio = false;
 };
+
+// Registers the conversation's settings (replies, sampling, hands-free turn-taking) in the
+// option table.
+void register_session_options(option_table &t, session_config &c);
 
 class session : public std::enable_shared_from_this<session> {
   public:

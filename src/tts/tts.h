@@ -16,6 +16,8 @@
 
 namespace parley {
 
+class option_table;
+
 struct tts_error : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
@@ -57,6 +59,10 @@ struct tts_config {
     std::string model_path;        // piper: the voice's .onnx (its .onnx.json beside it)
     tts_params defaults;
 };
+
+// Registers the speech engines' settings (--tts, --voice, ...). `session_voice`: the voice
+// and rate sessions start with, set together with the engine's defaults.
+void register_tts_options(option_table &t, tts_config &c, tts_params &session_voice);
 
 // Null for engine "none". Does not load anything yet (engines are lazy).
 std::unique_ptr<tts_engine> make_tts_engine(const tts_config &config);

@@ -107,7 +107,7 @@ class scripted_llm : public llm_engine {
             }
             llm_result r;
             if (req.max_tokens == 0) { // prefill only (partial transcripts while speaking)
-                r.stop_reason = "prefill";
+                r.stop_reason = LLM_STOP_PREFILL;
                 if (req.on_done) req.on_done(r);
                 return;
             }
@@ -116,7 +116,7 @@ class scripted_llm : public llm_engine {
                 while (req.pause && req.pause->load() && !(req.cancel && req.cancel->load()))
                     std::this_thread::sleep_for(std::chrono::milliseconds(1));
                 if (req.cancel && req.cancel->load()) {
-                    r.stop_reason = "cancelled";
+                    r.stop_reason = LLM_STOP_CANCELLED;
                     req.on_done(r);
                     return;
                 }
@@ -125,7 +125,7 @@ class scripted_llm : public llm_engine {
                 ++emitted;
                 req.on_piece(p);
             }
-            r.stop_reason = "eog";
+            r.stop_reason = LLM_STOP_EOG;
             req.on_done(r);
         });
     }

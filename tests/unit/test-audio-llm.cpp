@@ -125,7 +125,8 @@ llm_request text_request(int slot, std::vector<chat_message> messages, collected
 }
 
 bool ended_normally(const llm_result &r) {
-    return r.stop_reason == "length" || r.stop_reason == "eog" || r.stop_reason == "stop";
+    return r.stop_reason == LLM_STOP_LENGTH || r.stop_reason == LLM_STOP_EOG ||
+           r.stop_reason == LLM_STOP_STOP;
 }
 
 void expect_load_error(const llm_config &cfg, const std::string &named, const std::string &why) {
@@ -179,7 +180,7 @@ TEST(audio_llm, transcribes_with_ultravox_and_voxtral_projectors) {
         llm->submit(audio_request(slot, LLM_AUDIO_TRANSCRIBE, speech(3.0), c));
         c.wait();
         const llm_result &r = c.result;
-        EXPECT_TRUE(ended_normally(r)) << r.stop_reason << " " << r.error;
+        EXPECT_TRUE(ended_normally(r)) << llm_stop_name(r.stop_reason) << " " << r.error;
         EXPECT_EQ(r.text, cold.result.text); // greedy
         // One 30 s window: 150 embeddings in the tiny projectors, and Voxtral's [BEGIN_AUDIO].
         if (projector == "ultravox")
@@ -215,7 +216,7 @@ TEST(audio_llm, direct_mode_gives_the_transcript_once_then_streams_the_reply) {
     llm->submit(audio_request(slot, LLM_AUDIO_DIRECT, speech(2.0), c, history));
     c.wait();
     const llm_result &r = c.result;
-    EXPECT_TRUE(ended_normally(r)) << r.stop_reason << " " << r.error;
+    EXPECT_TRUE(ended_normally(r)) << llm_stop_name(r.stop_reason) << " " << r.error;
     EXPECT_EQ(c.transcripts, 1);
     ASSERT_FALSE(c.events.empty());
     EXPECT_EQ(c.events.front(), "t:" + r.transcript); // before any piece of the reply
@@ -249,7 +250,7 @@ TEST(audio_llm, history_is_cut_to_leave_room_for_the_audio) {
     };
     llm->submit(std::move(req));
     c.wait();
-    EXPECT_TRUE(ended_normally(c.result)) << c.result.stop_reason << " " << c.result.error;
+    EXPECT_TRUE(ended_normally(c.result)) << llm_stop_name(c.result.stop_reason) << " " << c.result.error;
     EXPECT_LT(budget, llm->slot_context() - c.result.audio_tokens);
     EXPECT_LT(c.result.prompt_tokens + 6 + 12, llm->slot_context());
     EXPECT_GT(c.result.prompt_tokens, llm->slot_context() / 2); // history was kept, not dropped
@@ -265,7 +266,7 @@ TEST(audio_llm, cancels_before_and_during_an_audio_request) {
     req.cancel = std::make_shared<std::atomic<bool>>(true);
     llm->submit(std::move(req));
     before.wait();
-    EXPECT_EQ(before.result.stop_reason, "cancelled");
+    EXPECT_EQ(before.result.stop_reason, LLM_STOP_CANCELLED);
     EXPECT_EQ(before.transcripts, 0);
     EXPECT_EQ(before.result.audio_ms, 0);
 
@@ -281,7 +282,7 @@ TEST(audio_llm, cancels_before_and_during_an_audio_request) {
     };
     llm->submit(std::move(req));
     during.wait();
-    EXPECT_EQ(during.result.stop_reason, "cancelled");
+    EXPECT_EQ(during.result.stop_reason, LLM_STOP_CANCELLED);
     EXPECT_EQ(during.transcripts, 1);
     EXPECT_EQ(during.pieces, "");
 
@@ -289,7 +290,7 @@ TEST(audio_llm, cancels_before_and_during_an_audio_request) {
     collected after;
     llm->submit(audio_request(slot, LLM_AUDIO_TRANSCRIBE, speech(1.0), after));
     after.wait();
-    EXPECT_TRUE(ended_normally(after.result)) << after.result.stop_reason;
+    EXPECT_TRUE(ended_normally(after.result)) << llm_stop_name(after.result.stop_reason);
 }
 
 TEST(audio_llm, text_turns_after_an_audio_turn_see_text_only) {
@@ -301,7 +302,7 @@ TEST(audio_llm, text_turns_after_an_audio_turn_see_text_only) {
     collected voice;
     llm->submit(audio_request(slot, LLM_AUDIO_DIRECT, speech(2.0), voice, history));
     voice.wait();
-    ASSERT_TRUE(ended_normally(voice.result)) << voice.result.stop_reason;
+    ASSERT_TRUE(ended_normally(voice.result)) << llm_stop_name(voice.result.stop_reason);
     // Only the text before the audio is reusable from the audio turn.
     history.push_back({"user", voice.result.transcript});
     history.push_back({"assistant", voice.result.text});
@@ -312,7 +313,7 @@ TEST(audio_llm, text_turns_after_an_audio_turn_see_text_only) {
     llm->submit(text_request(fresh, history, reference));
     typed.wait();
     reference.wait();
-    EXPECT_TRUE(ended_normally(typed.result)) << typed.result.stop_reason;
+    EXPECT_TRUE(ended_normally(typed.result)) << llm_stop_name(typed.result.stop_reason);
     EXPECT_GT(typed.result.cached_tokens, 0); // the system prompt stayed in the cache
     EXPECT_LT(typed.result.cached_tokens, voice.result.prompt_tokens - voice.result.audio_tokens);
     // Greedy on a slot that held audio gives what a fresh slot gives: no audio left in its KV.
@@ -325,7 +326,7 @@ TEST(audio_llm, text_turns_after_an_audio_turn_see_text_only) {
     collected next;
     llm->submit(text_request(slot, history, next));
     next.wait();
-    EXPECT_TRUE(ended_normally(next.result)) << next.result.stop_reason;
+    EXPECT_TRUE(ended_normally(next.result)) << llm_stop_name(next.result.stop_reason);
     EXPECT_GE(next.result.cached_tokens, typed.result.prompt_tokens - 1);
 }
 
@@ -338,8 +339,8 @@ TEST(audio_llm, audio_and_text_requests_run_together) {
     llm->submit(text_request(b, {{"user", "Once upon a time"}}, typed));
     voice.wait();
     typed.wait();
-    EXPECT_TRUE(ended_normally(voice.result)) << voice.result.stop_reason;
-    EXPECT_TRUE(ended_normally(typed.result)) << typed.result.stop_reason;
+    EXPECT_TRUE(ended_normally(voice.result)) << llm_stop_name(voice.result.stop_reason);
+    EXPECT_TRUE(ended_normally(typed.result)) << llm_stop_name(typed.result.stop_reason);
     EXPECT_EQ(voice.transcripts, 1);
     EXPECT_EQ(typed.transcripts, 0);
 }
@@ -383,7 +384,7 @@ TEST(audio_llm, a_model_without_projector_refuses_audio) {
     collected c;
     llm->submit(audio_request(llm->acquire_slot(), LLM_AUDIO_DIRECT, speech(1.0), c));
     c.wait();
-    EXPECT_EQ(c.result.stop_reason, "error");
+    EXPECT_EQ(c.result.stop_reason, LLM_STOP_ERROR);
     EXPECT_NE(c.result.error.find("audio projector"), std::string::npos) << c.result.error;
     EXPECT_EQ(c.transcripts, 0);
     try {

@@ -87,9 +87,9 @@ TEST(config, llm_thread_options_parse) {
 
 TEST(config, speed_options_parse_and_refuse_bad_values) {
     app_config c;
-    EXPECT_EQ(c.llm.flash_attn, "auto");
+    EXPECT_EQ(c.llm.flash_attn, LLM_FLASH_ATTN_AUTO);
     EXPECT_EQ(parse_args(c, {"--flash-attn", "off", "--first-phrase-words", "5"}, nullptr), "");
-    EXPECT_EQ(c.llm.flash_attn, "off");
+    EXPECT_EQ(c.llm.flash_attn, LLM_FLASH_ATTN_OFF);
     EXPECT_EQ(c.session.chunker.max_words_first, 5);
     EXPECT_EQ(c.validate(), "");
     EXPECT_NE(parse_args(c, {"--flash-attn", "fast"}, nullptr).find("auto, on or off"),
@@ -143,4 +143,70 @@ TEST(config, model_file_engines_need_their_files) {
     app_config e;
     e.asr.engine = "vosk";
     EXPECT_NE(e.validate(), "");
+}
+
+namespace {
+
+std::string write_temp(const std::string &name, const std::string &text) {
+    std::string path = testing::TempDir() + name;
+    FILE *f = fopen(path.c_str(), "w");
+    fputs(text.c_str(), f);
+    fclose(f);
+    return path;
+}
+
+} // namespace
+
+// One declaration: a flag, an environment variable and a config key; flags win over the
+// environment, which wins over the file.
+TEST(config, a_setting_is_a_flag_a_variable_and_a_config_key) {
+    std::string toml = write_temp("parley.toml", "port = 9100\nmax_tokens = 50\n"
+                                                 "allow_origin = [\"http://a\", \"http://b\"]\n");
+    setenv("PARLEY_MAX_TOKENS", "60", 1);
+    setenv("PARLEY_SLOTS", "3", 1);
+    app_config c;
+    EXPECT_EQ(parse_args(c, {"--config", toml, "--port", "9200"}, nullptr), "");
+    unsetenv("PARLEY_MAX_TOKENS");
+    unsetenv("PARLEY_SLOTS");
+    EXPECT_EQ(c.server.port, 9200);         // the flag
+    EXPECT_EQ(c.session.max_tokens, 60);    // the environment over the file
+    EXPECT_EQ(c.llm.slots, 3);              // the environment alone
+    EXPECT_EQ(c.server.allowed_origins.size(), 2u);
+    EXPECT_TRUE(c.given.count("port") && c.given.count("slots"));
+    std::string json = write_temp("parley.json", R"({"asr_fast": true, "voice": "en-us"})");
+    app_config d;
+    EXPECT_EQ(parse_args(d, {"--config=" + json}, nullptr), "");
+    EXPECT_TRUE(d.asr.fast);
+    std::string bad = write_temp("bad.toml", "no_such_option = 1\n");
+    app_config e;
+    EXPECT_NE(parse_args(e, {"--config", bad}, nullptr), "") << "an unknown key is an error";
+}
+
+TEST(config, every_command_answers_help_with_its_settings) {
+    for (const char *cmd : {"serve", "chat", "transcribe", "say"}) {
+        app_config c;
+        std::string help;
+        EXPECT_EQ(parse_args(c, {"--help"}, nullptr, cmd, &help), "") << cmd;
+        EXPECT_NE(help.find(command_description(cmd)), std::string::npos) << cmd;
+        for (const char *flag : {"--port", "--model", "--asr", "--tts", "--vad", "--config"})
+            EXPECT_NE(help.find(flag), std::string::npos) << cmd << " " << flag;
+        EXPECT_NE(help.find("PARLEY_MAX_TOKENS"), std::string::npos) << cmd;
+    }
+}
+
+TEST(config, enumerations_take_only_their_names) {
+    app_config c;
+    EXPECT_EQ(parse_args(c, {"--echo", "off", "--flash-attn", "on"}, nullptr), "");
+    EXPECT_EQ(c.session.echo, ECHO_MODE_OFF);
+    EXPECT_EQ(c.llm.flash_attn, LLM_FLASH_ATTN_ON);
+    EXPECT_NE(parse_args(c, {"--echo", "loud"}, nullptr).find("auto, on or off"),
+              std::string::npos);
+    EXPECT_NE(parse_args(c, {"--asr", "vosk"}, nullptr), "");
+}
+
+TEST(config, the_last_of_a_repeated_flag_wins) {
+    app_config c;
+    EXPECT_EQ(parse_args(c, {"--max-tokens", "160", "--port", "1", "--max-tokens", "60"}, nullptr),
+              "");
+    EXPECT_EQ(c.session.max_tokens, 60);
 }

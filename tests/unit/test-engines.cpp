@@ -119,10 +119,10 @@ TEST(llm_llama, streams_and_reuses_the_kv_cache_across_turns) {
     collected a;
     llm->submit(make_request(slot, &history, "Once upon a time there was a little girl.", a));
     wait(a);
-    EXPECT_EQ(a.result.stop_reason == "length" || a.result.stop_reason == "eog" ||
-                  a.result.stop_reason == "stop",
+    EXPECT_EQ(a.result.stop_reason == LLM_STOP_LENGTH || a.result.stop_reason == LLM_STOP_EOG ||
+                  a.result.stop_reason == LLM_STOP_STOP,
               true)
-        << a.result.stop_reason;
+        << llm_stop_name(a.result.stop_reason);
     EXPECT_GT(a.result.generated_tokens, 0);
     EXPECT_EQ(a.pieces, a.result.text);
     EXPECT_EQ(a.result.cached_tokens, 0);
@@ -224,7 +224,7 @@ TEST(llm_llama, replies_go_before_prefills_and_a_later_request_supersedes_a_pref
         llm_request r = make_request(slot, &history, "The dog ran to the park", c, 0);
         auto done = r.on_done;
         r.on_done = [done, note, name](const llm_result &res) {
-            note(name + " " + res.stop_reason);
+            note(name + " " + llm_stop_name(res.stop_reason));
             done(res);
         };
         return r;
@@ -244,8 +244,8 @@ TEST(llm_llama, replies_go_before_prefills_and_a_later_request_supersedes_a_pref
     llm->submit(std::move(opener));
     for (collected *c : {&first, &prefill_a, &reply_b, &prefill_c, &reply_c})
         wait(*c);
-    EXPECT_EQ(prefill_a.result.stop_reason, "prefill");
-    EXPECT_EQ(prefill_c.result.stop_reason, "superseded");
+    EXPECT_EQ(prefill_a.result.stop_reason, LLM_STOP_PREFILL);
+    EXPECT_EQ(prefill_c.result.stop_reason, LLM_STOP_SUPERSEDED);
     EXPECT_GT(reply_c.result.generated_tokens, 0);
     std::lock_guard lock(m);
     auto at = [&](const std::string &what) {
@@ -330,7 +330,7 @@ TEST(llm_llama, a_cancel_during_the_prompt_keeps_the_conversation_cached) {
         std::this_thread::sleep_for(std::chrono::milliseconds(3));
         cancel->store(true);
         wait(b);
-        EXPECT_EQ(b.result.stop_reason, "cancelled");
+        EXPECT_EQ(b.result.stop_reason, LLM_STOP_CANCELLED);
         cancelled_in_prompt = b.result.generated_tokens == 0 && b.result.prompt_tokens > 500;
         conversation = b.result.cached_tokens;
     }
@@ -388,7 +388,7 @@ TEST(llm_llama, preselected_sampling_picks_the_same_tokens_as_the_whole_vocabula
 // stories260K's 8-wide heads) and on give the same greedy reply.
 TEST(llm_llama, flash_attention_on_and_off_give_the_same_reply) {
     if (!exists(model_path())) GTEST_SKIP() << "no test model";
-    auto generate = [](const std::string &flash) {
+    auto generate = [](llm_flash_attn flash) {
         llm_config cfg;
         cfg.flash_attn = flash;
         sampling_params greedy;
@@ -396,7 +396,8 @@ TEST(llm_llama, flash_attention_on_and_off_give_the_same_reply) {
         greedy.repeat_penalty = 1.0f;
         return story_reply(cfg, greedy);
     };
-    llm_result off = generate("auto"), on = generate("on"), off2 = generate("off");
+    llm_result off = generate(LLM_FLASH_ATTN_AUTO), on = generate(LLM_FLASH_ATTN_ON),
+               off2 = generate(LLM_FLASH_ATTN_OFF);
     EXPECT_EQ(off.text, off2.text);
     EXPECT_GT(off.generated_tokens, 8);
     EXPECT_EQ(off.text, on.text);
@@ -432,7 +433,7 @@ TEST(llm_llama, a_paused_request_waits_and_then_goes_on) {
     llm->wake();
     wait(a);
     EXPECT_EQ(a.result.generated_tokens, 40);
-    EXPECT_EQ(a.result.stop_reason, "length");
+    EXPECT_EQ(a.result.stop_reason, LLM_STOP_LENGTH);
 }
 
 TEST(llm_llama, cancel_stops_generation) {
@@ -451,7 +452,7 @@ TEST(llm_llama, cancel_stops_generation) {
     };
     llm->submit(std::move(req));
     wait(c);
-    EXPECT_EQ(c.result.stop_reason, "cancelled");
+    EXPECT_EQ(c.result.stop_reason, LLM_STOP_CANCELLED);
     EXPECT_LE(c.result.generated_tokens, 6);
 }
 
@@ -633,7 +634,7 @@ TEST(llm_llama, long_history_drops_the_oldest_turns_and_keeps_the_system_prompt)
     };
     llm->submit(std::move(req));
     wait(c);
-    EXPECT_NE(c.result.stop_reason, "error") << c.result.error;
+    EXPECT_NE(c.result.stop_reason, LLM_STOP_ERROR) << c.result.error;
     EXPECT_LE(c.result.prompt_tokens + 32, 256);
     ASSERT_GE(seen.size(), 4u);
     EXPECT_EQ(seen.front().content, "You are a storyteller.");

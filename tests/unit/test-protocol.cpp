@@ -89,7 +89,7 @@ TEST(protocol, encodes_events) {
     EXPECT_EQ(e["code"], "odd_frame");
     turn_timings tt;
     tt.first_text_ms = 1.5;
-    json d = json::parse(encode_event(reply_done_event{2, "reply", tt, "eog"}));
+    json d = json::parse(encode_event(reply_done_event{2, "reply", tt, LLM_STOP_EOG}));
     EXPECT_EQ(d["timings"]["first_text_ms"], 1.5);
     // Invalid UTF-8 from an engine never breaks the JSON.
     EXPECT_NO_THROW(json::parse(encode_event(transcript_event{"a\xff", false, 0})));

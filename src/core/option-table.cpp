@@ -1,0 +1,160 @@
+#include "core/option-table.h"
+
+#include <cctype>
+#include <charconv>
+#include <cmath>
+#include <sstream>
+
+namespace parley {
+
+namespace {
+
+bool to_int(const std::string &s, int &out) {
+    auto r = std::from_chars(s.data(), s.data() + s.size(), out);
+    return !s.empty() && r.ec == std::errc() && r.ptr == s.data() + s.size();
+}
+
+bool to_float(const std::string &s, float &out) {
+    try {
+        size_t n = 0;
+        out = std::stof(s, &n);
+        return n == s.size() && std::isfinite(out);
+    } catch (...) {
+        return false;
+    }
+}
+
+std::string shown(float x) {
+    std::ostringstream o;
+    o << x;
+    return o.str();
+}
+
+} // namespace
+
+std::string option_env_name(const std::string &name) {
+    std::string env = "PARLEY_";
+    for (char c : name)
+        env += c == '-' ? '_' : char(std::toupper(static_cast<unsigned char>(c)));
+    return env;
+}
+
+std::string option_choices_text(const std::vector<std::string> &names) {
+    std::string out;
+    for (size_t i = 0; i < names.size(); i++)
+        out += (i == 0 ? "" : i + 1 == names.size() ? " or " : ", ") + names[i];
+    return out;
+}
+
+void option_table::add(option_spec spec) {
+    if (spec.group.empty()) spec.group = group_;
+    options_.push_back(std::move(spec));
+}
+
+const option_spec *option_table::find(const std::string &name) const {
+    for (const option_spec &s : options_)
+        if (s.name == name) return &s;
+    return nullptr;
+}
+
+void option_table::add_int(const std::string &name, int &dest, int lo, int hi,
+                           const std::string &value, const std::string &help,
+                           const std::string &limits) {
+    option_spec s;
+    s.name = name;
+    s.value = value;
+    s.help = help;
+    s.fallback = std::to_string(dest);
+    s.set = [name, &dest](const std::string &v) -> std::string {
+        int x = 0;
+        if (!to_int(v, x)) return "--" + name + " needs an integer, got '" + v + "'";
+        dest = x;
+        return {};
+    };
+    std::string why = limits.empty() ? std::to_string(lo) + ".." + std::to_string(hi) : limits;
+    s.check = [name, lo, hi, why, &dest]() -> std::string {
+        return dest < lo || dest > hi ? name + " must be " + why : "";
+    };
+    add(std::move(s));
+}
+
+void option_table::add_float(const std::string &name, float &dest, float lo, float hi,
+                             const std::string &value, const std::string &help,
+                             const std::string &limits) {
+    option_spec s;
+    s.name = name;
+    s.value = value;
+    s.help = help;
+    s.fallback = shown(dest);
+    s.set = [name, &dest](const std::string &v) -> std::string {
+        float x = 0;
+        if (!to_float(v, x)) return "--" + name + " needs a number, got '" + v + "'";
+        dest = x;
+        return {};
+    };
+    std::string why = limits.empty() ? shown(lo) + ".." + shown(hi) : limits;
+    s.check = [name, lo, hi, why, &dest]() -> std::string {
+        return dest < lo || dest > hi ? name + " must be " + why : "";
+    };
+    add(std::move(s));
+}
+
+void option_table::add_string(const std::string &name, std::string &dest,
+                              const std::string &value, const std::string &help) {
+    option_spec s;
+    s.name = name;
+    s.value = value;
+    s.help = help;
+    s.fallback = dest;
+    s.set = [&dest](const std::string &v) -> std::string {
+        dest = v;
+        return {};
+    };
+    add(std::move(s));
+}
+
+void option_table::add_choice(const std::string &name, std::string &dest,
+                              const std::vector<std::string> &choices, const std::string &help) {
+    std::string value;
+    for (const std::string &c : choices)
+        value += (value.empty() ? "" : "|") + c;
+    std::string text = option_choices_text(choices);
+    option_spec s;
+    s.name = name;
+    s.value = value;
+    s.help = help;
+    s.fallback = dest;
+    s.set = [name, text, choices, &dest](const std::string &v) -> std::string {
+        for (const std::string &c : choices)
+            if (c == v) {
+                dest = v;
+                return {};
+            }
+        return "--" + name + " must be " + text + ", got '" + v + "'";
+    };
+    s.check = [name, text, choices, &dest]() -> std::string {
+        for (const std::string &c : choices)
+            if (c == dest) return {};
+        return name + " must be " + text;
+    };
+    add(std::move(s));
+}
+
+void option_table::add_switch(const std::string &name, bool &dest, const std::string &help,
+                              bool value_when_on) {
+    option_spec s;
+    s.name = name;
+    s.help = help;
+    s.set = [name, value_when_on, &dest](const std::string &v) -> std::string {
+        if (v == "true" || v == "1" || v == "on" || v == "yes")
+            dest = value_when_on;
+        else if (v == "false" || v == "0" || v == "off" || v == "no")
+            dest = !value_when_on;
+        else
+            return "--" + name + " is a switch (true or false), got '" + v + "'";
+        return {};
+    };
+    add(std::move(s));
+}
+
+} // namespace parley

@@ -1,0 +1,31 @@
+// The language model's settings in the option table.
+#include "core/option-table.h"
+#include "llm/llm.h"
+
+namespace parley {
+
+void register_llm_options(option_table &t, llm_config &c) {
+    t.group("Language model");
+    t.add_string("model", c.model_path, "FILE.gguf", "language model (none: transcription only)");
+    t.add_int("ctx", c.context, 64, 1 << 20, "N",
+              "context tokens per session (capped at the model's)", "64..1048576 tokens");
+    t.add_int("slots", c.slots, 1, 64, "N", "sessions with their own KV cache");
+    t.add_int("threads", c.threads, 0, 256, "N",
+              "LLM generation threads (0: all cores; half for a model under 100M parameters)",
+              "0 (auto)..256");
+    t.add_int("threads-batch", c.threads_batch, 0, 256, "N",
+              "LLM prompt threads (0: all cores)", "0 (auto)..256");
+    t.add_enum<llm_flash_attn>(
+        "flash-attn", c.flash_attn,
+        {{"auto", LLM_FLASH_ATTN_AUTO}, {"on", LLM_FLASH_ATTN_ON}, {"off", LLM_FLASH_ATTN_OFF}},
+        "LLM flash attention (auto: llama.cpp's choice, off for attention heads under 32 wide, "
+        "where it is slower)");
+    t.add_string("mmproj", c.mmproj_path, "FILE.gguf",
+                 "the model's audio projector (Voxtral, Ultravox...): with --asr audio-llm the "
+                 "language model hears the user itself");
+    t.add_string("chat-template", c.chat_template, "NAME",
+                 "llama.cpp template name, or \"plain\" (default: the model's own)");
+    t.add_switch("no-warmup", c.warmup, "skip the model's warm-up run at start", false);
+}
+
+} // namespace parley
