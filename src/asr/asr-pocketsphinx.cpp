@@ -1,6 +1,7 @@
 // PocketSphinx 5 engine: the US-English acoustic model, the generic trigram language model and
 // the CMU dictionary. Decoders are pooled: making one loads the language model (hundreds of ms),
 // so streams borrow one and give it back.
+#include "asr/asr-pool.h"
 #include "asr/asr.h"
 
 #include "core/log.h"
@@ -105,16 +106,8 @@ class asr_pocketsphinx : public asr_engine {
         for (const std::string *p : {&hmm_, &lm_, &dict_})
             if (!file_exists(*p)) throw asr_error("pocketsphinx: model file missing: " + *p);
         err_set_loglevel(ERR_WARN);
-        for (int i = 0; i < config.pool; ++i) {
-            live_.push_back(make_decoder(true));
-            if (!fast_) whole_.push_back(make_decoder(false));
-        }
-    }
-
-    ~asr_pocketsphinx() override {
-        for (auto *pool : {&live_, &whole_})
-            for (ps_decoder_t *ps : *pool)
-                ps_free(ps);
+        live_.fill(config.pool);
+        if (!fast_) whole_.fill(config.pool);
     }
 
     std::string name() const override { return "pocketsphinx"; }
@@ -124,28 +117,8 @@ class asr_pocketsphinx : public asr_engine {
     }
 
     // A decoder from the pool (made when the pool is empty); give it back when done.
-    ps_decoder_t *borrow(bool live) {
-        {
-            std::lock_guard lock(m_);
-            auto &pool = live ? live_ : whole_;
-            if (!pool.empty()) {
-                ps_decoder_t *ps = pool.back();
-                pool.pop_back();
-                return ps;
-            }
-        }
-        return make_decoder(live);
-    }
-
-    void give_back(ps_decoder_t *ps, bool live) {
-        std::lock_guard lock(m_);
-        auto &pool = live ? live_ : whole_;
-        if (pool.size() < 8) {
-            pool.push_back(ps);
-        } else {
-            ps_free(ps);
-        }
-    }
+    ps_decoder_t *borrow(bool live) { return live ? live_.take() : whole_.take(); }
+    void give_back(ps_decoder_t *ps, bool live) { (live ? live_ : whole_).give_back(ps); }
 
   private:
     // live: the narrowed first pass alone (about 2.3x less CPU per second of audio than the
@@ -173,8 +146,10 @@ class asr_pocketsphinx : public asr_engine {
 
     bool fast_;
     std::string hmm_, lm_, dict_;
-    std::mutex m_;
-    std::vector<ps_decoder_t *> live_, whole_;
+    decoder_pool<ps_decoder_t> live_{[this] { return make_decoder(true); },
+                                     [](ps_decoder_t *ps) { ps_free(ps); }};
+    decoder_pool<ps_decoder_t> whole_{[this] { return make_decoder(false); },
+                                      [](ps_decoder_t *ps) { ps_free(ps); }};
 };
 
 std::string stream_pocketsphinx::decode_whole(asr_pocketsphinx *engine,

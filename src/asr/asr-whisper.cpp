@@ -14,6 +14,7 @@
 // A stream is used from one thread; its destructor may run on another thread while a decode is
 // in progress: it aborts the decode (ggml's abort_callback) and waits for it to return.
 #include "asr/asr-ggml-file.h"
+#include "asr/asr-pool.h"
 #include "asr/asr.h"
 
 #include "core/log.h"
@@ -146,11 +147,9 @@ class asr_whisper : public asr_engine {
             log_warn("whisper: %s is English-only; language '%s' is ignored", path_.c_str(),
                      language_.c_str());
         try {
-            for (int i = 0; i < config.pool; ++i)
-                free_.push_back(make_state());
+            states_.fill(config.pool);
         } catch (...) {
-            for (whisper_state *state : free_)
-                whisper_free_state(state);
+            states_.clear();
             whisper_free(ctx_);
             throw;
         }
@@ -160,30 +159,17 @@ class asr_whisper : public asr_engine {
     }
 
     ~asr_whisper() override {
-        for (whisper_state *s : free_)
-            whisper_free_state(s);
+        states_.clear(); // before the context they belong to
         whisper_free(ctx_);
     }
 
     std::string name() const override { return "whisper"; }
 
     std::unique_ptr<asr_stream> open() override {
-        whisper_state *state = nullptr;
-        {
-            std::lock_guard lock(mutex_);
-            if (!free_.empty()) {
-                state = free_.back();
-                free_.pop_back();
-            }
-        }
-        if (!state) state = make_state();
-        return std::make_unique<stream_whisper>(*this, state);
+        return std::make_unique<stream_whisper>(*this, states_.take());
     }
 
-    void give_back(whisper_state *state) {
-        std::lock_guard lock(mutex_);
-        free_.push_back(state);
-    }
+    void give_back(whisper_state *state) { states_.give_back(state); }
 
     // Encoder frames for n samples: the utterance rounded up, at most the model's 30 s.
     int audio_ctx_for(size_t n_samples) const {
@@ -213,8 +199,7 @@ class asr_whisper : public asr_engine {
     whisper_context *ctx_ = nullptr;
     int n_audio_ctx_ = 0;
     double load_ms_ = 0;
-    std::mutex mutex_;
-    std::vector<whisper_state *> free_;
+    decoder_pool<whisper_state> states_{[this] { return make_state(); }, whisper_free_state};
 };
 
 stream_whisper::~stream_whisper() {

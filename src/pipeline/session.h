@@ -127,6 +127,8 @@ class session : public std::enable_shared_from_this<session> {
 
     void error(const std::string &code, const std::string &message);
     void post(std::function<void()> task);
+    void post_control(std::function<void()> task);
+    void apply_playback(const playback_report &r, mono_time now);
 
     // Session worker.
     void feed_audio(std::vector<int16_t> pcm);

@@ -2,7 +2,7 @@
 // and the native protocol's response_done carry the same object. See docs/protocol.md.
 #pragma once
 
-#include "pipeline/session-events.h"
+#include "store/turn-timings.h"
 
 #include <string>
 

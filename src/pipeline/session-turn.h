@@ -1,0 +1,58 @@
+// The session's turn: one reply on its way out and its account. Shared by the session's files
+// (session.cpp, session-turn-taking.cpp, session-reply.cpp, session-interruptions.cpp); not
+// for other code.
+#pragma once
+
+#include "pipeline/playout.h"
+#include "pipeline/session.h"
+#include "pipeline/turn-record.h"
+
+#include <atomic>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace parley {
+
+// Where a reply is:
+//   HELD       started before the end of the user's turn (in a pause, or at stop before the
+//              final transcript): its output waits for release_turn(), or is thrown away
+//   HELD_DONE  held and generated in full: release_turn() sends it and finishes it
+//   LIVE       its output goes out as it is made
+//   DONE       finished and recorded, cancelled, or thrown away: nothing more happens to it
+enum reply_state {
+    REPLY_STATE_HELD,
+    REPLY_STATE_HELD_DONE,
+    REPLY_STATE_LIVE,
+    REPLY_STATE_DONE,
+};
+
+// One reply: the LLM's phrases on their way out, in order, and the turn's account.
+struct session::turn : turn_account {
+    reply_state state = REPLY_STATE_LIVE; // under m
+    bool held() const { return state == REPLY_STATE_HELD || state == REPLY_STATE_HELD_DONE; }
+    bool finished() const { return state == REPLY_STATE_HELD_DONE || state == REPLY_STATE_DONE; }
+
+    std::shared_ptr<std::atomic<bool>> cancel = std::make_shared<std::atomic<bool>>(false);
+    // Set while a held turn has its first phrase and waits for the end of the user's turn.
+    std::shared_ptr<std::atomic<bool>> pause = std::make_shared<std::atomic<bool>>(false);
+    // Until the first phrase is out (llm_request::urgent).
+    std::shared_ptr<std::atomic<bool>> urgent = std::make_shared<std::atomic<bool>>(true);
+    bool want_audio = false;
+
+    std::mutex m;
+    phrase_chunker chunker;
+    std::deque<std::string> pending; // phrases not yet sent
+    bool tts_busy = false;           // a phrase's audio is being made
+    bool llm_done = false;
+    bool final_sent = false;
+    int next_chunk = 0;
+    std::string sent_text; // text of the chunks sent so far
+    std::vector<std::pair<reply_chunk_event, int>> held_out; // with their chunks' indexes
+    reply_playout playout; // the chunks sent, where the client plays them, what was heard
+};
+
+} // namespace parley
