@@ -34,20 +34,26 @@ Ort::Session onnx_open(const std::string &path) {
     }
 }
 
-std::vector<std::string> onnx_input_names(const Ort::Session &s) {
+namespace {
+
+std::vector<std::string> names(const Ort::Session &s, bool inputs) {
     Ort::AllocatorWithDefaultOptions alloc;
-    std::vector<std::string> names;
-    for (size_t i = 0; i < s.GetInputCount(); ++i)
-        names.push_back(s.GetInputNameAllocated(i, alloc).get());
-    return names;
+    std::vector<std::string> out;
+    size_t n = inputs ? s.GetInputCount() : s.GetOutputCount();
+    for (size_t i = 0; i < n; ++i)
+        out.push_back(inputs ? s.GetInputNameAllocated(i, alloc).get()
+                             : s.GetOutputNameAllocated(i, alloc).get());
+    return out;
+}
+
+} // namespace
+
+std::vector<std::string> onnx_input_names(const Ort::Session &s) {
+    return names(s, true);
 }
 
 std::vector<std::string> onnx_output_names(const Ort::Session &s) {
-    Ort::AllocatorWithDefaultOptions alloc;
-    std::vector<std::string> names;
-    for (size_t i = 0; i < s.GetOutputCount(); ++i)
-        names.push_back(s.GetOutputNameAllocated(i, alloc).get());
-    return names;
+    return names(s, false);
 }
 
 } // namespace parley

@@ -57,46 +57,44 @@ const option_spec *option_table::find(const std::string &name) const {
     return nullptr;
 }
 
-void option_table::add_int(const std::string &name, int &dest, int lo, int hi,
-                           const std::string &value, const std::string &help,
-                           const std::string &limits) {
+namespace {
+
+// A number option: parsed by `parse`, checked against lo..hi (or `limits`' words).
+template <class T, class Parse, class Show>
+option_spec number_option(const std::string &name, T &dest, T lo, T hi, const std::string &value,
+                          const std::string &help, const std::string &limits, const char *kind,
+                          Parse parse, Show show) {
     option_spec s;
     s.name = name;
     s.value = value;
     s.help = help;
-    s.fallback = std::to_string(dest);
-    s.set = [name, &dest](const std::string &v) -> std::string {
-        int x = 0;
-        if (!to_int(v, x)) return "--" + name + " needs an integer, got '" + v + "'";
+    s.fallback = show(dest);
+    s.set = [name, kind, parse, &dest](const std::string &v) -> std::string {
+        T x{};
+        if (!parse(v, x)) return "--" + name + " needs " + kind + ", got '" + v + "'";
         dest = x;
         return {};
     };
-    std::string why = limits.empty() ? std::to_string(lo) + ".." + std::to_string(hi) : limits;
+    std::string why = limits.empty() ? show(lo) + ".." + show(hi) : limits;
     s.check = [name, lo, hi, why, &dest]() -> std::string {
         return dest < lo || dest > hi ? name + " must be " + why : "";
     };
-    add(std::move(s));
+    return s;
+}
+
+} // namespace
+
+void option_table::add_int(const std::string &name, int &dest, int lo, int hi,
+                           const std::string &value, const std::string &help,
+                           const std::string &limits) {
+    add(number_option(name, dest, lo, hi, value, help, limits, "an integer", to_int,
+                      [](int x) { return std::to_string(x); }));
 }
 
 void option_table::add_float(const std::string &name, float &dest, float lo, float hi,
                              const std::string &value, const std::string &help,
                              const std::string &limits) {
-    option_spec s;
-    s.name = name;
-    s.value = value;
-    s.help = help;
-    s.fallback = shown(dest);
-    s.set = [name, &dest](const std::string &v) -> std::string {
-        float x = 0;
-        if (!to_float(v, x)) return "--" + name + " needs a number, got '" + v + "'";
-        dest = x;
-        return {};
-    };
-    std::string why = limits.empty() ? shown(lo) + ".." + shown(hi) : limits;
-    s.check = [name, lo, hi, why, &dest]() -> std::string {
-        return dest < lo || dest > hi ? name + " must be " + why : "";
-    };
-    add(std::move(s));
+    add(number_option(name, dest, lo, hi, value, help, limits, "a number", to_float, shown));
 }
 
 void option_table::add_string(const std::string &name, std::string &dest,
