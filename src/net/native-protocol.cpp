@@ -213,6 +213,9 @@ class native_encoder : public session_sink {
   public:
     explicit native_encoder(std::shared_ptr<native_output> out) : out_(std::move(out)) {}
     void on_event(session_event e) override {
+        // What to send instead, in this protocol's words.
+        if (auto *err = std::get_if<error_event>(&e); err && err->code == "not_started")
+            err->message += ": send {\"type\":\"start\",\"sample_rate\":...} first";
         out_->send_text(encode_event(e));
         if (auto *c = std::get_if<reply_chunk_event>(&e); c && c->has_audio)
             out_->send_binary(encode_pcm(c->pcm));

@@ -341,8 +341,7 @@ void session::audio(std::vector<int16_t> pcm) {
         recording = recording_;
     }
     if (!started) {
-        error("not_started",
-              "audio before start: send {\"type\":\"start\",\"sample_rate\":...} first");
+        error("not_started", "audio before start");
         return;
     }
     if (!recording) {
