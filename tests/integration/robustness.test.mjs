@@ -290,7 +290,7 @@ test('--host takes a name and resolves it', async () => {
 });
 
 // A session is a queue on a shared pool, not a thread: open connections that do nothing cost
-// no threads (each one used to own one).
+// no threads: the server's thread count stays where it was with one session.
 test('300 idle WebSockets add no threads to the server', async () => {
   const threads = () => Number(/Threads:\s+(\d+)/.exec(readFileSync(`/proc/${srv.proc.pid}/status`, 'utf8'))[1]);
   const warm = await Client.open(srv.ws); // the pools start with the first session
