@@ -70,95 +70,87 @@ void session::feed_audio(std::vector<int16_t> pcm) {
     }
 }
 
-void session::feed_hands_free(std::vector<int16_t> s16k, mono_time now) {
-    std::shared_ptr<echo_canceller> aec;
+// The echo canceller's pass over a hands-free frame; while a reply plays, a frame quieter than
+// the echo gate is taken as the canceller's residual, not the user (gate.quiet).
+session::echo_gate session::cancel_echo(std::vector<int16_t> &s16k, mono_time now,
+                                        echo_canceller *aec) {
+    echo_gate g;
+    if (!aec) return g;
+    s16k = aec->process(s16k);
+    // What AEC3 leaves of the echo is quiet but still sounds like speech, and Silero scores
+    // speech at any level: while the reply plays, quiet input is not the user.
+    if (s16k.empty() || !reply_active(now)) return g;
+    double sum = 0;
+    for (int16_t x : s16k)
+        sum += double(x) * x;
+    // What AEC3 leaves of an echo 6 dB down (10 ms frames, 20 replies): 0.02% of the reply's
+    // level at the median, 1% at p99, 4.7% at p99.9, once 27%. A talker over the reply is
+    // louder than 1/16 of its level (-24 dB); the rare louder frame of residual is alone, and a
+    // barge-in needs --barge-in-ms of speech in a row.
+    g.gate = std::max(ECHO_GATE_RMS, ECHO_GATE_FRACTION * aec->far_level());
+    g.level = std::sqrt(sum / double(s16k.size()));
+    g.quiet = g.level < g.gate;
+    return g;
+}
+
+// Audio of the open utterance, to the recogniser (or kept, in direct audio mode).
+void session::accept_speech(std::span<const int16_t> pcm) {
+    if (!asr_ && direct_audio()) utt_audio_.insert(utt_audio_.end(), pcm.begin(), pcm.end());
+    if (!asr_ || pcm.empty()) return;
+    // Once a reply has started from the pause's transcript, more silence changes nothing it was
+    // made from: the pause's audio waits, and is decoded (before the speech after it) only if
+    // the user goes on. At the end of the turn the transcript is the one the reply started
+    // from; the recogniser's work in the last 300 ms before the end of the turn (4-6 ms a 20 ms
+    // frame at 4 clients) does not compete with the reply's first phrase for the cores.
+    if (spec_ && vad_->trailing_silence_ms() > 0) {
+        pause_audio_.insert(pause_audio_.end(), pcm.begin(), pcm.end());
+        return;
+    }
+    mono_time t = mono_now();
+    if (!pause_audio_.empty()) {
+        asr_->accept(pause_audio_);
+        since_partial_ += pause_audio_.size();
+        pause_audio_.clear();
+    }
+    asr_->accept(pcm);
+    utt_asr_ms_ += ms_between(t, mono_now());
+    since_partial_ += pcm.size();
+}
+
+namespace {
+
+double vad_ms(int64_t samples) {
+    return samples * 1000.0 / VAD_SAMPLE_RATE;
+}
+
+} // namespace
+
+// The detector decided the turn is over at this frame.
+void session::end_turn_at(const vad_event &e, mono_time now) {
+    mono_time t_event = mono_now();
     {
-        std::lock_guard lock(m_);
-        aec = aec_;
+        // The end of the turn's messages (speech_stopped, the final transcript, a held reply's
+        // first phrase and its audio) leave together, in the 0.1-0.5 ms it takes to make them:
+        // woken for the first of them, the writer thread could take this core, and the rest
+        // wait for the next tick (4 ms) on a busy machine. A recogniser with an
+        // end-of-utterance pass takes a while: the decision goes out at once, the transcript
+        // and reply when the pass is done.
+        bool end_pass = asr_ && (cfg_.asr_final_pass || !asr_->partial_is_final());
+        if (end_pass) out_->on_event(speech_stopped_event{e.ms(), vad_ms(e.decided_sample)});
+        end_of_turn_burst burst(*this);
+        if (!end_pass) out_->on_event(speech_stopped_event{e.ms(), vad_ms(e.decided_sample)});
+        end_hands_free_utterance(now, vad_ms(vad_->position() - e.sample));
     }
-    std::vector<int16_t> quiet;
-    double level = -1, gate = 0; // after the canceller, and its gate (debug log at a barge-in)
-    if (aec) {
-        s16k = aec->process(s16k);
-        // What AEC3 leaves of the echo is quiet but still sounds like speech, and Silero scores
-        // speech at any level: while the reply plays, quiet input is not the user.
-        if (!s16k.empty() && reply_active(now)) {
-            double sum = 0;
-            for (int16_t x : s16k)
-                sum += double(x) * x;
-            // What AEC3 leaves of an echo 6 dB down (10 ms frames, 20 replies): 0.02% of the
-            // reply's level at the median, 1% at p99, 4.7% at p99.9, once 27%. A talker over
-            // the reply is louder than 1/16 of its level (-24 dB); the rare louder frame of
-            // residual is alone, and a barge-in needs --barge-in-ms of speech in a row.
-            gate = std::max(ECHO_GATE_RMS, ECHO_GATE_FRACTION * aec->far_level());
-            level = std::sqrt(sum / double(s16k.size()));
-            if (level < gate) quiet.assign(s16k.size(), 0);
-        }
-    }
-    auto accept = [this](std::span<const int16_t> pcm) {
-        if (!asr_ && direct_audio()) utt_audio_.insert(utt_audio_.end(), pcm.begin(), pcm.end());
-        if (!asr_ || pcm.empty()) return;
-        // Once a reply has started from the pause's transcript, more silence changes nothing
-        // it was made from: the pause's audio waits, and is decoded (before the speech after
-        // it) only if the user goes on. At the end of the turn the transcript is the one the
-        // reply started from; the recogniser's work in the last 300 ms before the end of the
-        // turn (4-6 ms a 20 ms frame at 4 clients) does not compete with the reply's first
-        // phrase for the cores.
-        if (spec_ && vad_->trailing_silence_ms() > 0) {
-            pause_audio_.insert(pause_audio_.end(), pcm.begin(), pcm.end());
-            return;
-        }
-        mono_time t = mono_now();
-        if (!pause_audio_.empty()) {
-            asr_->accept(pause_audio_);
-            since_partial_ += pause_audio_.size();
-            pause_audio_.clear();
-        }
-        asr_->accept(pcm);
-        utt_asr_ms_ += ms_between(t, mono_now());
-        since_partial_ += pcm.size();
-    };
-    auto ms_of = [](int64_t samples) { return samples * 1000.0 / VAD_SAMPLE_RATE; };
-    bool fed = false;
-    for (vad_event &e : vad_->process(quiet.empty() ? s16k : quiet)) {
-        if (e.type == VAD_EVENT_SPEECH_STARTED) {
-            t_onset_ =
-                now - std::chrono::microseconds(int64_t(ms_of(vad_->position() - e.sample) * 1000));
-            begin_utterance();
-            out_->on_event(speech_started_event{e.ms()});
-            accept(e.audio); // the prefix padding and the speech so far, this frame included
-            fed = true;
-        } else if (utterance_open_) {
-            // The frame that ends the turn ends a silence the recogniser has already heard
-            // `min_silence_ms` of: decoding it (4-6 ms of PocketSphinx a 20 ms frame here)
-            // would only put off the end of the turn. Direct audio keeps it.
-            if (!fed && !asr_) accept(s16k);
-            fed = true;
-            mono_time t_event = mono_now();
-            {
-                // The end of the turn's messages (speech_stopped, the final transcript, a held
-                // reply's first phrase and its audio) leave together, in the 0.1-0.5 ms it
-                // takes to make them: woken for the first of them, the writer thread could take
-                // this core, and the rest wait for the next tick (4 ms) on a busy machine.
-                // A recogniser with an end-of-utterance pass takes a while: the decision goes
-                // out at once, the transcript and reply when the pass is done.
-                bool end_pass = asr_ && (cfg_.asr_final_pass || !asr_->partial_is_final());
-                if (end_pass)
-                    out_->on_event(speech_stopped_event{e.ms(), ms_of(e.decided_sample)});
-                end_of_turn_burst burst(*this);
-                if (!end_pass)
-                    out_->on_event(speech_stopped_event{e.ms(), ms_of(e.decided_sample)});
-                end_hands_free_utterance(now, ms_of(vad_->position() - e.sample));
-            }
-            log_debug("vad: end of turn %.2f ms into its frame's processing; the turn went on "
-                      "%.2f ms after",
-                      ms_between(now, t_event), ms_between(t_event, mono_now()));
-        }
-    }
-    if (utterance_open_ && !fed) accept(s16k);
-    // Barge-in: speech over a reply that lasts past a click or a cough stops it. Over the echo
-    // of a reply the canceller is still taking away, it must last twice as long: what AEC3
-    // leaves while it re-converges comes in short bursts.
+    log_debug("vad: end of turn %.2f ms into its frame's processing; the turn went on %.2f ms "
+              "after",
+              ms_between(now, t_event), ms_between(t_event, mono_now()));
+}
+
+// Barge-in: speech over a reply that lasts past a click or a cough stops it; a sound that cut
+// the reply and ended before it was speech lets it go on (a false start).
+void session::check_barge_in(mono_time now, echo_canceller *aec, const echo_gate &g) {
+    // Over the echo of a reply the canceller is still taking away, speech must last twice as
+    // long: what AEC3 leaves while it re-converges comes in short bursts.
     int need_ms = aec && aec->far_level() > ECHO_GATE_RMS ? 2 * cfg_.barge_in_ms : cfg_.barge_in_ms;
     bool speech = vad_->in_speech() || vad_->pending_speech_ms() >= need_ms;
     if (!speech && !vad_->in_speech()) barging_ = false;
@@ -167,10 +159,9 @@ void session::feed_hands_free(std::vector<int16_t> s16k, mono_time now) {
         if (aec)
             log_debug("session %s: speech over the reply: after the echo canceller RMS %.0f "
                       "(gate %.0f, the reply's level %.0f; -1: no reply playing), %d ms needed",
-                      id().c_str(), level, gate, aec->far_level(), need_ms);
+                      id().c_str(), g.level, g.gate, aec->far_level(), need_ms);
         cut_by_speech_ = barge_in(now);
     }
-    // A false start: the sound that cut the reply ended before it was speech.
     // (Not while the recogniser's end pass is still at work: that utterance was speech.)
     if (cut_by_speech_ && !utterance_open_ && end_passes_pending_ == 0 && !vad_->in_speech() &&
         vad_->pending_speech_ms() == 0) {
@@ -178,18 +169,52 @@ void session::feed_hands_free(std::vector<int16_t> s16k, mono_time now) {
         cut_by_speech_.reset();
         resume_turn(t);
     }
-    if (!utterance_open_ || !asr_) return;
-    if (since_partial_ >= size_t(cfg_.partial_interval_ms) * ASR_SAMPLE_RATE / 1000) {
-        since_partial_ = 0;
-        mono_time t = mono_now();
-        std::string p = asr_->partial();
-        utt_asr_ms_ += ms_between(t, mono_now());
-        if (!p.empty() && p != last_partial_) {
-            last_partial_ = p;
-            out_->on_event(transcript_event{p, false, 0});
-            if (cfg_.prefill_while_speaking && !spec_) prefill(p);
+}
+
+// A partial transcript every partial_interval_ms of speech (and the prefill behind it).
+void session::send_partial() {
+    if (since_partial_ < size_t(cfg_.partial_interval_ms) * ASR_SAMPLE_RATE / 1000) return;
+    since_partial_ = 0;
+    mono_time t = mono_now();
+    std::string p = asr_->partial();
+    utt_asr_ms_ += ms_between(t, mono_now());
+    if (p.empty() || p == last_partial_) return;
+    last_partial_ = p;
+    out_->on_event(transcript_event{p, false, 0});
+    if (cfg_.prefill_while_speaking && !spec_) prefill(p);
+}
+
+void session::feed_hands_free(std::vector<int16_t> s16k, mono_time now) {
+    std::shared_ptr<echo_canceller> aec;
+    {
+        std::lock_guard lock(m_);
+        aec = aec_;
+    }
+    echo_gate gate = cancel_echo(s16k, now, aec.get());
+    std::vector<int16_t> quiet;
+    if (gate.quiet) quiet.assign(s16k.size(), 0);
+    bool fed = false;
+    for (vad_event &e : vad_->process(quiet.empty() ? s16k : quiet)) {
+        if (e.type == VAD_EVENT_SPEECH_STARTED) {
+            t_onset_ = now - std::chrono::microseconds(
+                                 int64_t(vad_ms(vad_->position() - e.sample) * 1000));
+            begin_utterance();
+            out_->on_event(speech_started_event{e.ms()});
+            accept_speech(e.audio); // the prefix padding and the speech so far, this frame too
+            fed = true;
+        } else if (utterance_open_) {
+            // The frame that ends the turn ends a silence the recogniser has already heard
+            // `min_silence_ms` of: decoding it (4-6 ms of PocketSphinx a 20 ms frame here)
+            // would only put off the end of the turn. Direct audio keeps it.
+            if (!fed && !asr_) accept_speech(s16k);
+            fed = true;
+            end_turn_at(e, now);
         }
     }
+    if (utterance_open_ && !fed) accept_speech(s16k);
+    check_barge_in(now, aec.get(), gate);
+    if (!utterance_open_ || !asr_) return;
+    send_partial();
     maybe_speculate(now);
 }
 

@@ -181,6 +181,28 @@ void session::start(const session_start &p) {
         if (t) cancel_turn(t, true);
         open(p.session_id);
     }
+    start_speech_output(p);
+    bool hands_free = p.mode == SESSION_MODE_HANDS_FREE;
+    start_echo_canceller(hands_free && (cfg_.echo == ECHO_MODE_ON ||
+                                        (cfg_.echo == ECHO_MODE_AUTO && p.echo == CLIENT_ECHO_NONE)));
+    {
+        std::lock_guard lock(m_);
+        hands_free_ = hands_free;
+    }
+    vad_params vp = cfg_.vad;
+    if (p.vad_threshold > 0) {
+        vp.threshold = p.vad_threshold;
+        vp.neg_threshold = -1; // follows the threshold
+    }
+    if (p.min_speech_ms >= 0) vp.min_speech_ms = p.min_speech_ms;
+    if (p.min_silence_ms >= 0) vp.min_silence_ms = p.min_silence_ms;
+    if (p.prefix_pad_ms >= 0) vp.prefix_pad_ms = p.prefix_pad_ms;
+    int rate = p.sample_rate;
+    post([this, rate, hands_free, vp] { begin_listening(rate, hands_free, vp); });
+}
+
+// The start's voice and rate, checked by the TTS engine (on its worker) when they changed.
+void session::start_speech_output(const session_start &p) {
     tts_params params = cfg_.tts;
     if (!p.voice.empty()) params.voice = p.voice;
     if (p.rate_wpm) params.rate_wpm = p.rate_wpm;
@@ -201,65 +223,55 @@ void session::start(const session_start &p) {
     if (check_tts) request_tts_check(params);
     if (p.tts && !eng_.tts)
         error("tts_unavailable", "no TTS engine is configured; replies are text-only");
-    int rate = p.sample_rate;
-    bool hands_free = p.mode == SESSION_MODE_HANDS_FREE;
-    vad_params vp = cfg_.vad;
-    if (p.vad_threshold > 0) {
-        vp.threshold = p.vad_threshold;
-        vp.neg_threshold = -1; // follows the threshold
-    }
-    if (p.min_speech_ms >= 0) vp.min_speech_ms = p.min_speech_ms;
-    if (p.min_silence_ms >= 0) vp.min_silence_ms = p.min_silence_ms;
-    if (p.prefix_pad_ms >= 0) vp.prefix_pad_ms = p.prefix_pad_ms;
-    bool want_aec =
-        hands_free && (cfg_.echo == ECHO_MODE_ON ||
-                       (cfg_.echo == ECHO_MODE_AUTO && p.echo == CLIENT_ECHO_NONE));
-    {
+}
+
+void session::start_echo_canceller(bool wanted) {
+    if (!wanted) {
         std::lock_guard lock(m_);
-        hands_free_ = hands_free;
-        if (!want_aec) aec_.reset();
+        aec_.reset();
+        return;
     }
-    if (want_aec) {
-        try {
-            auto aec = std::make_shared<echo_canceller>();
-            std::lock_guard lock(m_);
-            if (!aec_) aec_ = std::move(aec);
-        } catch (const std::exception &e) {
-            error("echo_unavailable", std::string(e.what()) + "; continuing without it");
-        }
+    try {
+        auto aec = std::make_shared<echo_canceller>();
+        std::lock_guard lock(m_);
+        if (!aec_) aec_ = std::move(aec);
+    } catch (const std::exception &e) {
+        error("echo_unavailable", std::string(e.what()) + "; continuing without it");
     }
-    post([this, rate, hands_free, vp] {
-        try {
-            if (eng_.asr && !asr_) asr_ = eng_.asr->open();
-            if (asr_) asr_->finish(); // ends the previous utterance (or drops one in progress)
-            asr_end_pending_ = false;
-            in_resampler_ = std::make_unique<resampler>(rate, ASR_SAMPLE_RATE);
-            since_partial_ = 0;
-            last_partial_.clear();
-            utt_asr_ms_ = 0;
-            utt_audio_.clear();
-        } catch (const std::exception &e) {
-            error("asr_failed", e.what());
-        }
-        if (spec_) {
-            discard_turn(spec_);
-            spec_.reset();
-        }
-        utterance_open_ = false;
-        barging_ = false;
-        if (!hands_free) {
-            vad_.reset();
-            return;
-        }
-        try {
-            static const std::shared_ptr<vad_model> energy = make_energy_vad();
-            std::shared_ptr<const vad_model> model = eng_.vad ? eng_.vad : energy;
-            vad_ = std::make_unique<vad_stream>(model, vp);
-        } catch (const std::exception &e) {
-            vad_.reset();
-            error("bad_vad", std::string(e.what()) + "; push to talk instead");
-        }
-    });
+}
+
+// On the session's actor: a new utterance (push-to-talk) or listening (hands-free) begins.
+void session::begin_listening(int rate, bool hands_free, const vad_params &vp) {
+    try {
+        if (eng_.asr && !asr_) asr_ = eng_.asr->open();
+        if (asr_) asr_->finish(); // ends the previous utterance (or drops one in progress)
+        asr_end_pending_ = false;
+        in_resampler_ = std::make_unique<resampler>(rate, ASR_SAMPLE_RATE);
+        since_partial_ = 0;
+        last_partial_.clear();
+        utt_asr_ms_ = 0;
+        utt_audio_.clear();
+    } catch (const std::exception &e) {
+        error("asr_failed", e.what());
+    }
+    if (spec_) {
+        discard_turn(spec_);
+        spec_.reset();
+    }
+    utterance_open_ = false;
+    barging_ = false;
+    if (!hands_free) {
+        vad_.reset();
+        return;
+    }
+    try {
+        static const std::shared_ptr<vad_model> energy = make_energy_vad();
+        std::shared_ptr<const vad_model> model = eng_.vad ? eng_.vad : energy;
+        vad_ = std::make_unique<vad_stream>(model, vp);
+    } catch (const std::exception &e) {
+        vad_.reset();
+        error("bad_vad", std::string(e.what()) + "; push to talk instead");
+    }
 }
 
 void session::request_tts_check(const tts_params &params) {

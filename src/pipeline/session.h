@@ -127,12 +127,24 @@ class session : public std::enable_shared_from_this<session> {
 
     void error(const std::string &code, const std::string &message);
     void post(std::function<void()> task);
+    void start_speech_output(const session_start &p);
+    void start_echo_canceller(bool wanted);
+    void begin_listening(int rate, bool hands_free, const vad_params &vp);
     void post_control(std::function<void()> task);
     void apply_playback(const playback_report &r, mono_time now);
 
     // Session worker.
     void feed_audio(std::vector<int16_t> pcm);
     void feed_hands_free(std::vector<int16_t> s16k, mono_time now);
+    struct echo_gate {
+        double level = -1, gate = 0; // after the canceller, and its gate (-1: no reply playing)
+        bool quiet = false;          // below the gate: the canceller's residual, not the user
+    };
+    echo_gate cancel_echo(std::vector<int16_t> &s16k, mono_time now, echo_canceller *aec);
+    void accept_speech(std::span<const int16_t> pcm);
+    void end_turn_at(const vad_event &e, mono_time now);
+    void check_barge_in(mono_time now, echo_canceller *aec, const echo_gate &g);
+    void send_partial();
     void begin_utterance();
     void maybe_speculate(mono_time now);
     void end_hands_free_utterance(mono_time t_decided, double speech_end_ms);
