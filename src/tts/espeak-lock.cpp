@@ -24,8 +24,8 @@ std::string_view file_name(std::string_view identifier) {
     return slash == std::string_view::npos ? identifier : identifier.substr(slash + 1);
 }
 
-// Lower-cased name, identifier and file name of every voice (or variant) -> what to hand to
-// espeak-ng: a voice's identifier, a variant's file name.
+// Lower-cased name, identifier, file name (and a voice's languages) of every voice (or variant)
+// -> what to hand to espeak-ng: a voice's identifier, a variant's file name.
 struct voice_index {
     std::map<std::string, std::string> voices, variants;
 };
@@ -40,6 +40,12 @@ const voice_index &index() {
             x.voices.emplace(lower(file_name(id)), id);
             if ((*v)->name) x.voices.emplace(lower((*v)->name), id);
         }
+        // Then the languages ("en-gb"; a priority byte, then the name, each; a zero byte ends
+        // them), where no voice's own name is the same: the first voice listed for one has it.
+        for (const espeak_VOICE **v = espeak_ListVoices(nullptr); v && *v; ++v)
+            if ((*v)->identifier)
+                for (const char *l = (*v)->languages; l && *l; l += std::strlen(l + 1) + 2)
+                    x.voices.emplace(lower(l + 1), (*v)->identifier);
         espeak_VOICE spec;
         std::memset(&spec, 0, sizeof spec);
         spec.languages = "variant";

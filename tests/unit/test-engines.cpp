@@ -548,6 +548,7 @@ TEST(tts_espeak, a_clients_voice_and_variant_are_checked_by_name_before_the_libr
     EXPECT_TRUE(tts->knows_voice("en-us"));
     EXPECT_TRUE(tts->knows_voice("EN-US+m3"));
     EXPECT_TRUE(tts->knows_voice("English (America)"));
+    EXPECT_TRUE(tts->knows_voice("en-gb")) << "a language espeak-ng lists, as `espeak-ng -v en-gb`";
     // A variant longer than espeak-ng's buffer, a path, an unknown variant, an empty name.
     for (std::string bad : {"en-us+" + std::string(37, 'x'), "en-us+" + std::string(4000, 'x'),
                             std::string("en-us+../../../../etc/passwd"), std::string("../../etc"),
