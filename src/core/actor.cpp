@@ -22,8 +22,8 @@ struct actor_pool::queue {
 actor_pool::actor_pool(std::string name, int threads) : name_(std::move(name)) {
     if (threads <= 0) threads = int(std::max(1u, std::thread::hardware_concurrency()));
     for (int i = 0; i < threads; i++)
-        threads_.emplace_back([this, i](std::stop_token st) {
-            set_thread_name(name_ + "-" + std::to_string(i));
+        threads_.emplace_back([this, i, threads](std::stop_token st) {
+            set_thread_name(threads == 1 ? name_ : name_ + "-" + std::to_string(i));
             run(st);
         });
 }

@@ -7,18 +7,17 @@
 // a reply's first phrase, which a listener is waiting for, goes ahead of other replies' later
 // phrases, whose audio is only needed once what was sent before them has played.
 // The destructor stops taking tasks, runs none of those still queued, and joins the thread.
-// Tasks must not throw (an exception is caught and logged).
+// Tasks must not throw (an exception is caught and logged). A worker is an actor (actor.h) with
+// a pool of one thread of its own.
 #pragma once
 
+#include "core/actor.h"
 #include "core/clock.h"
 
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
-#include <map>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <utility>
 
 namespace parley {
@@ -62,24 +61,19 @@ realtime_grant request_thread_realtime(int option);
 
 class worker {
   public:
-    explicit worker(std::string name);
-    ~worker();
+    explicit worker(std::string name) : pool_(name, 1), actor_(pool_, std::move(name)) {}
     worker(const worker &) = delete;
     worker &operator=(const worker &) = delete;
 
-    void post(std::function<void()> task);
-    void post_by(mono_time deadline, std::function<void()> task);
-    size_t queued() const;
+    void post(std::function<void()> task) { actor_.post(std::move(task)); }
+    void post_by(mono_time deadline, std::function<void()> task) {
+        actor_.post_by(deadline, std::move(task));
+    }
+    size_t queued() const { return actor_.queued(); }
 
   private:
-    void run(std::stop_token st);
-
-    std::string name_;
-    mutable std::mutex m_;
-    std::condition_variable_any cv_;
-    uint64_t posted_ = 0;
-    std::map<std::pair<mono_time, uint64_t>, std::function<void()>> tasks_;
-    std::jthread thread_;
+    actor_pool pool_; // one thread, named after the worker
+    actor actor_;     // destroyed first: drops the queue, waits for a running task
 };
 
 } // namespace parley
