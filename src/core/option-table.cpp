@@ -113,29 +113,10 @@ void option_table::add_string(const std::string &name, std::string &dest,
 
 void option_table::add_choice(const std::string &name, std::string &dest,
                               const std::vector<std::string> &choices, const std::string &help) {
-    std::string value;
+    std::vector<std::pair<std::string, std::string>> names;
     for (const std::string &c : choices)
-        value += (value.empty() ? "" : "|") + c;
-    std::string text = option_choices_text(choices);
-    option_spec s;
-    s.name = name;
-    s.value = value;
-    s.help = help;
-    s.fallback = dest;
-    s.set = [name, text, choices, &dest](const std::string &v) -> std::string {
-        for (const std::string &c : choices)
-            if (c == v) {
-                dest = v;
-                return {};
-            }
-        return "--" + name + " must be " + text + ", got '" + v + "'";
-    };
-    s.check = [name, text, choices, &dest]() -> std::string {
-        for (const std::string &c : choices)
-            if (c == dest) return {};
-        return name + " must be " + text;
-    };
-    add(std::move(s));
+        names.emplace_back(c, c);
+    add_enum<std::string>(name, dest, names, help);
 }
 
 void option_table::add_switch(const std::string &name, bool &dest, const std::string &help,

@@ -97,6 +97,11 @@ void option_table::add_enum(const std::string &name, E &dest,
             }
         return "--" + name + " must be " + choices + ", got '" + v + "'";
     };
+    s.check = [name, choices, names, &dest]() -> std::string {
+        for (const auto &[n, e] : names)
+            if (e == dest) return {};
+        return name + " must be " + choices;
+    };
     add(std::move(s));
 }
 

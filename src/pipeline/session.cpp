@@ -347,10 +347,12 @@ void session::text(std::string text, mono_time t0) {
 
 void session::audio(std::vector<int16_t> pcm) {
     bool started, recording;
+    int rate;
     {
         std::lock_guard lock(m_);
         started = started_;
         recording = recording_;
+        rate = in_rate_;
     }
     if (!started) {
         error("not_started", "audio before start");
@@ -359,11 +361,6 @@ void session::audio(std::vector<int16_t> pcm) {
     if (!recording) {
         error("not_recording", "audio after stop: send start to begin a new utterance");
         return;
-    }
-    int rate;
-    {
-        std::lock_guard lock(m_);
-        rate = in_rate_;
     }
     near_received_ += int64_t(pcm.size()) * ASR_SAMPLE_RATE / rate;
     post([this, pcm = std::move(pcm)]() mutable { feed_audio(std::move(pcm)); });

@@ -90,25 +90,26 @@ TEST(actor, a_task_may_destroy_its_own_actor) {
     EXPECT_EQ(done.get_future().wait_for(5s), std::future_status::ready);
 }
 
-// A session fed frame by frame: each of its tasks posts the next. Another actor's task, due
-// meanwhile, runs between two of them, not after the whole chain.
+// A session fed frame by frame: each of its tasks posts the next. Another actor's task, posted
+// meanwhile (here by the busy actor's fifth task, before it posts its sixth), runs between two
+// of them, not after the whole chain.
 TEST(actor, an_actor_with_work_does_not_hold_a_thread_from_the_others) {
     actor_pool pool("test", 1);
     actor busy(pool, "busy"), other(pool, "other");
     std::atomic<int> busy_ran{0};
+    std::promise<int> other_at;
+    std::promise<void> busy_done;
     std::function<void()> step = [&] {
-        std::this_thread::sleep_for(1ms);
-        if (++busy_ran < 200) busy.post(step);
+        int n = ++busy_ran;
+        if (n == 5) other.post([&] { other_at.set_value(busy_ran.load()); });
+        if (n < 50)
+            busy.post(step);
+        else
+            busy_done.set_value();
     };
     busy.post(step);
-    while (busy_ran.load() < 5)
-        std::this_thread::sleep_for(100us);
-    int posted_at = busy_ran.load();
-    std::promise<int> other_at;
-    other.post([&] { other_at.set_value(busy_ran.load()); });
     auto f = other_at.get_future();
     ASSERT_EQ(f.wait_for(5s), std::future_status::ready);
-    EXPECT_LE(f.get(), posted_at + 2) << "the other actor waited behind the busy one";
-    while (busy_ran.load() < 200)
-        std::this_thread::sleep_for(1ms);
+    EXPECT_EQ(f.get(), 5) << "the other actor waited behind the busy one";
+    ASSERT_EQ(busy_done.get_future().wait_for(5s), std::future_status::ready);
 }
