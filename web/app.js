@@ -23,6 +23,8 @@
   });
 
   const SESSION_KEY = 'parley.session_id';
+  // A new session's resume token: it reads the session's history (GET /sessions/{id}).
+  const TOKEN_KEY = 'parley.resume_token';
   const MODE_KEY = 'parley.mode';
   const MAX_INPUT_RATE = 48000; // the server's limit for start.sample_rate
   const MAX_TEXT_BYTES = 4096;
@@ -308,6 +310,8 @@
     };
     parley.sessionId = m.session_id;
     localStorage.setItem(SESSION_KEY, m.session_id);
+    if (m.resume_token) localStorage.setItem(TOKEN_KEY, m.resume_token);
+    else if (!m.resumed) localStorage.removeItem(TOKEN_KEY);
     setNotice('no-llm', server.llm ? null : noLlmNotice());
     setNotice('no-tts', server.tts ? null : document.createTextNode('Speech output is unavailable on this server: replies are text-only.'));
     if (m.session_id !== shownSession) {
@@ -462,7 +466,10 @@
 
   async function loadHistory(id) {
     try {
-      const res = await fetch(`/sessions/${encodeURIComponent(id)}`);
+      const token = localStorage.getItem(TOKEN_KEY);
+      const res = await fetch(`/sessions/${encodeURIComponent(id)}`, {
+        headers: token ? { Authorization: `Bearer ${token}` } : {},
+      });
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
       const body = await res.json();
       if (shownSession !== id) return;
@@ -614,6 +621,7 @@
   function newConversation() {
     interruptReply();
     localStorage.removeItem(SESSION_KEY);
+    localStorage.removeItem(TOKEN_KEY);
     shownSession = null;
     const old = ws;
     ws = null;

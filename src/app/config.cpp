@@ -1,6 +1,7 @@
 #include "app/config.h"
 
 #include "core/option-table.h"
+#include "net/access.h"
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -135,10 +136,6 @@ void add_options(CLI::App &app, const option_table &table, std::set<std::string>
 }
 
 } // namespace
-
-bool is_loopback(const std::string &host) {
-    return host == "localhost" || host == "::1" || host.starts_with("127.");
-}
 
 std::string app_config::validate() const {
     // Every option's own limits (the table's checks read a copy: validate() changes nothing).

@@ -46,8 +46,6 @@ std::string apply_config_json(app_config &cfg, const std::string &json_text);
 // One line on what a command does (serve, chat, transcribe, say).
 std::string command_description(const std::string &command);
 
-bool is_loopback(const std::string &host);
-
 std::string usage();
 
 } // namespace parley

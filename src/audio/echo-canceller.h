@@ -10,19 +10,21 @@
 // Pacing: far_end() may be given a whole phrase at once (TTS runs faster than real time). The
 // canceller queues it and plays it out 10 ms per 10 ms of microphone audio, as the client's
 // speaker does; the delay between that and the echo in the microphone (network, the client's
-// buffers, the room) is found by AEC3's delay estimator: up to 500 ms (tested; 600 ms is out of
-// its range), more with delay_hint_ms. When the queue is empty, silence is the far end.
+// buffers, the room) is found by AEC3's delay estimator: up to 480 ms (tested; its range is about
+// 500 ms less the delay line below), more with delay_hint_ms. When the queue is empty, silence is the far end.
 //
 // Frames of any size; internally 10 ms. process() returns the cleaned samples of every whole
 // 10 ms frame received so far, so a call may return up to 159 samples fewer or more than it was
 // given; over a stream, output sample i belongs to input sample i. The audio itself comes out
-// ECHO_LATENCY_MS later (12 ms at 16 kHz, measured): a VAD on the cleaned stream sees speech that
-// much later than on the raw microphone. 8 ms of it is AEC3's block framing; 4 ms (one AEC3
-// block) is a delay line on the microphone, so that the echo never reaches AEC3 at the same
-// instant as the sound that made it: with a zero-delay echo (a client that mixes what it plays
-// straight into what it sends) AEC3's delay estimator could lock onto a wrong delay of ~300 ms
-// and stop cancelling (2 replies in 12 in the echo integration test; the test text below, every
-// time). A real speaker and microphone add at least a few ms, and 1 ms already avoided it.
+// ECHO_LATENCY_MS later (20 ms at 16 kHz): a VAD on the cleaned stream sees speech that much
+// later than on the raw microphone. 8 ms of it is AEC3's block framing; 12 ms (three AEC3
+// blocks) is a delay line on the microphone, so that the echo reaches AEC3 at least that long
+// after the sound that made it. AEC3 handles an echo closer than about 10 ms badly: with none at
+// all (a client that mixes what it plays straight into what it sends) its delay estimator could
+// lock onto a wrong delay of ~300 ms and stop cancelling; after the user has spoken, an echo
+// 0-5 ms after its sound passed uncancelled for 100-300 ms at the start of a reply (measured: a
+// 4 ms line, half of such replies; 8 ms, a third; 10 and 12 ms, none; test-echo.cpp keeps both
+// cases). A real speaker and microphone add their own delay on top.
 //
 // Thread-safety: far_end() and clear_far_end() may be called from any thread (they lock);
 // process(), flush(), reset() and stats() from the session's one thread.
@@ -43,7 +45,7 @@ class AudioProcessing;
 
 namespace parley {
 
-constexpr int ECHO_CAPTURE_DELAY_MS = 4; // the microphone's delay line (see above)
+constexpr int ECHO_CAPTURE_DELAY_MS = 12; // the microphone's delay line (see above)
 constexpr int ECHO_LATENCY_MS = 8 + ECHO_CAPTURE_DELAY_MS; // with AEC3's block framing, at 16 kHz
 
 struct echo_error : std::runtime_error {

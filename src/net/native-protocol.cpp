@@ -147,14 +147,16 @@ namespace {
 std::string dump(const json &j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 json encode(const ready_event &e) {
-    return {{"type", "ready"},
-            {"session_id", e.session_id},
-            {"audio_format",
-             {{"encoding", "pcm_s16le"}, {"sample_rate", e.audio_rate}, {"channels", 1}}},
-            {"resumed", e.resumed},
-            {"turns", e.turns},
-            {"llm", e.llm},
-            {"tts", e.tts}};
+    json j = {{"type", "ready"},
+              {"session_id", e.session_id},
+              {"audio_format",
+               {{"encoding", "pcm_s16le"}, {"sample_rate", e.audio_rate}, {"channels", 1}}},
+              {"resumed", e.resumed},
+              {"turns", e.turns},
+              {"llm", e.llm},
+              {"tts", e.tts}};
+    if (!e.resume_token.empty()) j["resume_token"] = e.resume_token;
+    return j;
 }
 
 json encode(const transcript_event &e) {

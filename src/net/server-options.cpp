@@ -2,6 +2,8 @@
 #include "core/option-table.h"
 #include "net/server.h"
 
+#include <fstream>
+
 namespace parley {
 
 void register_server_options(option_table &t, server_options &o) {
@@ -9,8 +11,38 @@ void register_server_options(option_table &t, server_options &o) {
     t.add_string("host", o.host, "ADDR",
                  "listen address or host name (all but loopback need --api-key)");
     t.add_int("port", o.port, 0, 65535, "N", "listen port (0: any free port)");
-    t.add_string("api-key", o.api_key, "KEY",
-                 "required as a bearer token, ?api_key= or WebSocket subprotocol parley-key.KEY");
+    option_spec key;
+    key.name = "api-key";
+    key.value = "KEY";
+    key.help = "required as a bearer token, ?api_key= or WebSocket subprotocol parley-key.KEY "
+               "(a flag shows in ps: PARLEY_API_KEY or --api-key-file keep it out)";
+    key.set = [&o](const std::string &v) -> std::string {
+        o.api_key_flag = v;
+        o.api_key = v;
+        return {};
+    };
+    t.add(std::move(key));
+    option_spec key_file;
+    key_file.name = "api-key-file";
+    key_file.value = "FILE";
+    key_file.help = "read the API key from this file (its first line)";
+    key_file.set = [&o](const std::string &path) -> std::string {
+        std::ifstream f(path);
+        std::string line;
+        if (!f || !std::getline(f, line)) return "api-key-file: cannot read " + path;
+        while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t'))
+            line.pop_back();
+        if (line.empty()) return "api-key-file: " + path + " starts with an empty line";
+        o.api_key_file = path;
+        o.api_key = line;
+        return {};
+    };
+    key_file.check = [&o]() -> std::string {
+        if (!o.api_key_file.empty() && !o.api_key_flag.empty())
+            return "give the API key once: --api-key (or PARLEY_API_KEY) or --api-key-file";
+        return {};
+    };
+    t.add(std::move(key_file));
     option_spec origin;
     origin.name = "allow-origin";
     origin.value = "ORIGIN";
@@ -21,6 +53,17 @@ void register_server_options(option_table &t, server_options &o) {
         return {};
     };
     t.add(std::move(origin));
+    option_spec host;
+    host.name = "allow-host";
+    host.value = "NAME";
+    host.help = "also serve requests whose Host is this name (* for any; repeatable): on a "
+                "loopback address only loopback names are served, against DNS rebinding";
+    host.repeatable = true;
+    host.set = [&o](const std::string &v) -> std::string {
+        o.allowed_hosts.push_back(v);
+        return {};
+    };
+    t.add(std::move(host));
     t.add_int("io-threads", o.io_threads, 1, 64, "N", "network threads");
     t.add_int("io-slice-us", o.io_slice_us, 0, 100000, "N",
               "scheduler slice of the WebSocket writer threads and the session threads they "

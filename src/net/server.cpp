@@ -4,6 +4,8 @@
 #include "net/native-protocol.h"
 #include "core/guard.h"
 #include "core/metrics.h"
+#include "core/secret.h"
+#include "net/access.h"
 #include "core/worker.h"
 #include "net/web-assets.h"
 #include "store/store.h"
@@ -15,6 +17,8 @@
 #include <algorithm>
 #include <chrono>
 #include <deque>
+#include <functional>
+#include <optional>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -55,12 +59,6 @@ std::string_view path_of(std::string_view target) {
     return target.substr(0, target.find('?'));
 }
 
-// Host part of an Origin ("http://host:port") for comparison with the Host header.
-std::string origin_host(std::string_view origin) {
-    size_t p = origin.find("://");
-    return std::string(p == std::string_view::npos ? origin : origin.substr(p + 3));
-}
-
 } // namespace
 
 class ws_conn;
@@ -79,9 +77,15 @@ struct server::impl {
 
     void accept();
     void shutdown();
+    bool carries_api_key(const http::request<http::string_body> &req) const;
     bool authorized(const http::request<http::string_body> &req) const;
+    bool host_ok(const http::request<http::string_body> &req) const;
     bool origin_ok(const http::request<http::string_body> &req) const;
     http::response<http::string_body> handle(const http::request<http::string_body> &req);
+    http::response<http::string_body> session_history(
+        const http::request<http::string_body> &req, const std::string &id,
+        const std::function<http::response<http::string_body>(http::status, const json &)>
+            &json_reply);
     void add(const std::shared_ptr<ws_conn> &c) {
         std::lock_guard lock(conns_m);
         conns.insert(c);
@@ -301,6 +305,10 @@ class http_conn : public std::enable_shared_from_this<http_conn> {
             return;
         }
         http::request<http::string_body> req = parser_->release();
+        if (!srv_->host_ok(req))
+            return reply(error_response(req, http::status::forbidden,
+                                        "host not allowed: this server answers to loopback "
+                                        "names (more with --allow-host)"));
         if (websocket::is_upgrade(req) && path_of(req.target()) == "/ws") {
             if (!srv_->authorized(req))
                 return reply(error_response(req, http::status::unauthorized, "API key required"));
@@ -348,29 +356,63 @@ class http_conn : public std::enable_shared_from_this<http_conn> {
     std::optional<http::request_parser<http::string_body>> parser_;
 };
 
+bool server::impl::carries_api_key(const http::request<http::string_body> &req) const {
+    return carries_key(opt.api_key, req[http::field::authorization],
+                       query_param(req.target(), "api_key"),
+                       req[http::field::sec_websocket_protocol]);
+}
+
 bool server::impl::authorized(const http::request<http::string_body> &req) const {
-    if (opt.api_key.empty()) return true;
-    std::string_view auth = req[http::field::authorization];
-    if (auth == "Bearer " + opt.api_key) return true;
-    if (query_param(req.target(), "api_key") == opt.api_key) return true;
-    std::string_view protos = req[http::field::sec_websocket_protocol];
-    std::string want = "parley-key." + opt.api_key;
-    size_t at = protos.find(want);
-    if (at != std::string_view::npos) {
-        size_t end = at + want.size();
-        bool left_ok = at == 0 || protos[at - 1] == ' ' || protos[at - 1] == ',';
-        bool right_ok = end == protos.size() || protos[end] == ',' || protos[end] == ' ';
-        if (left_ok && right_ok) return true;
-    }
-    return false;
+    return opt.api_key.empty() || carries_api_key(req);
+}
+
+bool server::impl::host_ok(const http::request<http::string_body> &req) const {
+    return host_allowed(req[http::field::host], is_loopback(opt.host), opt.allowed_hosts);
 }
 
 bool server::impl::origin_ok(const http::request<http::string_body> &req) const {
-    std::string_view origin = req[http::field::origin];
-    if (origin.empty()) return true; // not a browser
-    for (const std::string &o : opt.allowed_origins)
-        if (o == "*" || o == origin) return true;
-    return origin_host(origin) == req[http::field::host];
+    return origin_allowed(req[http::field::origin], req[http::field::host], false,
+                          opt.allowed_origins);
+}
+
+// GET /sessions/{id}: the history, for the holder of the session's resume token
+// ("Authorization: Bearer TOKEN" or ?token=) or of the API key. Without either, 401 whether
+// the session exists or not.
+http::response<http::string_body>
+server::impl::session_history(const http::request<http::string_body> &req, const std::string &id,
+                              const std::function<http::response<http::string_body>(
+                                  http::status, const json &)> &json_reply) {
+    std::string token = bearer_token(req[http::field::authorization]);
+    if (token.empty()) token = query_param(req.target(), "token");
+    bool by_key = !opt.api_key.empty() && carries_api_key(req);
+    std::optional<std::string> hash;
+    std::vector<turn_record> records;
+    std::string err = store_call("GET /sessions", [&] {
+        if (eng.db) hash = eng.db->session_token_hash(id);
+    });
+    bool by_token = hash && !hash->empty() && !token.empty() &&
+                    secrets_equal(secret_hash(token), *hash);
+    if (err.empty() && !by_key && !by_token)
+        return json_reply(http::status::unauthorized,
+                          {{"error", "this session's resume token (Authorization: Bearer TOKEN) "
+                                     "or the API key is required"},
+                           {"code", "unauthorized"}});
+    if (err.empty() && hash) err = store_call("GET /sessions", [&] { records = eng.db->load_turns(id); });
+    if (!err.empty())
+        return json_reply(http::status::internal_server_error,
+                          {{"error", "the session store failed"}, {"code", "store_failed"}});
+    if (!hash) return json_reply(http::status::not_found, {{"error", "no such session"}});
+    json turns = json::array();
+    for (const turn_record &t : records) {
+        json timings = json::parse(t.timings_json, nullptr, false);
+        turns.push_back({{"turn_id", t.turn_id},
+                         {"user", t.user},
+                         {"assistant", t.assistant},
+                         {"interrupted", t.interrupted},
+                         {"timings", timings.is_discarded() ? json::object() : timings},
+                         {"created_ms", t.created_ms}});
+    }
+    return json_reply(http::status::ok, {{"session_id", id}, {"turns", turns}});
 }
 
 http::response<http::string_body>
@@ -403,32 +445,7 @@ server::impl::handle(const http::request<http::string_body> &req) {
         res.prepare_payload();
         return res;
     }
-    if (path.starts_with("/sessions/")) {
-        if (!authorized(req))
-            return json_reply(http::status::unauthorized, {{"error", "API key required"}});
-        std::string id = path.substr(10);
-        bool exists = false;
-        std::vector<turn_record> records;
-        std::string err = store_call("GET /sessions", [&] {
-            exists = eng.db && eng.db->session_exists(id);
-            if (exists) records = eng.db->load_turns(id);
-        });
-        if (!err.empty())
-            return json_reply(http::status::internal_server_error,
-                              {{"error", "the session store failed"}, {"code", "store_failed"}});
-        if (!exists) return json_reply(http::status::not_found, {{"error", "no such session"}});
-        json turns = json::array();
-        for (const turn_record &t : records) {
-            json timings = json::parse(t.timings_json, nullptr, false);
-            turns.push_back({{"turn_id", t.turn_id},
-                             {"user", t.user},
-                             {"assistant", t.assistant},
-                             {"interrupted", t.interrupted},
-                             {"timings", timings.is_discarded() ? json::object() : timings},
-                             {"created_ms", t.created_ms}});
-        }
-        return json_reply(http::status::ok, {{"session_id", id}, {"turns", turns}});
-    }
+    if (path.starts_with("/sessions/")) return session_history(req, path.substr(10), json_reply);
     if (const web_asset *a = find_web_asset(path == "/" ? "/index.html" : path)) {
         res.set(http::field::content_type, a->mime);
         res.set(http::field::cache_control, "no-cache");

@@ -3,7 +3,9 @@
 // run() serves until SIGTERM/SIGINT (or stop()), then closes every session cleanly: turns in
 // progress are cancelled and recorded, finished turns are already stored. Routes: / and its
 // assets (the page), /ws (the native protocol), /health, /sessions/{id}. Binding to anything
-// but loopback needs an API key (checked in server_config::validate()).
+// but loopback needs an API key (checked in app_config::validate()). Every request's Host, and a
+// browser's Origin, are checked first (net/access.h); a session's history is read with its
+// resume token or the API key.
 #pragma once
 
 #include "pipeline/session.h"
@@ -20,7 +22,9 @@ struct server_options {
     std::string host = "127.0.0.1";
     int port = 8000;
     std::string api_key;                      // empty: no key needed (loopback only)
+    std::string api_key_flag, api_key_file;   // where api_key came from (one of them)
     std::vector<std::string> allowed_origins; // besides the page's own origin; "*" allows any
+    std::vector<std::string> allowed_hosts;   // Host names served besides loopback ones; "*": any
     int io_threads = 2;
     // The scheduler slice the I/O threads ask for (set_thread_slice): woken to write a reply's
     // audio, they take a core from the engines' threads at once instead of at the next tick.

@@ -61,6 +61,7 @@ struct chunk_word {
 
 struct ready_event {
     std::string session_id;
+    std::string resume_token; // a new session's: reads its history (empty when resumed)
     int audio_rate = 0; // of the reply audio
     bool resumed = false;
     int64_t turns = 0; // in the history

@@ -21,72 +21,49 @@
 namespace parley {
 
 // A reply that was generated in full but whose audio was still playing: it keeps only what
-// was heard. Called with the turn's lock held.
-void session::amend_turn(const std::shared_ptr<turn> &t, const std::string &heard,
+// was heard.
+void session::amend_turn(std::shared_ptr<turn> t, const std::string &heard,
                          bool interrupted) {
     t->playout.set_heard_text(heard);
-    turn_record rec;
-    std::string sid;
-    {
-        std::lock_guard lock(m_);
-        auto it = std::find_if(history_.begin(), history_.end(),
-                               [&](const turn_record &r) { return r.turn_id == t->id; });
-        if (it == history_.end()) return;
-        it->assistant = heard;
-        it->interrupted = interrupted;
-        rec = *it;
-        sid = id_;
-        cut_ = t;
-    }
+    auto it = std::find_if(history_.begin(), history_.end(),
+                           [&](const turn_record &r) { return r.turn_id == t->id; });
+    if (it == history_.end()) return;
+    it->assistant = heard;
+    it->interrupted = interrupted;
+    cut_ = t;
     if (eng_.db) {
-        if (!store_call("save a cut turn", [&] { eng_.db->append_turn(sid, rec); }).empty())
+        const turn_record &rec = *it;
+        if (!store_call("save a cut turn", [&] { eng_.db->append_turn(id(), rec); }).empty())
             error("store_failed", "the turn cannot be saved; the conversation goes on");
     }
 }
 
 bool session::reply_active(mono_time now) {
-    std::shared_ptr<turn> t;
-    {
-        std::lock_guard lock(m_);
-        if (speaking_ && clock_.playing(now)) return true;
-        t = current_;
-    }
-    if (!t) return false;
-    std::lock_guard lock(t->m);
-    return t->state == REPLY_STATE_LIVE;
+    if (speaking_ && clock_.playing(now)) return true;
+    return current_ && current_->state == REPLY_STATE_LIVE;
+}
+
+// The reply still playing at the client stops where it is: the history keeps what was heard.
+void session::cut_playing(std::shared_ptr<turn> t, mono_time now) {
+    std::string heard = t->playout.cut(now);
+    amend_turn(t, heard);
+    out_->on_event(interrupted_event{t->id, heard});
+    if (speaking_ == t) speaking_.reset();
+    clock_.stop(now);
 }
 
 // The user spoke over the reply: stop it where they stopped hearing it.
 std::shared_ptr<session::turn> session::barge_in(mono_time now) {
-    std::shared_ptr<turn> t, spk;
-    std::shared_ptr<echo_canceller> aec;
-    {
-        std::lock_guard lock(m_);
-        t = current_;
-        spk = speaking_;
-        aec = aec_;
-    }
-    bool generating = false;
-    if (t) {
-        std::lock_guard lock(t->m);
-        generating = t->state == REPLY_STATE_LIVE;
-    }
     std::shared_ptr<turn> cut;
-    if (generating) {
-        cancel_turn(t, true);
-        cut = t;
-    } else if (spk) {
-        cut = spk;
-        std::lock_guard lock(spk->m);
-        std::string heard = spk->playout.cut(now);
-        amend_turn(spk, heard);
-        out_->on_event(interrupted_event{spk->id, heard});
+    if (current_ && current_->state == REPLY_STATE_LIVE) {
+        cut = current_;
+        cancel_turn(cut, true);
+    } else if (speaking_) {
+        cut = speaking_;
+        cut_playing(cut, now);
         if (eng_.stats) ++eng_.stats->interruptions;
-        std::lock_guard slock(m_);
-        if (speaking_ == spk) speaking_.reset();
-        clock_.stop(now);
     }
-    if (aec) aec->clear_far_end();
+    if (aec_) aec_->clear_far_end();
     log_debug("session %s: barge-in", id().c_str());
     return cut;
 }
@@ -94,8 +71,7 @@ std::shared_ptr<session::turn> session::barge_in(mono_time now) {
 // After a false start: the reply goes on from the first word the client did not play, with
 // the audio already made (generation that was cut is not redone). The history gets the reply
 // back.
-void session::resume_turn(const std::shared_ptr<turn> &t) {
-    std::lock_guard lock(t->m);
+void session::resume_turn(std::shared_ptr<turn> t) {
     std::vector<sent_chunk> rest = t->playout.take_unheard();
     if (rest.empty()) return;
     bool complete = t->llm_done && t->pending.empty();
@@ -109,7 +85,7 @@ void session::resume_turn(const std::shared_ptr<turn> &t) {
         for (const chunk_word &w : c.words)
             speech.words.push_back({w.text, w.start_ms, w.end_ms});
         speech.words_estimated = c.words_estimated;
-        emit_chunk_locked(t, c.text, std::move(c.pcm), c.has_audio ? &speech : nullptr);
+        emit_chunk(t, c.text, std::move(c.pcm), c.has_audio ? &speech : nullptr);
     }
     t->llm_done = llm_done;
     amend_turn(t, t->playout.text(), !complete);
@@ -126,14 +102,8 @@ void session::apply_playback(const playback_report &r, mono_time now) {
     int64_t turn_id = r.turn_id;
     const std::string &chunk_id = r.chunk_id;
     int played_ms = r.played_ms;
-    std::vector<std::shared_ptr<turn>> candidates;
-    {
-        std::lock_guard lock(m_);
-        candidates = {cut_, speaking_, current_};
-    }
-    for (const auto &t : candidates) {
+    for (const auto &t : {cut_, speaking_, current_}) {
         if (!t || (turn_id > 0 && t->id != turn_id)) continue;
-        std::lock_guard lock(t->m);
         std::optional<size_t> k = t->playout.find(chunk_id);
         if (!k) continue;
         if (t->playout.is_cut()) {
@@ -143,7 +113,6 @@ void session::apply_playback(const playback_report &r, mono_time now) {
         }
         // Still playing: correct the playout clock from this chunk on.
         auto shift = t->playout.report_playing(*k, played_ms, now);
-        std::lock_guard slock(m_);
         if (speaking_ == t) clock_.shift(shift);
         return;
     }

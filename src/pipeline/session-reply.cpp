@@ -24,33 +24,18 @@ bool session::direct_audio() const {
     return cfg_.direct_audio && eng_.llm && eng_.llm->supports_audio();
 }
 
-// The prompt's messages: the system prompt, as much of the history as fits the budget (the
-// oldest turns go HISTORY_DROP_STEP at a time, so the cut stays put for the next turns and
-// their KV cache with it), and the user's turn. Called on the LLM's thread.
-std::vector<chat_message> session::prompt_messages(const std::string &user, int budget,
-                                                   const token_counter &count) {
-    std::vector<turn_record> history;
-    {
-        std::lock_guard lock(m_);
-        history = history_;
-    }
-    return fit_history(cfg_.system_prompt, history, user, budget, count, HISTORY_DROP_STEP);
-}
-
 void session::prefill(const std::string &partial) {
-    int slot;
-    {
-        std::lock_guard lock(m_);
-        if (!eng_.llm || current_ || closed_) return; // a reply is running: leave its cache alone
-        slot = slot_;
-    }
-    if (slot < 0 || prefill_busy_->exchange(true)) return; // one at a time per session
+    if (!eng_.llm || current_ || slot_ < 0) return; // a reply is running: leave its cache alone
+    if (prefill_busy_->exchange(true)) return;       // one at a time per session
     llm_request req;
-    req.slot = slot;
+    req.slot = slot_;
     req.max_tokens = 0;
-    auto self = shared_from_this();
-    req.messages = [self, partial](int budget, const token_counter &count) {
-        return self->prompt_messages(partial, budget, count);
+    // The prompt is made on the LLM's worker from this copy of the history: as much of it as
+    // fits the budget (the oldest turns go HISTORY_DROP_STEP at a time, so the cut stays put
+    // for the next turns and their KV cache with it).
+    req.messages = [history = history_, system = cfg_.system_prompt,
+                    partial](int budget, const token_counter &count) {
+        return fit_history(system, history, partial, budget, count, HISTORY_DROP_STEP);
     };
     req.on_done = [busy = prefill_busy_](const llm_result &) { busy->store(false); };
     eng_.llm->submit(std::move(req));
@@ -64,116 +49,115 @@ std::shared_ptr<session::turn> session::start_turn(const std::string &user_text,
                           "(make serve MODEL=FILE.gguf)");
         return nullptr;
     }
-    std::shared_ptr<turn> old;
     auto t = std::make_shared<turn>();
     t->user = user_text;
     t->t0 = t0;
     t->t_transcript = t_transcript;
     t->state = held ? REPLY_STATE_HELD : REPLY_STATE_LIVE;
-    t->chunker = phrase_chunker(cfg_.chunker);
+    t->holding = held;
+    t->llm_side.chunker = phrase_chunker(cfg_.chunker);
     cut_by_speech_.reset(); // the user said something: the reply they cut stays cut
     t->asr_ms = utt_asr_ms_;
     utt_asr_ms_ = 0;
-    int slot;
-    std::shared_ptr<turn> playing;
+    std::shared_ptr<turn> old = current_;
     mono_time now = mono_now();
-    {
-        std::lock_guard lock(m_);
-        old = current_;
-        slot = slot_;
-        if (speaking_ && speaking_ != old && clock_.playing(now) && !held) playing = speaking_;
-    }
     if (old && !(held && old->held())) cancel_turn(old, true); // a new user turn cuts the old reply
     if (old && held && old->held()) discard_turn(old);
-    if (playing) {
-        // The last reply was still being played: the history keeps what was heard of it.
-        std::lock_guard lock(playing->m);
-        std::string heard = playing->playout.cut(now);
-        amend_turn(playing, heard);
-        out_->on_event(interrupted_event{playing->id, heard});
-        std::lock_guard slock(m_);
-        if (speaking_ == playing) speaking_.reset();
-        clock_.stop(now);
-    }
-    {
-        std::lock_guard lock(m_);
-        if (closed_) return nullptr;
-        t->id = next_turn_id_++;
-        t->want_audio = tts_wanted_ && eng_.tts != nullptr;
-        current_ = t;
-    }
+    // The last reply was still being played: the history keeps what was heard of it.
+    if (speaking_ && speaking_ != old && clock_.playing(now) && !held) cut_playing(speaking_, now);
+    t->id = next_turn_id_++;
+    t->want_audio = tts_wanted_ && eng_.tts != nullptr;
+    current_ = t;
     if (eng_.stats) ++eng_.stats->turns;
+    submit_reply(t, std::move(audio));
+    return t;
+}
 
+void session::submit_reply(std::shared_ptr<turn> t, std::vector<int16_t> audio) {
     llm_request req;
-    req.slot = slot;
+    req.slot = slot_;
     req.sampling = cfg_.sampling;
     req.max_tokens = cfg_.max_tokens;
     req.cancel = t->cancel;
     req.pause = t->pause;
     req.urgent = t->urgent;
-    auto self = shared_from_this();
-    req.messages = [self, t](int budget, const token_counter &count) {
-        return self->prompt_messages(t->user, budget, count);
+    req.messages = [history = history_, system = cfg_.system_prompt,
+                    user = t->user](int budget, const token_counter &count) {
+        return fit_history(system, history, user, budget, count, HISTORY_DROP_STEP);
     };
+    auto self = shared_from_this();
     if (!audio.empty()) {
         // Direct audio: the model hears the utterance and writes its transcript, then replies.
         req.audio = pcm16_to_float(audio);
         req.audio_mode = LLM_AUDIO_DIRECT;
-        req.messages = [self](int budget, const token_counter &count) {
-            auto msgs = self->prompt_messages("", budget, count);
+        req.messages = [history = history_, system = cfg_.system_prompt](
+                           int budget, const token_counter &count) {
+            auto msgs = fit_history(system, history, "", budget, count, HISTORY_DROP_STEP);
             if (!msgs.empty() && msgs.back().role == "user" && msgs.back().content.empty())
                 msgs.pop_back(); // the engine adds the user's turn with the audio
             return msgs;
         };
         req.on_transcript = [self, t](const std::string &text) {
-            std::lock_guard lock(t->m);
-            t->user = text;
-            t->t_transcript = mono_now();
-            self->out_->on_event(transcript_event{text, true, t->id});
+            mono_time now = mono_now();
+            self->post([self, t, text, now] {
+                t->user = text;
+                t->t_transcript = now;
+                self->out_->on_event(transcript_event{text, true, t->id});
+            });
         };
     }
     req.on_piece = [self, t](std::string_view piece) { self->on_piece(t, piece); };
     req.on_done = [self, t](const llm_result &r) { self->on_llm_done(t, r); };
     eng_.llm->submit(std::move(req));
-    return t;
 }
 
-void session::on_piece(const std::shared_ptr<turn> &t, std::string_view piece) {
-    {
-        std::lock_guard lock(t->m);
-        if (t->finished()) return;
-        if (t->t_first_token == mono_time{}) t->t_first_token = mono_now();
-        for (std::string &p : t->chunker.push(piece))
-            t->pending.push_back(std::move(p));
-        // A held reply stops after its first phrase: that is all the end of the turn needs at
-        // once, and the user may go on talking (then the rest would be thrown away).
-        if (t->chunker.released() > 0 && t->urgent->load()) {
-            log_debug("turn %lld: first phrase %.1f ms after the first token",
-                      static_cast<long long>(t->id), ms_between(t->t_first_token, mono_now()));
-            t->urgent->store(false);
-            if (t->held()) t->pause->store(true);
+// On the LLM's worker: whole phrases go to the session's actor.
+void session::on_piece(std::shared_ptr<turn> t, std::string_view piece) {
+    auto &l = t->llm_side;
+    if (l.t_first_token == mono_time{}) l.t_first_token = mono_now();
+    std::vector<std::string> phrases = l.chunker.push(piece);
+    if (phrases.empty()) return;
+    // A held reply stops after its first phrase: that is all the end of the turn needs at
+    // once, and the user may go on talking (then the rest would be thrown away). The actor's
+    // release clears `holding` and then `pause`: whichever order the two threads meet in, the
+    // reply is not left paused once released.
+    if (t->urgent->exchange(false)) {
+        log_debug("turn %lld: first phrase %.1f ms after the first token",
+                  static_cast<long long>(t->id), ms_between(l.t_first_token, mono_now()));
+        if (t->holding) {
+            t->pause->store(true);
+            if (!t->holding) t->pause->store(false);
         }
     }
-    pump(t);
+    auto self = shared_from_this();
+    post([self, t, phrases = std::move(phrases), first = l.t_first_token]() mutable {
+        self->add_phrases(t, std::move(phrases), first);
+    });
 }
 
-void session::on_llm_done(const std::shared_ptr<turn> &t, const llm_result &r) {
-    {
-        std::lock_guard lock(t->m);
+void session::on_llm_done(std::shared_ptr<turn> t, const llm_result &r) {
+    std::vector<std::string> rest;
+    if (std::string p = t->llm_side.chunker.flush(); !p.empty()) rest.push_back(std::move(p));
+    auto self = shared_from_this();
+    post([self, t, r, rest = std::move(rest), first = t->llm_side.t_first_token]() mutable {
         if (t->finished()) return;
         t->llm = r;
-        if (r.stop_reason == LLM_STOP_ERROR) {
-            error("llm_failed", r.error);
-        }
-        std::string rest = t->chunker.flush();
-        if (!rest.empty()) t->pending.push_back(std::move(rest));
+        if (r.stop_reason == LLM_STOP_ERROR) self->error("llm_failed", r.error);
         t->llm_done = true;
-    }
+        self->add_phrases(t, std::move(rest), first);
+    });
+}
+
+void session::add_phrases(std::shared_ptr<turn> t, std::vector<std::string> phrases,
+                          mono_time t_first_token) {
+    if (t->finished()) return;
+    if (t->t_first_token == mono_time{}) t->t_first_token = t_first_token;
+    for (std::string &p : phrases)
+        t->pending.push_back(std::move(p));
     pump(t);
 }
 
-void session::pump(const std::shared_ptr<turn> &t) {
-    std::lock_guard lock(t->m);
+void session::pump(std::shared_ptr<turn> t) {
     if (t->finished() || t->cancel->load()) return;
     while (!t->tts_busy && !t->pending.empty()) {
         if (t->want_audio && tts_state_ == TTS_STATE_PENDING) return; // resumed by tts_checked
@@ -184,63 +168,59 @@ void session::pump(const std::shared_ptr<turn> &t) {
             // (espeak-ng takes a few ms a phrase); the next phrase waits, so a chunk's audio
             // directly follows its text_chunk.
             t->tts_busy = true;
-            synthesize(t, std::move(text), {});
+            synthesize(t, std::move(text));
         } else {
-            emit_chunk_locked(t, std::move(text), {}, nullptr);
+            emit_chunk(t, std::move(text), {}, nullptr);
         }
     }
-    if (!t->tts_busy && t->pending.empty() && t->llm_done) finish_turn_locked(t);
+    if (!t->tts_busy && t->pending.empty() && t->llm_done) finish_turn(t);
 }
 
-void session::synthesize(const std::shared_ptr<turn> &t, std::string text, std::string) {
+// The phrase's speech is made on the shared TTS worker, which serves the earliest need first
+// across sessions: when the audio already sent for this reply has played (now, for its first
+// phrase).
+void session::synthesize(std::shared_ptr<turn> t, std::string text) {
     auto self = shared_from_this();
-    tts_params params;
-    {
-        std::lock_guard lock(m_);
-        params = tts_params_;
-    }
-    int out_rate = cfg_.audio_out_rate;
-    // Needed when the audio already sent for this reply has played (now for its first phrase):
-    // the shared TTS worker serves the earliest need first, across sessions.
-    // (The turn's lock is held by pump().)
     mono_time needed = t->playout.audio_end(mono_now());
-    eng_.tts_worker->post_by(needed, [self, t, text = std::move(text), params, out_rate] {
+    eng_.tts_worker->post_by(needed, [self, t, text = std::move(text), params = tts_params_,
+                                      out_rate = cfg_.audio_out_rate]() mutable {
         if (t->cancel->load()) return;
-        std::vector<int16_t> pcm;
-        tts_result audio;
-        std::string err;
+        speech s;
+        s.text = std::move(text);
         mono_time t_synth = mono_now();
         try {
-            audio = self->eng_.tts->synthesize(text, params);
-            pcm = audio.sample_rate == out_rate ? std::move(audio.pcm)
-                                                : resample(audio.pcm, audio.sample_rate, out_rate);
-            if (pcm.empty()) err = "TTS produced no audio";
+            s.audio = self->eng_.tts->synthesize(s.text, params);
+            s.pcm = s.audio.sample_rate == out_rate
+                        ? std::move(s.audio.pcm)
+                        : resample(s.audio.pcm, s.audio.sample_rate, out_rate);
+            if (s.pcm.empty()) s.error = "TTS produced no audio";
         } catch (const std::exception &e) {
-            err = e.what();
+            s.error = e.what();
         }
-        {
-            std::lock_guard lock(t->m);
-            if (t->finished() || t->cancel->load()) return;
-            double ms = ms_between(t_synth, mono_now());
-            t->tts_ms += ms;
-            if (t->tts_calls++ == 0) t->tts_first_ms = ms;
-            if (!err.empty()) {
-                // No audio for this phrase; the rest of the turn goes out as text.
-                t->want_audio = false;
-                self->error("tts_failed", "chunk_id_" + std::to_string(t->next_chunk) + ": " + err +
-                                              "; continuing with text only");
-                self->emit_chunk_locked(t, text, {}, nullptr);
-            } else {
-                self->emit_chunk_locked(t, text, std::move(pcm), &audio);
-            }
-            t->tts_busy = false;
-        }
-        self->pump(t);
+        s.ms = ms_between(t_synth, mono_now());
+        self->post([self, t, s = std::move(s)]() mutable { self->speech_made(t, std::move(s)); });
     });
 }
 
-void session::emit_chunk_locked(const std::shared_ptr<turn> &t, std::string text,
-                                std::vector<int16_t> pcm, const tts_result *speech) {
+void session::speech_made(std::shared_ptr<turn> t, speech s) {
+    if (t->finished() || t->cancel->load()) return;
+    t->tts_ms += s.ms;
+    if (t->tts_calls++ == 0) t->tts_first_ms = s.ms;
+    if (!s.error.empty()) {
+        // No audio for this phrase; the rest of the turn goes out as text.
+        t->want_audio = false;
+        error("tts_failed", "chunk_id_" + std::to_string(t->next_chunk) + ": " + s.error +
+                                "; continuing with text only");
+        emit_chunk(t, std::move(s.text), {}, nullptr);
+    } else {
+        emit_chunk(t, std::move(s.text), std::move(s.pcm), &s.audio);
+    }
+    t->tts_busy = false;
+    pump(t);
+}
+
+void session::emit_chunk(std::shared_ptr<turn> t, std::string text,
+                         std::vector<int16_t> pcm, const tts_result *speech) {
     reply_chunk_event c;
     c.chunk_id = "chunk_id_" + std::to_string(t->next_chunk++);
     c.text = text;
@@ -277,10 +257,10 @@ void session::emit_chunk_locked(const std::shared_ptr<turn> &t, std::string text
     t->sent_text += text;
     t->final_sent = c.is_final;
     int chunk = c.has_audio ? int(index) : -1;
-    emit_locked(t, std::move(c), chunk);
+    emit(t, std::move(c), chunk);
 }
 
-void session::emit_locked(const std::shared_ptr<turn> &t, reply_chunk_event c, int chunk) {
+void session::emit(std::shared_ptr<turn> t, reply_chunk_event c, int chunk) {
     if (t->held()) {
         t->held_out.emplace_back(std::move(c), chunk);
         return;
@@ -289,40 +269,35 @@ void session::emit_locked(const std::shared_ptr<turn> &t, reply_chunk_event c, i
     if (t->t_first_chunk == mono_time{}) t->t_first_chunk = now;
     if (c.has_audio) {
         if (t->t_first_audio == mono_time{}) t->t_first_audio = now;
-        std::shared_ptr<echo_canceller> aec;
         if (chunk >= 0 && size_t(chunk) < t->playout.chunks().size()) {
             // The client plays its audio queue without gaps: this chunk starts when the audio
             // before it ends, or now.
-            std::lock_guard lock(m_);
             if (!speaking_) clock_.stop(now);
             t->playout.set_play_start(
                 size_t(chunk), clock_.schedule(t->playout.chunks()[size_t(chunk)].audio_ms, now));
             speaking_ = t;
-            aec = aec_;
-        }
-        if (aec) {
-            // The far end of the echo canceller: this audio as the client's speaker plays it.
-            aec->far_end(resample(c.pcm, cfg_.audio_out_rate, ASR_SAMPLE_RATE),
-                         near_received_.load() - near_processed_.load());
+            if (aec_) {
+                // The far end of the echo canceller: this audio as the client's speaker plays it.
+                aec_->far_end(resample(c.pcm, cfg_.audio_out_rate, ASR_SAMPLE_RATE),
+                              near_received_.load() - near_processed_.load());
+            }
         }
     }
     out_->on_event(std::move(c));
 }
 
-void session::release_turn(const std::shared_ptr<turn> &t, const std::string &final_text) {
-    {
-        std::lock_guard lock(t->m);
-        if (t->state == REPLY_STATE_DONE) return; // cancelled meanwhile
-        bool generated = t->state == REPLY_STATE_HELD_DONE;
-        t->state = REPLY_STATE_LIVE;
-        t->pause->store(false);
-        t->t_transcript = mono_now();
-        out_->on_event(transcript_event{final_text, true, t->id});
-        for (auto &[chunk, index] : t->held_out)
-            emit_locked(t, std::move(chunk), index);
-        t->held_out.clear();
-        if (generated) finish_turn_locked(t);
-    }
+void session::release_turn(std::shared_ptr<turn> t, const std::string &final_text) {
+    if (t->state == REPLY_STATE_DONE) return; // cancelled meanwhile
+    bool generated = t->state == REPLY_STATE_HELD_DONE;
+    t->state = REPLY_STATE_LIVE;
+    t->holding = false; // then the pause (see on_piece)
+    t->pause->store(false);
+    t->t_transcript = mono_now();
+    out_->on_event(transcript_event{final_text, true, t->id});
+    for (auto &[chunk, index] : t->held_out)
+        emit(t, std::move(chunk), index);
+    t->held_out.clear();
+    if (generated) finish_turn(t);
     pump(t);
     // Last, after the end of the turn's burst: the woken LLM thread may take this core from
     // the session thread, and what was held should be out first (waking it before the chunks
@@ -345,18 +320,16 @@ session::end_of_turn_burst::~end_of_turn_burst() {
     if (std::exchange(s_.wake_llm_after_burst_, false)) s_.eng_.llm->wake();
 }
 
-void session::discard_turn(const std::shared_ptr<turn> &t) {
+void session::discard_turn(std::shared_ptr<turn> t) {
     t->cancel->store(true);
-    std::lock_guard lock(t->m);
     t->state = REPLY_STATE_DONE;
     t->held_out.clear();
-    std::lock_guard slock(m_);
     if (current_ == t) current_.reset();
     if (next_turn_id_ == t->id + 1) next_turn_id_ = t->id; // the id was never seen
     if (eng_.stats) --eng_.stats->turns;
 }
 
-void session::finish_turn_locked(const std::shared_ptr<turn> &t) {
+void session::finish_turn(std::shared_ptr<turn> t) {
     if (t->finished()) return;
     if (t->state == REPLY_STATE_HELD) {
         // Everything is generated but not yet confirmed: finish on release.
@@ -370,24 +343,22 @@ void session::finish_turn_locked(const std::shared_ptr<turn> &t) {
         c.is_final = true;
         c.turn_id = t->id;
         c.processing_time_ms = int64_t(ms_between(t->t0, mono_now()));
-        emit_locked(t, std::move(c), -1);
+        emit(t, std::move(c), -1);
         t->final_sent = true;
     }
     t->state = REPLY_STATE_DONE;
     record_turn(t, false);
 }
 
-void session::cancel_turn(const std::shared_ptr<turn> &t, bool notify) {
+void session::cancel_turn(std::shared_ptr<turn> t, bool notify) {
     t->cancel->store(true);
     mono_time now = mono_now();
-    std::lock_guard lock(t->m);
     if (t->finished()) return;
     t->state = REPLY_STATE_DONE;
     t->playout.cut(now);
     if (notify) out_->on_event(interrupted_event{t->id, t->playout.heard_text()});
     if (eng_.stats) ++eng_.stats->interruptions;
     record_turn(t, true);
-    std::lock_guard slock(m_);
     if (speaking_ == t) {
         speaking_.reset();
         clock_.stop(now);
@@ -395,17 +366,12 @@ void session::cancel_turn(const std::shared_ptr<turn> &t, bool notify) {
     cut_ = t;
 }
 
-// Called with the turn's lock held.
-void session::record_turn(const std::shared_ptr<turn> &t, bool interrupted) {
+void session::record_turn(std::shared_ptr<turn> t, bool interrupted) {
     turn_timings tt = turn_timings_of(*t, mono_now(), eng_.stats);
     turn_record rec = turn_record_of(*t, tt, interrupted, t->playout.heard_text());
-    std::string sid;
-    {
-        std::lock_guard lock(m_);
-        history_.push_back(rec);
-        sid = id_;
-        if (current_ == t) current_.reset();
-    }
+    std::string sid = id();
+    history_.push_back(rec);
+    if (current_ == t) current_.reset();
     if (eng_.db) {
         if (!store_call("save a turn", [&] { eng_.db->append_turn(sid, rec); }).empty())
             error("store_failed", "the turn cannot be saved; the conversation goes on");

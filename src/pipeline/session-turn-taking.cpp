@@ -30,11 +30,8 @@ constexpr double ECHO_GATE_FRACTION = 1.0 / 16;
 
 } // namespace
 
-void session::feed_audio(std::vector<int16_t> pcm) {
-    {
-        std::lock_guard lock(m_);
-        near_processed_ += int64_t(pcm.size()) * ASR_SAMPLE_RATE / in_rate_;
-    }
+void session::feed_audio(std::vector<int16_t> pcm, int rate) {
+    near_processed_ += int64_t(pcm.size()) * ASR_SAMPLE_RATE / rate;
     if (!in_resampler_) return;
     if (vad_) {
         try {
@@ -72,11 +69,10 @@ void session::feed_audio(std::vector<int16_t> pcm) {
 
 // The echo canceller's pass over a hands-free frame; while a reply plays, a frame quieter than
 // the echo gate is taken as the canceller's residual, not the user (gate.quiet).
-session::echo_gate session::cancel_echo(std::vector<int16_t> &s16k, mono_time now,
-                                        echo_canceller *aec) {
+session::echo_gate session::cancel_echo(std::vector<int16_t> &s16k, mono_time now) {
     echo_gate g;
-    if (!aec) return g;
-    s16k = aec->process(s16k);
+    if (!aec_) return g;
+    s16k = aec_->process(s16k);
     // What AEC3 leaves of the echo is quiet but still sounds like speech, and Silero scores
     // speech at any level: while the reply plays, quiet input is not the user.
     if (s16k.empty() || !reply_active(now)) return g;
@@ -87,7 +83,7 @@ session::echo_gate session::cancel_echo(std::vector<int16_t> &s16k, mono_time no
     // level at the median, 1% at p99, 4.7% at p99.9, once 27%. A talker over the reply is
     // louder than 1/16 of its level (-24 dB); the rare louder frame of residual is alone, and a
     // barge-in needs --barge-in-ms of speech in a row.
-    g.gate = std::max(ECHO_GATE_RMS, ECHO_GATE_FRACTION * aec->far_level());
+    g.gate = std::max(ECHO_GATE_RMS, ECHO_GATE_FRACTION * aec_->far_level());
     g.level = std::sqrt(sum / double(s16k.size()));
     g.quiet = g.level < g.gate;
     return g;
@@ -148,7 +144,8 @@ void session::end_turn_at(const vad_event &e, mono_time now) {
 
 // Barge-in: speech over a reply that lasts past a click or a cough stops it; a sound that cut
 // the reply and ended before it was speech lets it go on (a false start).
-void session::check_barge_in(mono_time now, echo_canceller *aec, const echo_gate &g) {
+void session::check_barge_in(mono_time now, const echo_gate &g) {
+    echo_canceller *aec = aec_.get();
     // Over the echo of a reply the canceller is still taking away, speech must last twice as
     // long: what AEC3 leaves while it re-converges comes in short bursts.
     int need_ms = aec && aec->far_level() > ECHO_GATE_RMS ? 2 * cfg_.barge_in_ms : cfg_.barge_in_ms;
@@ -185,12 +182,7 @@ void session::send_partial() {
 }
 
 void session::feed_hands_free(std::vector<int16_t> s16k, mono_time now) {
-    std::shared_ptr<echo_canceller> aec;
-    {
-        std::lock_guard lock(m_);
-        aec = aec_;
-    }
-    echo_gate gate = cancel_echo(s16k, now, aec.get());
+    echo_gate gate = cancel_echo(s16k, now);
     std::vector<int16_t> quiet;
     if (gate.quiet) quiet.assign(s16k.size(), 0);
     bool fed = false;
@@ -212,7 +204,7 @@ void session::feed_hands_free(std::vector<int16_t> s16k, mono_time now) {
         }
     }
     if (utterance_open_ && !fed) accept_speech(s16k);
-    check_barge_in(now, aec.get(), gate);
+    check_barge_in(now, gate);
     if (!utterance_open_ || !asr_) return;
     send_partial();
     maybe_speculate(now);
@@ -263,7 +255,7 @@ void session::maybe_speculate(mono_time now) {
 }
 
 void session::post_end_pass(std::function<void()> task) {
-    std::lock_guard lock(m_);
+    std::lock_guard lock(door_);
     if (closed_) return;
     if (!end_pass_worker_)
         end_pass_worker_ = std::make_unique<actor>(
@@ -310,10 +302,7 @@ void session::end_hands_free_utterance(mono_time t_decided, double speech_end_ms
         std::vector<int16_t> audio = std::move(utt_audio_);
         utt_audio_.clear();
         auto t = start_turn("", t_decided, mono_time{}, false, std::move(audio));
-        if (t) {
-            std::lock_guard lock(t->m);
-            t->speech_end_ms = speech_end_ms;
-        }
+        if (t) t->speech_end_ms = speech_end_ms;
         return;
     }
     std::shared_ptr<turn> spec = std::move(spec_);
@@ -345,11 +334,11 @@ void session::end_hands_free_utterance(mono_time t_decided, double speech_end_ms
     }
     if (early && early->done && early->error.empty()) {
         utt_asr_ms_ += early->ms;
-        hands_free_transcript(early->text, std::move(spec), t_decided, speech_end_ms);
+        utterance_transcript(early->text, std::move(spec), t_decided, speech_end_ms);
         return;
     }
     if (!end_pass) {
-        hands_free_transcript(text, std::move(spec), t_decided, speech_end_ms);
+        utterance_transcript(text, std::move(spec), t_decided, speech_end_ms);
         return;
     }
     run_end_pass(std::move(end_pass), std::move(spec), t_decided, speech_end_ms, early);
@@ -381,23 +370,20 @@ void session::run_end_pass(std::function<std::string()> end_pass, std::shared_pt
                 return;
             }
             self->utt_asr_ms_ += ms;
-            self->hands_free_transcript(text, spec, t_decided, speech_end_ms);
+            self->utterance_transcript(text, spec, t_decided, speech_end_ms);
         });
     });
 }
 
-// The utterance's final transcript: a reply started in the pause goes on if it had the same
-// words; otherwise a new turn starts (or none, for a noise).
-void session::hands_free_transcript(const std::string &text, std::shared_ptr<turn> spec,
-                                    mono_time t_decided, double speech_end_ms) {
+// The utterance's final transcript: a reply started before it (in a pause, or at stop) goes
+// on if it had the same words; otherwise a new turn starts (or none, for a noise).
+void session::utterance_transcript(const std::string &text, std::shared_ptr<turn> spec,
+                                   mono_time t_decided, double speech_end_ms) {
     if (spec) {
         if (spec->user == text) {
-            {
-                std::lock_guard lock(spec->m);
-                spec->t0 = t_decided; // times count from the end of the turn, as for any turn
-                spec->asr_ms = utt_asr_ms_;
-                spec->speech_end_ms = speech_end_ms;
-            }
+            spec->t0 = t_decided; // times count from the end of the turn, as for any turn
+            spec->asr_ms = utt_asr_ms_;
+            spec->speech_end_ms = speech_end_ms;
             release_turn(spec, text);
             return;
         }
@@ -413,81 +399,62 @@ void session::hands_free_transcript(const std::string &text, std::shared_ptr<tur
         return;
     }
     auto t = start_turn(text, t_decided, mono_now());
-    if (t) {
-        std::lock_guard lock(t->m);
-        t->speech_end_ms = speech_end_ms;
-    }
+    if (t) t->speech_end_ms = speech_end_ms;
 }
 
-void session::finish_utterance(mono_time t_stop) {
-    if (direct_audio() && !asr_ && in_resampler_) {
-        std::vector<int16_t> rest = in_resampler_->flush();
-        utt_audio_.insert(utt_audio_.end(), rest.begin(), rest.end());
-        in_resampler_.reset();
-        std::vector<int16_t> audio = std::move(utt_audio_);
-        utt_audio_.clear();
-        if (audio.size() < ASR_SAMPLE_RATE / 10) { // under 100 ms: nothing to hear
-            out_->on_event(transcript_event{"", true, 0});
-            return;
-        }
-        start_turn("", t_stop, mono_time{}, false, std::move(audio));
+// Direct audio: the utterance goes to the model, which writes its transcript.
+void session::finish_direct_audio(mono_time t_stop) {
+    std::vector<int16_t> rest = in_resampler_->flush();
+    utt_audio_.insert(utt_audio_.end(), rest.begin(), rest.end());
+    in_resampler_.reset();
+    std::vector<int16_t> audio = std::move(utt_audio_);
+    utt_audio_.clear();
+    if (audio.size() < ASR_SAMPLE_RATE / 10) { // under 100 ms: nothing to hear
+        out_->on_event(transcript_event{"", true, 0});
         return;
     }
+    start_turn("", t_stop, mono_time{}, false, std::move(audio));
+}
+
+// Push-to-talk: the stop ends the utterance.
+void session::finish_utterance(mono_time t_stop) {
+    if (direct_audio() && !asr_ && in_resampler_) return finish_direct_audio(t_stop);
     if (!asr_ || !in_resampler_) {
         out_->on_event(transcript_event{"", true, 0});
         return;
     }
-    std::string text;
     std::shared_ptr<turn> spec;
+    std::function<std::string()> end_pass;
     mono_time t_begin = mono_now();
     try {
-        mono_time t_asr = mono_now();
         asr_->accept(in_resampler_->flush());
+        in_resampler_.reset();
         std::string guess = asr_->partial();
-        utt_asr_ms_ += ms_between(t_asr, mono_now());
+        utt_asr_ms_ += ms_between(t_begin, mono_now());
         if (!cfg_.asr_final_pass && asr_->partial_is_final()) {
-            // Every frame is already decoded: the first pass's hypothesis is the transcript,
-            // and the engine's end-of-utterance pass runs after the reply has started.
-            in_resampler_.reset();
-            mono_time t_transcript = mono_now();
-            out_->on_event(transcript_event{guess, true, 0});
-            if (!guess.empty()) start_turn(guess, t_stop, t_transcript);
+            // Every frame is already decoded: the first pass's hypothesis is the transcript.
             // The engine's end-of-utterance pass would compete with the reply for the CPU; it
             // runs when the next utterance starts (it only resets the decoder).
             asr_end_pending_ = true;
             log_debug("asr: transcript %.1f ms after stop (%.1f ms queued)",
-                      ms_between(t_stop, t_transcript), ms_between(t_stop, t_begin));
+                      ms_between(t_stop, mono_now()), ms_between(t_stop, t_begin));
+            utterance_transcript(guess, nullptr, t_stop, -1);
             return;
         }
         // With the end pass: it costs tens of ms, and its result is almost always the first
         // pass's, so the reply starts from that now and its output is held until the final
-        // transcript confirms it (or is thrown away when it differs).
+        // transcript confirms it (or is thrown away when it differs). The pass runs on the
+        // end-pass actor, so the session's actor takes the reply's phrases meanwhile.
         if (!guess.empty() && eng_.llm) spec = start_turn(guess, t_stop, mono_time{}, true);
-        t_asr = mono_now();
-        text = asr_->finish();
-        utt_asr_ms_ += ms_between(t_asr, mono_now());
-        if (spec) {
-            std::lock_guard lock(spec->m);
-            spec->asr_ms = utt_asr_ms_;
-        }
+        mono_time t = mono_now();
+        end_pass = asr_->finish_deferred();
+        utt_asr_ms_ += ms_between(t, mono_now());
     } catch (const std::exception &e) {
         if (spec) discard_turn(spec);
         error("asr_failed", e.what());
         return;
     }
-    in_resampler_.reset();
-    log_debug("asr: final after %.1f ms queued + %.1f ms decoding%s", ms_between(t_stop, t_begin),
-              ms_between(t_begin, mono_now()), spec ? " (reply started at stop)" : "");
-    if (spec) {
-        if (spec->user == text) {
-            release_turn(spec, text);
-            return;
-        }
-        discard_turn(spec);
-    }
-    out_->on_event(transcript_event{text, true, 0});
-    if (text.empty()) return; // nothing heard: no reply (the empty final transcript says so)
-    start_turn(text, t_stop, mono_now());
+    run_end_pass(std::move(end_pass), std::move(spec), t_stop, -1, nullptr);
 }
 
 } // namespace parley

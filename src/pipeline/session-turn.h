@@ -10,7 +10,6 @@
 #include <atomic>
 #include <deque>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -30,21 +29,29 @@ enum reply_state {
     REPLY_STATE_DONE,
 };
 
-// One reply: the LLM's phrases on their way out, in order, and the turn's account.
+// One reply: the LLM's phrases on their way out, in order, and the turn's account. The
+// session's actor owns it, except llm_side (the LLM's worker's) and the atomics.
 struct session::turn : turn_account {
-    reply_state state = REPLY_STATE_LIVE; // under m
+    reply_state state = REPLY_STATE_LIVE;
     bool held() const { return state == REPLY_STATE_HELD || state == REPLY_STATE_HELD_DONE; }
     bool finished() const { return state == REPLY_STATE_HELD_DONE || state == REPLY_STATE_DONE; }
 
+    // Shared with the LLM (llm_request's flags).
     std::shared_ptr<std::atomic<bool>> cancel = std::make_shared<std::atomic<bool>>(false);
     // Set while a held turn has its first phrase and waits for the end of the user's turn.
     std::shared_ptr<std::atomic<bool>> pause = std::make_shared<std::atomic<bool>>(false);
     // Until the first phrase is out (llm_request::urgent).
     std::shared_ptr<std::atomic<bool>> urgent = std::make_shared<std::atomic<bool>>(true);
-    bool want_audio = false;
+    // True while held: the LLM's worker pauses the reply after its first phrase (on_piece).
+    std::atomic<bool> holding{false};
 
-    std::mutex m;
-    phrase_chunker chunker;
+    // The LLM's worker's: its callbacks for this turn run one at a time.
+    struct {
+        phrase_chunker chunker;
+        mono_time t_first_token{};
+    } llm_side;
+
+    bool want_audio = false;
     std::deque<std::string> pending; // phrases not yet sent
     bool tts_busy = false;           // a phrase's audio is being made
     bool llm_done = false;
@@ -53,6 +60,15 @@ struct session::turn : turn_account {
     std::string sent_text; // text of the chunks sent so far
     std::vector<std::pair<reply_chunk_event, int>> held_out; // with their chunks' indexes
     reply_playout playout; // the chunks sent, where the client plays them, what was heard
+};
+
+// A phrase's speech, made on the TTS worker, on its way back to the session's actor.
+struct session::speech {
+    std::string text;
+    std::vector<int16_t> pcm; // at the session's output rate
+    tts_result audio;         // its words (its own pcm moved out)
+    std::string error;
+    double ms = 0;
 };
 
 } // namespace parley

@@ -7,6 +7,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/actor.h"
+#include "core/secret.h"
 #include "core/worker.h"
 #include "store/store.h"
 #include "pipeline/turn-record.h"
@@ -21,16 +22,6 @@ namespace parley {
 
 namespace {
 
-std::string new_session_id() {
-    static std::mutex m;
-    static std::mt19937_64 rng{std::random_device{}()};
-    std::lock_guard lock(m);
-    char buf[33];
-    snprintf(buf, sizeof buf, "%016llx%016llx", (unsigned long long)rng(),
-             (unsigned long long)rng());
-    return buf;
-}
-
 bool valid_session_id(const std::string &id) {
     if (id.empty() || id.size() > 64) return false;
     for (char c : id)
@@ -42,9 +33,10 @@ bool valid_session_id(const std::string &id) {
 
 session::session(const session_engines &engines, const session_config &config,
                  std::shared_ptr<session_sink> out)
-    : eng_(engines), cfg_(config), out_(std::move(out)), tts_params_(config.tts),
+    : eng_(engines), cfg_(config), out_(std::move(out)),
       worker_(std::make_unique<actor>(
-          eng_.session_pool ? *eng_.session_pool : actor_pool::sessions(), "session")) {
+          eng_.session_pool ? *eng_.session_pool : actor_pool::sessions(), "session")),
+      tts_params_(config.tts) {
     if (eng_.stats) {
         ++eng_.stats->sessions_open;
         ++eng_.stats->sessions_total;
@@ -57,14 +49,21 @@ session::~session() {
 }
 
 std::string session::id() const {
-    std::lock_guard lock(m_);
+    std::lock_guard lock(id_m_);
     return id_;
 }
 
 void session::post(std::function<void()> task) {
-    std::lock_guard lock(m_);
+    std::lock_guard lock(door_);
     if (closed_ || !worker_) return;
     worker_->post(std::move(task));
+}
+
+// Control inputs go ahead of the audio queued before them (the earliest deadline).
+void session::post_control(std::function<void()> task) {
+    std::lock_guard lock(door_);
+    if (closed_ || !worker_) return;
+    worker_->post_by(mono_time{}, std::move(task));
 }
 
 void session::error(const std::string &code, const std::string &message) {
@@ -73,6 +72,10 @@ void session::error(const std::string &code, const std::string &message) {
 }
 
 void session::open(const std::string &resume_id) {
+    post([this, resume_id] { open_now(resume_id); });
+}
+
+void session::open_now(const std::string &resume_id) {
     bool resumed = false, resume_failed = false;
     std::vector<turn_record> turns;
     std::string id;
@@ -89,71 +92,55 @@ void session::open(const std::string &resume_id) {
             resume_failed = true;
         }
     }
-    if (id.empty()) id = new_session_id();
+    // A new session: its id (also a bearer secret: it resumes the conversation) and the token
+    // that reads its history, 128 random bits each; only the token's hash is kept.
+    std::string token;
+    if (id.empty()) {
+        id = random_hex(16);
+        token = random_hex(16);
+    }
     if (!resume_id.empty() && !resumed && !resume_failed)
         error("unknown_session", "no session " + resume_id.substr(0, 64) + "; started a new one");
     if (!resumed && eng_.db) {
-        if (!store_call("create a session", [&] { eng_.db->create_session(id); }).empty())
+        std::string hash = secret_hash(token);
+        if (!store_call("create a session", [&] { eng_.db->create_session(id, hash); }).empty())
             error("store_failed", "this conversation cannot be saved; it goes on unsaved");
     }
-    int64_t n;
     {
-        std::lock_guard lock(m_);
+        std::lock_guard lock(id_m_);
         id_ = id;
-        history_ = std::move(turns);
-        next_turn_id_ = history_.empty() ? 1 : history_.back().turn_id + 1;
-        n = int64_t(history_.size());
-        if (eng_.llm && slot_ < 0) slot_ = eng_.llm->acquire_slot();
     }
-    out_->on_event(ready_event{id, cfg_.audio_out_rate, resumed, n, eng_.llm != nullptr,
-                               eng_.tts != nullptr});
+    history_ = std::move(turns);
+    next_turn_id_ = history_.empty() ? 1 : history_.back().turn_id + 1;
+    if (eng_.llm && slot_ < 0) slot_ = eng_.llm->acquire_slot();
+    out_->on_event(ready_event{id, token, cfg_.audio_out_rate, resumed,
+                               int64_t(history_.size()), eng_.llm != nullptr, eng_.tts != nullptr});
     // Typed turns may come before any start: get speech ready with the default voice.
-    bool check = false;
-    tts_params params;
-    {
-        std::lock_guard lock(m_);
-        if (eng_.tts && tts_wanted_ && tts_state_ == TTS_STATE_OFF) {
-            tts_state_ = TTS_STATE_PENDING;
-            check = true;
-            params = tts_params_;
-        }
+    if (eng_.tts && tts_wanted_ && tts_state_ == TTS_STATE_OFF) {
+        tts_state_ = TTS_STATE_PENDING;
+        request_tts_check(tts_params_);
     }
-    if (check) request_tts_check(params);
 }
 
 void session::close() {
-    std::shared_ptr<turn> t;
-    std::unique_ptr<actor> w;
-    int slot;
+    std::unique_ptr<actor> w, end_pass;
     {
-        std::lock_guard lock(m_);
+        std::lock_guard lock(door_);
         if (closed_) return;
         closed_ = true;
-        t = current_;
         w = std::move(worker_);
-        slot = slot_;
-        slot_ = -1;
-    }
-    if (t) cancel_turn(t, false);
-    std::unique_ptr<actor> end_pass;
-    {
-        std::lock_guard lock(m_);
         end_pass = std::move(end_pass_worker_);
     }
-    end_pass.reset(); // its last task may post to the session worker, which is closed now
-    w.reset();        // joins the session worker
-    if (eng_.llm && slot >= 0) eng_.llm->release_slot(slot);
+    end_pass.reset(); // its last task may post to the session's actor: refused now
+    w.reset();        // waits for the actor's running task and drops the rest
+    // No task of the session runs from here on: its state is this thread's.
+    if (current_) cancel_turn(current_, false);
+    if (eng_.llm && slot_ >= 0) eng_.llm->release_slot(slot_);
+    slot_ = -1;
 }
 
 void session::reject(const std::string &code, const std::string &message) {
     error(code, message);
-}
-
-// Control inputs go ahead of the audio queued before them (the earliest deadline).
-void session::post_control(std::function<void()> task) {
-    std::lock_guard lock(m_);
-    if (closed_ || !worker_) return;
-    worker_->post_by(mono_time{}, std::move(task));
 }
 
 void session::interrupt(mono_time now) {
@@ -162,33 +149,26 @@ void session::interrupt(mono_time now) {
 }
 
 void session::start(const session_start &p) {
-    bool resume = false;
-    {
-        std::lock_guard lock(m_);
-        if (recording_) {
-            // A second start restarts the utterance; the audio so far is dropped.
-            log_debug("session %s: start while recording restarts the utterance", id_.c_str());
-        }
-        resume = !p.session_id.empty() && p.session_id != id_;
+    if (recording_) {
+        // A second start restarts the utterance; the audio so far is dropped.
+        log_debug("session %s: start while recording restarts the utterance", id().c_str());
     }
-    if (resume) {
+    started_ = true;
+    recording_ = true;
+    in_rate_ = p.sample_rate;
+    post([this, p] { start_now(p); });
+}
+
+void session::start_now(const session_start &p) {
+    if (!p.session_id.empty() && p.session_id != id()) {
         // Switch this connection to the stored session.
-        std::shared_ptr<turn> t;
-        {
-            std::lock_guard lock(m_);
-            t = current_;
-        }
-        if (t) cancel_turn(t, true);
-        open(p.session_id);
+        if (current_) cancel_turn(current_, true);
+        open_now(p.session_id);
     }
     start_speech_output(p);
     bool hands_free = p.mode == SESSION_MODE_HANDS_FREE;
     start_echo_canceller(hands_free && (cfg_.echo == ECHO_MODE_ON ||
                                         (cfg_.echo == ECHO_MODE_AUTO && p.echo == CLIENT_ECHO_NONE)));
-    {
-        std::lock_guard lock(m_);
-        hands_free_ = hands_free;
-    }
     vad_params vp = cfg_.vad;
     if (p.vad_threshold > 0) {
         vp.threshold = p.vad_threshold;
@@ -197,8 +177,7 @@ void session::start(const session_start &p) {
     if (p.min_speech_ms >= 0) vp.min_speech_ms = p.min_speech_ms;
     if (p.min_silence_ms >= 0) vp.min_silence_ms = p.min_silence_ms;
     if (p.prefix_pad_ms >= 0) vp.prefix_pad_ms = p.prefix_pad_ms;
-    int rate = p.sample_rate;
-    post([this, rate, hands_free, vp] { begin_listening(rate, hands_free, vp); });
+    begin_listening(p.sample_rate, hands_free, vp);
 }
 
 // The start's voice and rate, checked by the TTS engine (on its worker) when they changed.
@@ -206,41 +185,30 @@ void session::start_speech_output(const session_start &p) {
     tts_params params = cfg_.tts;
     if (!p.voice.empty()) params.voice = p.voice;
     if (p.rate_wpm) params.rate_wpm = p.rate_wpm;
-    bool check_tts = false;
-    {
-        std::lock_guard lock(m_);
-        started_ = true;
-        recording_ = true;
-        in_rate_ = p.sample_rate;
-        tts_wanted_ = p.tts;
-        bool changed = params.voice != tts_params_.voice || params.rate_wpm != tts_params_.rate_wpm;
-        tts_params_ = params;
-        if (p.tts && eng_.tts && (tts_state_ == TTS_STATE_OFF || changed)) {
-            tts_state_ = TTS_STATE_PENDING;
-            check_tts = true;
-        }
+    tts_wanted_ = p.tts;
+    bool changed = params.voice != tts_params_.voice || params.rate_wpm != tts_params_.rate_wpm;
+    tts_params_ = params;
+    if (p.tts && eng_.tts && (tts_state_ == TTS_STATE_OFF || changed)) {
+        tts_state_ = TTS_STATE_PENDING;
+        request_tts_check(params);
     }
-    if (check_tts) request_tts_check(params);
     if (p.tts && !eng_.tts)
         error("tts_unavailable", "no TTS engine is configured; replies are text-only");
 }
 
 void session::start_echo_canceller(bool wanted) {
     if (!wanted) {
-        std::lock_guard lock(m_);
         aec_.reset();
         return;
     }
     try {
-        auto aec = std::make_shared<echo_canceller>();
-        std::lock_guard lock(m_);
-        if (!aec_) aec_ = std::move(aec);
+        if (!aec_) aec_ = std::make_unique<echo_canceller>();
     } catch (const std::exception &e) {
         error("echo_unavailable", std::string(e.what()) + "; continuing without it");
     }
 }
 
-// On the session's actor: a new utterance (push-to-talk) or listening (hands-free) begins.
+// A new utterance (push-to-talk) or listening (hands-free) begins.
 void session::begin_listening(int rate, bool hands_free, const vad_params &vp) {
     try {
         if (eng_.asr && !asr_) asr_ = eng_.asr->open();
@@ -274,9 +242,9 @@ void session::begin_listening(int rate, bool hands_free, const vad_params &vp) {
     }
 }
 
+// Lazy: the engine initialises on its first check, on the TTS worker, off the network path.
 void session::request_tts_check(const tts_params &params) {
     if (!eng_.tts_worker || !eng_.tts) return;
-    // Lazy: the engine initialises on its first check, on the TTS worker, off the network path.
     auto self = shared_from_this();
     eng_.tts_worker->post([self, params = tts_params(params)]() mutable {
         mono_time t0 = mono_now();
@@ -284,10 +252,9 @@ void session::request_tts_check(const tts_params &params) {
             // The session goes on with the configured voice.
             std::string asked = params.voice;
             params.voice = self->cfg_.tts.voice;
-            {
-                std::lock_guard lock(self->m_);
-                if (self->tts_params_.voice == asked) self->tts_params_.voice = params.voice;
-            }
+            self->post([self, asked, voice = params.voice] {
+                if (self->tts_params_.voice == asked) self->tts_params_.voice = voice;
+            });
             self->error("unknown_voice", self->eng_.tts->name() + " has no voice '" +
                                              asked.substr(0, 64) + "'; speaking with '" +
                                              params.voice + "'");
@@ -297,48 +264,41 @@ void session::request_tts_check(const tts_params &params) {
         if (metrics *st = self->eng_.stats; st && st->tts_load_ms.load() == 0 && err.empty())
             st->tts_load_ms = ms_between(t0, mono_now());
         if (!err.empty()) self->error("tts_unavailable", err + "; replies are text-only");
-        self->tts_checked(err.empty());
+        bool ok = err.empty();
+        self->post([self, ok] { self->tts_checked(ok); });
     });
 }
 
 void session::tts_checked(bool ok) {
     tts_state_ = ok ? TTS_STATE_OK : TTS_STATE_FAILED;
-    std::shared_ptr<turn> t;
-    {
-        std::lock_guard lock(m_);
-        t = current_;
-    }
-    if (t) pump(t);
+    if (current_) pump(current_);
 }
 
 void session::stop(mono_time t_stop) {
-    bool was_recording;
-    {
-        std::lock_guard lock(m_);
-        was_recording = recording_;
-        recording_ = false;
-    }
-    if (!was_recording) {
+    if (!recording_) {
         error("not_recording", "stop without a start: send start, then audio, then stop");
         return;
     }
-    post([this, t_stop] {
-        if (!vad_) {
-            finish_utterance(t_stop);
-            return;
-        }
-        // Hands-free listening ends: an utterance in progress ends here.
-        std::vector<vad_event> events = vad_->finish();
-        vad_.reset();
-        if (utterance_open_) {
-            for (const vad_event &e : events)
-                if (e.type == VAD_EVENT_SPEECH_STOPPED)
-                    out_->on_event(speech_stopped_event{
-                        e.ms(), e.decided_sample * 1000.0 / VAD_SAMPLE_RATE});
-            end_hands_free_utterance(t_stop, 0);
-        }
-        in_resampler_.reset();
-    });
+    recording_ = false;
+    post([this, t_stop] { stop_now(t_stop); });
+}
+
+void session::stop_now(mono_time t_stop) {
+    if (!vad_) {
+        finish_utterance(t_stop);
+        return;
+    }
+    // Hands-free listening ends: an utterance in progress ends here.
+    std::vector<vad_event> events = vad_->finish();
+    vad_.reset();
+    if (utterance_open_) {
+        for (const vad_event &e : events)
+            if (e.type == VAD_EVENT_SPEECH_STOPPED)
+                out_->on_event(
+                    speech_stopped_event{e.ms(), e.decided_sample * 1000.0 / VAD_SAMPLE_RATE});
+        end_hands_free_utterance(t_stop, 0);
+    }
+    in_resampler_.reset();
 }
 
 void session::text(std::string text, mono_time t0) {
@@ -346,24 +306,17 @@ void session::text(std::string text, mono_time t0) {
 }
 
 void session::audio(std::vector<int16_t> pcm) {
-    bool started, recording;
-    int rate;
-    {
-        std::lock_guard lock(m_);
-        started = started_;
-        recording = recording_;
-        rate = in_rate_;
-    }
-    if (!started) {
+    if (!started_) {
         error("not_started", "audio before start");
         return;
     }
-    if (!recording) {
+    if (!recording_) {
         error("not_recording", "audio after stop: send start to begin a new utterance");
         return;
     }
+    int rate = in_rate_;
     near_received_ += int64_t(pcm.size()) * ASR_SAMPLE_RATE / rate;
-    post([this, pcm = std::move(pcm)]() mutable { feed_audio(std::move(pcm)); });
+    post([this, pcm = std::move(pcm), rate]() mutable { feed_audio(std::move(pcm), rate); });
 }
 
 } // namespace parley

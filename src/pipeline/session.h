@@ -1,17 +1,22 @@
 // A conversation session: the voice pipeline for one connected client, in typed inputs and
 // events (session-events.h); a protocol codec in src/net/ turns its wire messages into these.
 //
-// Threads. The inputs (start, audio, stop, text, interrupt, playback, reject) are called by the
-// codec on the network thread: they validate and hand work on, never wait on a model. Audio,
-// turn-taking and the start of turns run on the session's actor: a queue, not a thread, on the
-// sessions' pool (actor_pool::sessions(), one thread per core); the recogniser's
-// end-of-utterance pass runs on an actor of the end-pass pool. LLM tokens arrive on the LLM's
-// worker, speech is made on the shared TTS worker. Shared state is under two locks, taken in
-// this order only: a turn's (turn::m), then the session's (m_); no lock is held across an
-// engine call. Events go to the session_sink in protocol order: for each phrase one
-// reply_chunk_event with its text and (has_audio) its audio. close() cancels the turn, frees
-// the KV slot and waits for the session's running task; call it exactly once, when the
-// connection ends.
+// Threads. The session is an actor: its state belongs to one queue of tasks (actor.h) on the
+// sessions' pool (actor_pool::sessions(), one thread per core), and no other thread touches it.
+//   - The inputs (open, start, audio, stop, text, interrupt, playback, reject) are called by
+//     the codec, one at a time (its network thread). They check what the input side knows (a
+//     start came, a recording is open, its rate) and post the rest; interrupts and playback
+//     reports go ahead of the audio queued before them. They never wait on a model.
+//   - The LLM calls back on its worker: the turn's phrase chunker and the "pause after the
+//     first phrase" flag live there (turn::llm_side); whole phrases and the end are posted.
+//   - Speech is made on the shared TTS worker from values copied into its task; the result
+//     is posted back. The recogniser's end-of-utterance passes run on an actor of the
+//     end-pass pool and post their transcript back.
+// So there is no lock on the conversation's state: the session's own mutexes guard only the
+// door (the actors, closed or not) and its id (for logs on any thread). Events go to the
+// session_sink in protocol order: for each phrase one reply_chunk_event with its text and
+// (has_audio) its audio. close() shuts the door, waits for a running task, then cancels the
+// turn and frees the KV slot; call it exactly once, when the connection ends.
 #pragma once
 
 #include "asr/asr.h"
@@ -126,64 +131,78 @@ class session : public std::enable_shared_from_this<session> {
     enum tts_state { TTS_STATE_OFF, TTS_STATE_PENDING, TTS_STATE_OK, TTS_STATE_FAILED };
 
     void error(const std::string &code, const std::string &message);
+    // To the session's actor (dropped once closed); post_control() ahead of queued audio.
     void post(std::function<void()> task);
+    void post_control(std::function<void()> task);
+
+    // The session's actor, from here on.
+    void open_now(const std::string &resume_id);
+    void start_now(const session_start &p);
+    void stop_now(mono_time t_stop);
     void start_speech_output(const session_start &p);
     void start_echo_canceller(bool wanted);
     void begin_listening(int rate, bool hands_free, const vad_params &vp);
-    void post_control(std::function<void()> task);
     void apply_playback(const playback_report &r, mono_time now);
 
-    // Session worker.
-    void feed_audio(std::vector<int16_t> pcm);
+    // Turn-taking.
+    void feed_audio(std::vector<int16_t> pcm, int rate);
     void feed_hands_free(std::vector<int16_t> s16k, mono_time now);
     struct echo_gate {
         double level = -1, gate = 0; // after the canceller, and its gate (-1: no reply playing)
         bool quiet = false;          // below the gate: the canceller's residual, not the user
     };
-    echo_gate cancel_echo(std::vector<int16_t> &s16k, mono_time now, echo_canceller *aec);
+    echo_gate cancel_echo(std::vector<int16_t> &s16k, mono_time now);
     void accept_speech(std::span<const int16_t> pcm);
     void end_turn_at(const vad_event &e, mono_time now);
-    void check_barge_in(mono_time now, echo_canceller *aec, const echo_gate &g);
+    void check_barge_in(mono_time now, const echo_gate &g);
     void send_partial();
     void begin_utterance();
     void maybe_speculate(mono_time now);
     void end_hands_free_utterance(mono_time t_decided, double speech_end_ms);
-    void hands_free_transcript(const std::string &text, std::shared_ptr<turn> spec,
-                               mono_time t_decided, double speech_end_ms);
+    void utterance_transcript(const std::string &text, std::shared_ptr<turn> spec,
+                              mono_time t_decided, double speech_end_ms);
     void start_early_end_pass();
     struct early_end_pass;
     void run_end_pass(std::function<std::string()> end_pass, std::shared_ptr<turn> spec,
                       mono_time t_decided, double speech_end_ms,
                       std::shared_ptr<early_end_pass> early);
     void post_end_pass(std::function<void()> task);
-    void prefill(const std::string &partial);
-    std::vector<chat_message> prompt_messages(const std::string &user, int budget,
-                                              const token_counter &count);
     void finish_utterance(mono_time t_stop);
+    void finish_direct_audio(mono_time t_stop);
+
+    // Replies. A turn is passed by value: the function may drop the session's own reference
+    // to it (current_, speaking_) on the way.
+    void prefill(const std::string &partial);
     std::shared_ptr<turn> start_turn(const std::string &user_text, mono_time t0,
                                      mono_time t_transcript, bool held = false,
                                      std::vector<int16_t> audio = {});
+    void submit_reply(std::shared_ptr<turn> t, std::vector<int16_t> audio);
     bool direct_audio() const;
-
-    // Turn pipeline (any thread; each takes the turn's lock).
-    void on_piece(const std::shared_ptr<turn> &t, std::string_view piece);
-    void on_llm_done(const std::shared_ptr<turn> &t, const llm_result &r);
-    void pump(const std::shared_ptr<turn> &t);
-    void synthesize(const std::shared_ptr<turn> &t, std::string text, std::string chunk_id);
-    void finish_turn_locked(const std::shared_ptr<turn> &t);
-    void emit_locked(const std::shared_ptr<turn> &t, reply_chunk_event c, int chunk);
-    void emit_chunk_locked(const std::shared_ptr<turn> &t, std::string text,
-                           std::vector<int16_t> pcm, const tts_result *speech);
+    // On the LLM's worker: the turn's tokens through its chunker; whole phrases are posted.
+    void on_piece(std::shared_ptr<turn> t, std::string_view piece);
+    void on_llm_done(std::shared_ptr<turn> t, const llm_result &r);
+    // On the actor again.
+    void add_phrases(std::shared_ptr<turn> t, std::vector<std::string> phrases,
+                     mono_time t_first_token);
+    void pump(std::shared_ptr<turn> t);
+    void synthesize(std::shared_ptr<turn> t, std::string text);
+    struct speech;
+    void speech_made(std::shared_ptr<turn> t, speech s);
+    void finish_turn(std::shared_ptr<turn> t);
+    void emit(std::shared_ptr<turn> t, reply_chunk_event c, int chunk);
+    void emit_chunk(std::shared_ptr<turn> t, std::string text, std::vector<int16_t> pcm,
+                    const tts_result *speech);
     bool reply_active(mono_time now);
     // Returns the reply it cut (null: none).
     std::shared_ptr<turn> barge_in(mono_time now);
-    void amend_turn(const std::shared_ptr<turn> &t, const std::string &heard,
+    void cut_playing(std::shared_ptr<turn> t, mono_time now);
+    void amend_turn(std::shared_ptr<turn> t, const std::string &heard,
                     bool interrupted = true);
-    void resume_turn(const std::shared_ptr<turn> &t);
-    void release_turn(const std::shared_ptr<turn> &t, const std::string &final_text);
-    void discard_turn(const std::shared_ptr<turn> &t);
-    void cancel_turn(const std::shared_ptr<turn> &t, bool notify);
-    void record_turn(const std::shared_ptr<turn> &t, bool interrupted);
+    void resume_turn(std::shared_ptr<turn> t);
+    void release_turn(std::shared_ptr<turn> t, const std::string &final_text);
+    void discard_turn(std::shared_ptr<turn> t);
+    void cancel_turn(std::shared_ptr<turn> t, bool notify);
+    void record_turn(std::shared_ptr<turn> t, bool interrupted);
     void request_tts_check(const tts_params &params);
     void tts_checked(bool ok);
 
@@ -191,38 +210,47 @@ class session : public std::enable_shared_from_this<session> {
     session_config cfg_;
     std::shared_ptr<session_sink> out_;
 
-    mutable std::mutex m_;
+    // The door: the actors, until close().
+    std::mutex door_;
+    bool closed_ = false;
+    std::unique_ptr<actor> worker_; // the session's own queue, on the sessions' pool
+    // The recogniser's end-of-utterance passes run here, so that the session's actor goes on
+    // taking the microphone's frames (the echo canceller and barge-in need them in time).
+    // Made on first use; closed by close() before worker_.
+    std::unique_ptr<actor> end_pass_worker_;
+
+    mutable std::mutex id_m_;
     std::string id_;
+
+    // The input side (the codec's calls, one at a time).
+    bool started_ = false;   // a start was received
+    bool recording_ = false; // between start and stop
+    int in_rate_ = 16000;
+    // Microphone samples (16 kHz) received from the network and processed by the actor: the
+    // difference is captured audio not yet through the echo canceller.
+    std::atomic<int64_t> near_received_{0}, near_processed_{0};
+
+    // The actor's (and close()'s, once the actor is gone).
     std::vector<turn_record> history_;
     int64_t next_turn_id_ = 1;
     std::shared_ptr<turn> current_;
-    bool started_ = false;   // a start was received
-    bool recording_ = false; // between start and stop
-    bool closed_ = false;
-    int in_rate_ = 16000;
     bool tts_wanted_ = true;
     tts_params tts_params_;
-    std::atomic<int> tts_state_{TTS_STATE_OFF};
+    tts_state tts_state_ = TTS_STATE_OFF;
     int slot_ = -1;
     // What the client is playing: the last reply that sent audio, and when its audio ends if
     // played without gaps from when it was sent (corrected by the client's playback reports).
     std::shared_ptr<turn> speaking_;
     playout_clock clock_;
     std::shared_ptr<turn> cut_; // the last interrupted reply (its playback report may follow)
-    bool hands_free_ = false;
-    std::shared_ptr<echo_canceller> aec_;
-    // Microphone samples (16 kHz) received from the network and processed by the worker: the
-    // difference is captured audio not yet through the echo canceller.
-    std::atomic<int64_t> near_received_{0}, near_processed_{0};
+    std::unique_ptr<echo_canceller> aec_;
     std::shared_ptr<std::atomic<bool>> prefill_busy_ = std::make_shared<std::atomic<bool>>(false);
-
-    // Session worker only.
     std::unique_ptr<asr_stream> asr_;
     std::unique_ptr<resampler> in_resampler_;
     size_t since_partial_ = 0;
     std::string last_partial_;
     bool asr_end_pending_ = false;
-    // Hands-free (session worker only).
+    // Hands-free.
     std::unique_ptr<vad_stream> vad_;
     bool utterance_open_ = false;
     bool barging_ = false;       // this speech already interrupted a reply
@@ -243,18 +271,12 @@ class session : public std::enable_shared_from_this<session> {
     mono_time t_onset_{};
     double utt_asr_ms_ = 0;          // recognition work for the current utterance
     std::vector<int16_t> utt_audio_; // direct audio mode: the utterance at 16 kHz
-
-    std::unique_ptr<actor> worker_; // the session's own queue, on the sessions' pool
-    // The recogniser's end-of-utterance pass in hands-free mode runs here, so that the session's
-    // actor goes on taking the microphone's frames (the echo canceller and barge-in need them
-    // in time). Made on first use; closed by close() before worker_.
-    std::unique_ptr<actor> end_pass_worker_;
-    int end_passes_pending_ = 0; // utterances whose end pass is at work (session worker only)
+    int end_passes_pending_ = 0;     // utterances whose end pass is at work
     // The recogniser's end pass started in a pause, on the audio up to the pause: if the turn
     // ends there, its result is the transcript (and a reply may start from it before the end).
     struct early_end_pass {
         std::atomic<bool> done{false};
-        bool stale = false; // the user went on (session worker only)
+        bool stale = false;      // the user went on (the actor's)
         std::string text, error; // written before done
         double ms = 0;
     };

@@ -41,15 +41,48 @@ store::store(const std::string &path) {
         sqlite3_close(db_);
         throw store_error("cannot open database " + path + ": " + err);
     }
-    sqlite3_busy_timeout(db_, 5000);
-    exec("PRAGMA journal_mode=WAL");
-    exec("PRAGMA synchronous=NORMAL");
-    exec("CREATE TABLE IF NOT EXISTS sessions ("
-         " id TEXT PRIMARY KEY, created_ms INTEGER NOT NULL)");
-    exec("CREATE TABLE IF NOT EXISTS turns ("
-         " session_id TEXT NOT NULL REFERENCES sessions(id), turn_id INTEGER NOT NULL,"
-         " user_text TEXT NOT NULL, reply_text TEXT NOT NULL, interrupted INTEGER NOT NULL,"
-         " timings TEXT NOT NULL, created_ms INTEGER NOT NULL, PRIMARY KEY (session_id, turn_id))");
+    try {
+        sqlite3_busy_timeout(db_, 5000);
+        exec("PRAGMA journal_mode=WAL");
+        exec("PRAGMA synchronous=NORMAL");
+        migrate();
+    } catch (const store_error &e) {
+        sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+        sqlite3_close(db_);
+        throw store_error("database " + path + ": " + e.what());
+    }
+}
+
+// The schema's version is SQLite's user_version: 0 an empty file, each step one version up, in
+// one transaction, so a file is either at a version or not touched.
+//   1: sessions (id, created_ms) and turns
+//   2: sessions.token_sha256: the hash of the session's resume token (NULL: none, its history
+//      is read with the API key only)
+void store::migrate() {
+    stmt v(db_, "PRAGMA user_version");
+    int version = sqlite3_step(v.s) == SQLITE_ROW ? sqlite3_column_int(v.s, 0) : 0;
+    if (version > STORE_SCHEMA_VERSION)
+        throw store_error("the database's schema is version " + std::to_string(version) +
+                          ", newer than this Parley's (" + std::to_string(STORE_SCHEMA_VERSION) +
+                          ")");
+    if (version < 1) {
+        exec("BEGIN IMMEDIATE");
+        exec("CREATE TABLE IF NOT EXISTS sessions ("
+             " id TEXT PRIMARY KEY, created_ms INTEGER NOT NULL)");
+        exec("CREATE TABLE IF NOT EXISTS turns ("
+             " session_id TEXT NOT NULL REFERENCES sessions(id), turn_id INTEGER NOT NULL,"
+             " user_text TEXT NOT NULL, reply_text TEXT NOT NULL, interrupted INTEGER NOT NULL,"
+             " timings TEXT NOT NULL, created_ms INTEGER NOT NULL,"
+             " PRIMARY KEY (session_id, turn_id))");
+        exec("PRAGMA user_version = 1");
+        exec("COMMIT");
+    }
+    if (version < 2) {
+        exec("BEGIN IMMEDIATE");
+        exec("ALTER TABLE sessions ADD COLUMN token_sha256 TEXT");
+        exec("PRAGMA user_version = 2");
+        exec("COMMIT");
+    }
 }
 
 store::~store() {
@@ -65,11 +98,15 @@ void store::exec(const char *sql) {
     }
 }
 
-void store::create_session(const std::string &id) {
+void store::create_session(const std::string &id, const std::string &token_sha256) {
     std::lock_guard lock(m_);
-    stmt s(db_, "INSERT OR IGNORE INTO sessions (id, created_ms) VALUES (?, ?)");
+    stmt s(db_, "INSERT OR IGNORE INTO sessions (id, created_ms, token_sha256) VALUES (?, ?, ?)");
     s.bind(1, id);
     s.bind(2, now_ms());
+    if (token_sha256.empty())
+        sqlite3_bind_null(s.s, 3);
+    else
+        s.bind(3, token_sha256);
     if (sqlite3_step(s.s) != SQLITE_DONE)
         throw store_error(std::string("sqlite: ") + sqlite3_errmsg(db_));
 }
@@ -79,6 +116,14 @@ bool store::session_exists(const std::string &id) {
     stmt s(db_, "SELECT 1 FROM sessions WHERE id = ?");
     s.bind(1, id);
     return sqlite3_step(s.s) == SQLITE_ROW;
+}
+
+std::optional<std::string> store::session_token_hash(const std::string &id) {
+    std::lock_guard lock(m_);
+    stmt s(db_, "SELECT token_sha256 FROM sessions WHERE id = ?");
+    s.bind(1, id);
+    if (sqlite3_step(s.s) != SQLITE_ROW) return std::nullopt;
+    return s.text(0);
 }
 
 std::vector<turn_record> store::load_turns(const std::string &session_id) {

@@ -23,22 +23,30 @@ struct store_error : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
+constexpr int STORE_SCHEMA_VERSION = 2; // SQLite's user_version (store.cpp lists the steps)
+
 class store {
   public:
-    // ":memory:" for a private in-memory store.
+    // ":memory:" for a private in-memory store. Brings an older schema up to date; a newer one
+    // is refused (store_error).
     explicit store(const std::string &path);
     ~store();
     store(const store &) = delete;
     store &operator=(const store &) = delete;
 
-    void create_session(const std::string &id);
+    // token_sha256: secret_hash() of the session's resume token (empty: none).
+    void create_session(const std::string &id, const std::string &token_sha256 = {});
     bool session_exists(const std::string &id);
+    // The stored hash of the session's resume token: nullopt when there is no such session,
+    // empty when it has none.
+    std::optional<std::string> session_token_hash(const std::string &id);
     std::vector<turn_record> load_turns(const std::string &session_id);
     void append_turn(const std::string &session_id, const turn_record &turn);
     int64_t count_turns();
 
   private:
     void exec(const char *sql);
+    void migrate();
     std::mutex m_;
     sqlite3 *db_ = nullptr;
 };

@@ -156,7 +156,8 @@ describe('hands-free in Chromium', { timeout: 180_000 }, () => {
     const shown = (await reply.locator('.w:not(.unheard)').allTextContents()).join(' ');
     await page.waitForTimeout(300); // the report reaches the server
     const id = await page.evaluate(() => window.parley.sessionId);
-    const hist = await (await fetch(`${server.url}/sessions/${id}`)).json();
+    const token = await page.evaluate(() => localStorage.getItem('parley.resume_token'));
+    const hist = await (await fetch(`${server.url}/sessions/${id}`, { headers: { Authorization: `Bearer ${token}` } })).json();
     const stored = hist.turns.find((t) => t.turn_id === turn);
     assert.equal(stored.interrupted, true);
     // (Contractions compared by their first part: espeak-ng's word events cut "I'm" to "I".)

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { startServer, Client, clips, voiceTurn, repo, readWav, streamPcm, bin, tempDir } from '../lib/parley.mjs';
+import { startServer, fetchHistory, Client, clips, voiceTurn, repo, readWav, streamPcm, bin, tempDir } from '../lib/parley.mjs';
 
 const models = resolve(repo, 'build/test-models');
 const whisper = `${models}/tiny-whisper.bin`;
@@ -93,7 +93,8 @@ test('direct audio mode: one pass writes the transcript, then the reply', { skip
     assert.ok(tr >= 0 && tr < firstChunk, 'the transcript precedes the reply');
     assert.ok(done.json.timings.audio_tokens > 0, 'the audio went into the model');
     assert.ok(done.json.timings.llm_audio_ms > 0);
-    const hist = await (await fetch(`${s.url}/sessions/${(await c.ofType('ready'))[0].session_id}`)).json();
+    const ready = (await c.ofType('ready'))[0];
+    const hist = await (await fetchHistory(s.url, ready.session_id, ready.resume_token)).json();
     assert.equal(hist.turns[0].user, c.msgs[tr].json.text, 'the history holds the heard transcript as text');
     await c.close();
   } finally {

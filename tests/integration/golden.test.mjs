@@ -22,6 +22,7 @@ function normalize(m) {
   for (const [k, v] of Object.entries(m.json)) {
     if (k === 'timings') out[k] = '<timings>';
     else if (k === 'session_id') out[k] = '<session>';
+    else if (k === 'resume_token') out[k] = '<token>';
     else if (k === 'heard') out[k] = '<heard>'; // where the playout clock was at the cut
     else if (/_ms$/.test(k) || k === 't') out[k] = typeof v === 'number' ? '<ms>' : v;
     else if (k === 'words') out[k] = v.map((w) => ({ text: w.text }));

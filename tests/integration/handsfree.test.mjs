@@ -3,7 +3,7 @@
 // in on the reply, a click does not, and the history keeps only what was heard.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, Client, clips, readWav, Mic, clipBounds } from '../lib/parley.mjs';
+import { startServer, fetchHistory, Client, clips, readWav, Mic, clipBounds } from '../lib/parley.mjs';
 
 const RATE = 16000;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -21,7 +21,7 @@ async function handsFree(args = [], start = {}, echoGain = 0.5) {
   c.send({ type: 'start', sample_rate: RATE, mode: 'hands_free', ...start });
   // A client without echo cancellation hears the reply in its microphone (EchoMic, below).
   const mic = start.echo_cancellation === false ? new EchoMic(c, ready.json.audio_format.sample_rate, echoGain) : new Mic(c);
-  return { s, c, mic, id: ready.json.session_id };
+  return { s, c, mic, id: ready.json.session_id, token: ready.json.resume_token };
 }
 
 test('hands-free: a turn ends within the configured silence plus 150 ms, and gets a reply', async () => {
@@ -54,7 +54,7 @@ test('hands-free: a turn ends within the configured silence plus 150 ms, and get
 });
 
 test('hands-free: speech during the reply interrupts it, the history keeps what was heard', async () => {
-  const { s, c, mic, id } = await handsFree();
+  const { s, c, mic, id, token } = await handsFree();
   try {
     await mic.play(clip(0).pcm);
     const first = await c.waitFor((m) => m.json && m.json.type === 'text_chunk' && m.json.has_audio, { timeout: 30000 });
@@ -80,7 +80,7 @@ test('hands-free: speech during the reply interrupts it, the history keeps what 
     assert.ok(done.json.text.length > 0, 'the new question got a reply');
     // The history: the first reply cut to the words heard, marked interrupted.
     const sent = c.ofType('text_chunk').filter((x) => x.turn_id === turn).map((x) => x.text).join(' ');
-    const hist = await (await fetch(`${s.url}/sessions/${id}`)).json();
+    const hist = await (await fetchHistory(s.url, id, token)).json();
     const t1 = hist.turns.find((t) => t.turn_id === turn);
     assert.equal(t1.interrupted, true);
     assert.equal(t1.assistant, cut.json.heard || '');

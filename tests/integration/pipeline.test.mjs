@@ -2,7 +2,7 @@
 // and espeak-ng: real recorded speech in, text and audio out.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, Client, clips, voiceTurn, wer } from '../lib/parley.mjs';
+import { startServer, fetchHistory, Client, clips, voiceTurn, wer } from '../lib/parley.mjs';
 
 let srv;
 before(async () => {
@@ -73,7 +73,7 @@ test('a spoken turn: transcript within WER 0.5, streamed chunks with audio, then
   assert.ok(tm2.cached_tokens > 0, 'the second prompt starts with the first turn (KV cache reused)');
   assert.ok(tm2.prompt_tokens > tm.prompt_tokens, 'the second prompt holds the first turn');
 
-  const hist = await (await fetch(`${srv.url}/sessions/${sid}`)).json();
+  const hist = await (await fetchHistory(srv.url, sid, ready.json.resume_token)).json();
   assert.equal(hist.turns.length, 2);
   assert.equal(hist.turns[0].user, hyp);
   assert.equal(hist.turns[0].assistant, t1.done.json.text);
@@ -117,7 +117,8 @@ test('a TTS failure falls back to text and the session goes on', async () => {
 
 test('four sessions at once, each with its own conversation', async () => {
   const clients = await Promise.all([0, 1, 2, 3].map(() => Client.open(srv.ws)));
-  const ids = await Promise.all(clients.map(async (c) => (await c.waitType('ready')).json.session_id));
+  const readies = await Promise.all(clients.map(async (c) => (await c.waitType('ready')).json));
+  const ids = readies.map((r) => r.session_id);
   assert.equal(new Set(ids).size, 4);
   const turns = await Promise.all(clients.map((c, i) => voiceTurn(c, clips[i])));
   turns.forEach((t, i) => {
@@ -126,7 +127,7 @@ test('four sessions at once, each with its own conversation', async () => {
     checkChunks(t.msgs, { audio: true });
   });
   for (let i = 0; i < 4; i++) {
-    const h = await (await fetch(`${srv.url}/sessions/${ids[i]}`)).json();
+    const h = await (await fetchHistory(srv.url, ids[i], readies[i].resume_token)).json();
     assert.equal(h.turns.length, 1);
     assert.equal(h.turns[0].user, turns[i].final.json.text);
   }

@@ -5,7 +5,7 @@ import { request } from 'node:http';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { startServer, Client, clips, voiceTurn, bin, tempDir } from '../lib/parley.mjs';
+import { startServer, fetchHistory, Client, clips, voiceTurn, bin, tempDir } from '../lib/parley.mjs';
 
 let srv;
 before(async () => {
@@ -53,7 +53,7 @@ test('every kind of bad input gets an error with a code and the session keeps wo
 
 test('interrupt stops the reply: interrupted, then nothing more of that turn', async () => {
   const c = await Client.open(srv.ws);
-  const sid = (await c.waitType('ready')).json.session_id;
+  const { session_id: sid, resume_token: token } = (await c.waitType('ready')).json;
   c.send({ type: 'text', text: 'Once upon a time' });
   const first = await c.waitType('text_chunk');
   c.send({ type: 'interrupt' });
@@ -63,7 +63,7 @@ test('interrupt stops the reply: interrupted, then nothing more of that turn', a
   await new Promise((r) => setTimeout(r, 500));
   const after = c.msgs.slice(at + 1);
   assert.ok(!after.some((m) => m.binary || (m.json && m.json.turn_id === first.json.turn_id)), 'nothing of the old turn after interrupted');
-  const h = await (await fetch(`${srv.url}/sessions/${sid}`)).json();
+  const h = await (await fetchHistory(srv.url, sid, token)).json();
   // Either the reply finished before the interrupt landed, or it is stored as interrupted.
   if (!c.ofType('response_done').length) assert.equal(h.turns[0].interrupted, true);
   await c.close();
@@ -96,7 +96,7 @@ test('resume by id after a server restart; SIGTERM keeps every finished turn', a
   const db = join(tempDir(), 'resume.db');
   let s = await startServer([], { db });
   let c = await Client.open(s.ws);
-  const sid = (await c.waitType('ready')).json.session_id;
+  const { session_id: sid, resume_token: token } = (await c.waitType('ready')).json;
   c.send({ type: 'text', text: 'My name is Tom.' });
   const done1 = await c.waitType('response_done');
   const { code } = await s.stop();
@@ -108,6 +108,7 @@ test('resume by id after a server restart; SIGTERM keeps every finished turn', a
   assert.equal(ready.json.session_id, sid);
   assert.equal(ready.json.resumed, true);
   assert.equal(ready.json.turns, 1);
+  assert.equal(ready.json.resume_token, undefined, 'a resumed session gets no new token');
   c.send({ type: 'text', text: 'What is my name?' });
   await c.waitType('response_done');
   // Resuming with start works too, from a fresh connection.
@@ -116,7 +117,7 @@ test('resume by id after a server restart; SIGTERM keeps every finished turn', a
   c2.send({ type: 'start', sample_rate: 16000, session_id: sid });
   const r2 = await c2.waitFor((m) => m.json && m.json.type === 'ready' && m.json.resumed);
   assert.equal(r2.json.turns, 2);
-  const h = await (await fetch(`${s.url}/sessions/${sid}`)).json();
+  const h = await (await fetchHistory(s.url, sid, token)).json();
   assert.deepEqual(h.turns.map((t) => t.user), ['My name is Tom.', 'What is my name?']);
   assert.equal(h.turns[0].assistant, done1.json.text);
   // An unknown id: a clear error and a new session.
@@ -245,15 +246,15 @@ test('a store that fails: GET /sessions answers 500, turns go on with store_fail
   const s = await startServer([], { db });
   try {
     const c = await Client.open(s.ws);
-    const sid = (await c.waitType('ready')).json.session_id;
+    const { session_id: sid, resume_token: token } = (await c.waitType('ready')).json;
     c.send({ type: 'text', text: 'Hello there.' });
     await c.waitType('response_done');
-    assert.equal((await fetch(`${s.url}/sessions/${sid}`)).status, 200);
+    assert.equal((await fetchHistory(s.url, sid, token)).status, 200);
     // The schema changes under the server: its table vanishes.
     const other = new DatabaseSync(db);
     other.exec('DROP TABLE turns');
     other.close();
-    const r = await fetch(`${s.url}/sessions/${sid}`);
+    const r = await fetchHistory(s.url, sid, token);
     assert.equal(r.status, 500);
     assert.equal((await r.json()).code, 'store_failed');
     const from = c.msgs.length;
@@ -273,6 +274,15 @@ test('a store that fails: GET /sessions answers 500, turns go on with store_fail
   } finally {
     await s.stop();
   }
+});
+
+test('a database file that is no database: the server does not start, and says which file and why', () => {
+  const db = join(tempDir(), 'corrupt.db');
+  writeFileSync(db, 'x'.repeat(8192));
+  const r = spawnSync(bin, ['serve', '--port', '0', '--db', db], { encoding: 'utf8' });
+  assert.equal(r.status, 2, r.stderr);
+  assert.ok(r.stderr.includes(db), r.stderr);
+  assert.match(r.stderr, /not a database/);
 });
 
 test('--host takes a name and resolves it', async () => {

@@ -68,6 +68,11 @@ export async function startServer(args = [], { withModel = true, db, env } = {})
   };
 }
 
+// GET /sessions/{id} with the session's resume token (from its `ready`).
+export function fetchHistory(url, sessionId, token) {
+  return fetch(`${url}/sessions/${sessionId}`, { headers: token ? { Authorization: `Bearer ${token}` } : {} });
+}
+
 // A WebSocket client that keeps every message in order: {text, json} or {binary: Buffer}.
 export class Client {
   constructor(url, protocols) {

@@ -1,4 +1,5 @@
 #include "app/config.h"
+#include "net/access.h"
 
 #include <gtest/gtest.h>
 

@@ -76,9 +76,12 @@ TEST(protocol, text_chunk_has_the_original_six_fields) {
 }
 
 TEST(protocol, encodes_events) {
-    json r = json::parse(encode_event(ready_event{"s1", 22050, true, 3, true, false}));
+    json r = json::parse(encode_event(ready_event{"s1", "", 22050, true, 3, true, false}));
     EXPECT_EQ(r["type"], "ready");
     EXPECT_EQ(r["session_id"], "s1");
+    EXPECT_FALSE(r.contains("resume_token")); // a resumed session gets none
+    json fresh = json::parse(encode_event(ready_event{"s2", "t2", 22050, false, 0, true, true}));
+    EXPECT_EQ(fresh["resume_token"], "t2");
     EXPECT_EQ(r["audio_format"]["sample_rate"], 22050);
     EXPECT_EQ(r["audio_format"]["encoding"], "pcm_s16le");
     EXPECT_EQ(r["resumed"], true);

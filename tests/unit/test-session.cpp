@@ -72,6 +72,7 @@ void expect_protocol_order(const std::vector<out_msg> &msgs, bool expect_audio) 
 
 TEST(session, sends_ready_on_open) {
     rig r(reply);
+    ASSERT_TRUE(r.out->wait_type("ready")); // open() posts to the session's actor
     auto ready = r.out->of_type("ready");
     ASSERT_EQ(ready.size(), 1u);
     EXPECT_EQ(ready[0]["session_id"].get<std::string>().size(), 32u);

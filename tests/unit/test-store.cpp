@@ -1,0 +1,103 @@
+// The session store: schema versions and migrations, resume tokens, refusals.
+#include "core/secret.h"
+#include "store/store.h"
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <filesystem>
+#include <fstream>
+
+using namespace parley;
+
+namespace {
+
+std::string temp_db(const std::string &name) {
+    auto dir = std::filesystem::temp_directory_path() / ("parley-store-" + random_hex(6));
+    std::filesystem::create_directories(dir);
+    return (dir / name).string();
+}
+
+void sql(const std::string &path, const char *text) {
+    sqlite3 *db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    char *err = nullptr;
+    EXPECT_EQ(sqlite3_exec(db, text, nullptr, nullptr, &err), SQLITE_OK) << (err ? err : "");
+    sqlite3_free(err);
+    sqlite3_close(db);
+}
+
+int user_version(const std::string &path) {
+    sqlite3 *db = nullptr;
+    sqlite3_open(path.c_str(), &db);
+    sqlite3_stmt *s = nullptr;
+    sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, nullptr);
+    int v = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int(s, 0) : -1;
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return v;
+}
+
+} // namespace
+
+TEST(store, new_database_has_the_current_schema_and_tokens) {
+    std::string path = temp_db("new.db");
+    {
+        store db(path);
+        db.create_session("s1", secret_hash("token-1"));
+        db.create_session("s2");
+        EXPECT_EQ(db.session_token_hash("s1"), secret_hash("token-1"));
+        EXPECT_EQ(db.session_token_hash("s2"), std::string());
+        EXPECT_EQ(db.session_token_hash("nope"), std::nullopt);
+    }
+    EXPECT_EQ(user_version(path), STORE_SCHEMA_VERSION);
+}
+
+TEST(store, a_database_from_before_versions_is_migrated_and_keeps_its_turns) {
+    std::string path = temp_db("old.db");
+    sql(path, "CREATE TABLE sessions (id TEXT PRIMARY KEY, created_ms INTEGER NOT NULL);"
+              "CREATE TABLE turns (session_id TEXT NOT NULL REFERENCES sessions(id),"
+              " turn_id INTEGER NOT NULL, user_text TEXT NOT NULL, reply_text TEXT NOT NULL,"
+              " interrupted INTEGER NOT NULL, timings TEXT NOT NULL, created_ms INTEGER NOT NULL,"
+              " PRIMARY KEY (session_id, turn_id));"
+              "INSERT INTO sessions VALUES ('old', 1);"
+              "INSERT INTO turns VALUES ('old', 1, 'hi', 'hello', 0, '{}', 2);");
+    ASSERT_EQ(user_version(path), 0);
+    {
+        store db(path);
+        EXPECT_TRUE(db.session_exists("old"));
+        auto turns = db.load_turns("old");
+        ASSERT_EQ(turns.size(), 1u);
+        EXPECT_EQ(turns[0].assistant, "hello");
+        // Made before tokens: its history is read with the API key only.
+        EXPECT_EQ(db.session_token_hash("old"), std::string());
+    }
+    EXPECT_EQ(user_version(path), STORE_SCHEMA_VERSION);
+    store again(path); // a second open changes nothing
+    EXPECT_EQ(again.load_turns("old").size(), 1u);
+}
+
+TEST(store, a_newer_schema_is_refused_by_name) {
+    std::string path = temp_db("newer.db");
+    { store db(path); }
+    sql(path, "PRAGMA user_version = 99");
+    try {
+        store db(path);
+        FAIL() << "opened a schema from a newer Parley";
+    } catch (const store_error &e) {
+        EXPECT_NE(std::string(e.what()).find("newer"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+    }
+}
+
+TEST(store, a_file_that_is_no_database_is_refused_with_sqlites_reason) {
+    std::string path = temp_db("junk.db");
+    std::ofstream(path) << std::string(4096, 'x');
+    try {
+        store db(path);
+        FAIL() << "opened a file that is no database";
+    } catch (const store_error &e) {
+        EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("not a database"), std::string::npos) << e.what();
+    }
+}
