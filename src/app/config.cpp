@@ -125,7 +125,8 @@ void add_options(CLI::App &app, const option_table &table, std::set<std::string>
                         apply(v);
                 },
                 spec.help);
-            o->expected(1)->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+            o->type_name(spec.value)->expected(1)->multi_option_policy(
+                CLI::MultiOptionPolicy::TakeAll);
         } else {
             o = app.add_option_function<std::string>(flags, apply, spec.help);
             o->type_name(spec.value)->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);

@@ -99,16 +99,22 @@ void option_table::add_float(const std::string &name, float &dest, float lo, flo
 
 void option_table::add_string(const std::string &name, std::string &dest,
                               const std::string &value, const std::string &help) {
-    option_spec s;
-    s.name = name;
-    s.value = value;
-    s.help = help;
-    s.fallback = dest;
-    s.set = [&dest](const std::string &v) -> std::string {
-        dest = v;
-        return {};
-    };
-    add(std::move(s));
+    add({name, {}, value, help, {}, dest, false,
+         [&dest](const std::string &v) -> std::string {
+             dest = v;
+             return {};
+         },
+         {}});
+}
+
+void option_table::add_list(const std::string &name, std::vector<std::string> &dest,
+                            const std::string &value, const std::string &help) {
+    add({name, {}, value, help, {}, {}, true,
+         [&dest](const std::string &v) -> std::string {
+             dest.push_back(v);
+             return {};
+         },
+         {}});
 }
 
 void option_table::add_choice(const std::string &name, std::string &dest,

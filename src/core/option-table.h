@@ -47,6 +47,9 @@ class option_table {
                    const std::string &limits = {});
     void add_string(const std::string &name, std::string &dest, const std::string &value,
                     const std::string &help);
+    // Repeatable: each occurrence adds a value.
+    void add_list(const std::string &name, std::vector<std::string> &dest,
+                  const std::string &value, const std::string &help);
     // One of `choices` (shown as the value).
     void add_choice(const std::string &name, std::string &dest,
                     const std::vector<std::string> &choices, const std::string &help);

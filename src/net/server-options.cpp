@@ -43,27 +43,11 @@ void register_server_options(option_table &t, server_options &o) {
         return {};
     };
     t.add(std::move(key_file));
-    option_spec origin;
-    origin.name = "allow-origin";
-    origin.value = "ORIGIN";
-    origin.help = "also accept WebSocket connections from this page origin (* for any; repeatable)";
-    origin.repeatable = true;
-    origin.set = [&o](const std::string &v) -> std::string {
-        o.allowed_origins.push_back(v);
-        return {};
-    };
-    t.add(std::move(origin));
-    option_spec host;
-    host.name = "allow-host";
-    host.value = "NAME";
-    host.help = "also serve requests whose Host is this name (* for any; repeatable): on a "
-                "loopback address only loopback names are served, against DNS rebinding";
-    host.repeatable = true;
-    host.set = [&o](const std::string &v) -> std::string {
-        o.allowed_hosts.push_back(v);
-        return {};
-    };
-    t.add(std::move(host));
+    t.add_list("allow-origin", o.allowed_origins, "ORIGIN",
+               "also accept WebSocket connections from this page origin (* for any; repeatable)");
+    t.add_list("allow-host", o.allowed_hosts, "NAME",
+               "also serve requests whose Host is this name (* for any; repeatable): on a "
+               "loopback address only loopback names are served, against DNS rebinding");
     t.add_int("io-threads", o.io_threads, 1, 64, "N", "network threads");
     t.add_int("io-slice-us", o.io_slice_us, 0, 100000, "N",
               "scheduler slice of the WebSocket writer threads and the session threads they "
