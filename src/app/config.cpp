@@ -27,6 +27,10 @@ option_table app_options(app_config &c) {
                  "are pulled; offline engines stand in when they can't be; flags override single "
                  "engines)");
     t.add_string("db", c.db_path, "FILE", "conversation store");
+    t.add_switch("db-recover", c.db_recover,
+                 "when the store cannot be used (not a database, a newer schema), move it aside "
+                 "(FILE.corrupt-TIME) and start a new one, saying so; without it the server "
+                 "refuses to start");
     t.add_choice("log-level", c.log_level, {"debug", "info", "warn", "error"}, "log detail");
     option_spec verbose;
     verbose.name = "verbose";

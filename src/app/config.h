@@ -21,6 +21,7 @@ struct app_config {
     tts_config tts;
     session_config session;
     std::string db_path = "data/parley.db";
+    bool db_recover = false; // a database that cannot be used is moved aside, not refused
     std::string log_level = "info";
     std::string wav_out;         // chat: write the spoken replies here; say: output file
     std::string profile;         // a profile of the model manifest (empty: the flags alone decide)

@@ -90,11 +90,13 @@ int cmd_serve(app_config &cfg) {
     }
     std::unique_ptr<store> db;
     try {
-        std::filesystem::path p(cfg.db_path);
-        if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());
-        db = std::make_unique<store>(cfg.db_path);
+        std::string moved;
+        db = open_store(cfg.db_path, cfg.db_recover, &moved);
+        if (!moved.empty())
+            log_warn("store: %s could not be used; moved aside to %s, starting a new one",
+                     cfg.db_path.c_str(), moved.c_str());
     } catch (const std::exception &e) {
-        return fail(e.what());
+        return fail(std::string(e.what()) + " (--db-recover moves it aside and starts a new one)");
     }
     std::shared_ptr<const vad_model> vad;
     try {

@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 #include <chrono>
+#include <filesystem>
 
 namespace parley {
 
@@ -158,6 +159,25 @@ void store::append_turn(const std::string &session_id, const turn_record &t) {
     s.bind(7, t.created_ms ? t.created_ms : now_ms());
     if (sqlite3_step(s.s) != SQLITE_DONE)
         throw store_error(std::string("sqlite: ") + sqlite3_errmsg(db_));
+}
+
+std::unique_ptr<store> open_store(const std::string &path, bool recover, std::string *moved) {
+    namespace fs = std::filesystem;
+    if (moved) moved->clear();
+    if (fs::path p(path); p.has_parent_path() && path != ":memory:") fs::create_directories(p.parent_path());
+    try {
+        return std::make_unique<store>(path);
+    } catch (const store_error &) {
+        if (!recover || path == ":memory:") throw;
+    }
+    std::string aside = path + ".corrupt-" + std::to_string(now_ms() / 1000);
+    std::error_code ec;
+    fs::rename(path, aside, ec);
+    if (ec) throw store_error("cannot move " + path + " aside: " + ec.message());
+    for (const char *suffix : {"-wal", "-shm"})
+        if (fs::exists(path + suffix)) fs::rename(path + suffix, aside + suffix, ec);
+    if (moved) *moved = aside;
+    return std::make_unique<store>(path);
 }
 
 int64_t store::count_turns() {

@@ -8,6 +8,7 @@
 #include "core/guard.h"
 #include "llm/conversation.h"
 
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
@@ -50,6 +51,12 @@ class store {
     std::mutex m_;
     sqlite3 *db_ = nullptr;
 };
+
+// Opens the store at `path` (its folder made when missing). When the file cannot be used (no
+// database, a newer schema) and `recover` is set, the file and its -wal and -shm are renamed to
+// PATH.corrupt-UNIXTIME and a new store is made; `moved` (may be null) gets the new name, empty
+// when nothing was moved. Otherwise the store_error goes to the caller.
+std::unique_ptr<store> open_store(const std::string &path, bool recover, std::string *moved);
 
 // Runs one call on the store (core/guard.h): a failure (a store_error, a full disk, a changed
 // schema, memory) is logged in one line and returned as its message; empty on success. Every

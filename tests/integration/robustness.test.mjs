@@ -283,6 +283,27 @@ test('a database file that is no database: the server does not start, and says w
   assert.equal(r.status, 2, r.stderr);
   assert.ok(r.stderr.includes(db), r.stderr);
   assert.match(r.stderr, /not a database/);
+  assert.match(r.stderr, /--db-recover/);
+});
+
+test('--db-recover moves a database it cannot use aside, says so, and starts a new one', async () => {
+  const dir = tempDir();
+  const db = join(dir, 'corrupt.db');
+  writeFileSync(db, 'x'.repeat(8192));
+  const s = await startServer(['--db-recover'], { db });
+  try {
+    const moved = /moved aside to (\S+),/.exec(s.log());
+    assert.ok(moved, s.log());
+    assert.equal(readFileSync(moved[1], 'utf8'), 'x'.repeat(8192), 'the old file is kept as it was');
+    const c = await Client.open(s.ws);
+    const { session_id: sid, resume_token: token } = (await c.waitType('ready')).json;
+    c.send({ type: 'text', text: 'Hello.' });
+    await c.waitType('response_done');
+    await c.close();
+    assert.equal((await (await fetchHistory(s.url, sid, token)).json()).turns.length, 1);
+  } finally {
+    await s.stop();
+  }
 });
 
 test('--host takes a name and resolves it', async () => {
