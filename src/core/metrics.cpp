@@ -47,6 +47,8 @@ std::string metrics::render() const {
     gauge("parley_turns_total", "Replies started.", "counter", double(turns.load()));
     gauge("parley_interruptions_total", "Replies cut by an interrupt or a new turn.", "counter",
           double(interruptions.load()));
+    gauge("parley_store_unsaved_turns", "Turns the store refused, kept in memory and written again.",
+          "gauge", double(unsaved_turns.load()));
     out += "# HELP parley_errors_total Error events sent to clients, by code.\n# TYPE parley_errors_total counter\n";
     {
         std::lock_guard lock(m_);

@@ -30,6 +30,7 @@ struct metrics {
     std::atomic<int64_t> turns{0};
     std::atomic<int64_t> interruptions{0};
     std::atomic<int64_t> errors{0};
+    std::atomic<int64_t> unsaved_turns{0}; // turns the store refused, kept to be written again
 
     // What the user waits: from the end of their speech to the reply's first audio.
     latency_histogram speech_end_to_audio;

@@ -78,8 +78,8 @@ std::string bearer_token(std::string_view authorization) {
     return std::string(trim(a.substr(7)));
 }
 
-bool carries_key(std::string_view key, std::string_view authorization,
-                 std::string_view query_key, std::string_view subprotocols) {
+bool carries_key(std::string_view key, std::string_view authorization, std::string_view query_key,
+                 std::string_view subprotocols) {
     if (key.empty()) return false;
     bool found = false;
     // Every candidate is compared, so the time does not say which one matched.

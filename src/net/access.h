@@ -37,7 +37,7 @@ std::string bearer_token(std::string_view authorization);
 
 // Does the request carry `key`: as a bearer token, ?api_key=, or the WebSocket subprotocol
 // parley-key.KEY? Constant time in the key (secrets_equal). An empty key matches nothing.
-bool carries_key(std::string_view key, std::string_view authorization,
-                 std::string_view query_key, std::string_view subprotocols);
+bool carries_key(std::string_view key, std::string_view authorization, std::string_view query_key,
+                 std::string_view subprotocols);
 
 } // namespace parley

@@ -257,6 +257,8 @@ void native_connection::close() { session_->close(); }
 
 std::string native_connection::id() const { return session_->id(); }
 
+void native_connection::store_changed() { session_->store_changed(); }
+
 void native_connection::on_text(std::string_view message) {
     mono_time t_recv = mono_now();
     auto parsed = parse_client_message(message);

@@ -83,6 +83,7 @@ class native_connection {
     void on_binary(std::string_view bytes);
     void close();
     std::string id() const;
+    void store_changed(); // session::store_changed()
 
   private:
     std::shared_ptr<session> session_;

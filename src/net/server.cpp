@@ -74,8 +74,12 @@ struct server::impl {
     std::mutex conns_m;
     std::set<std::shared_ptr<ws_conn>> conns;
     std::atomic<bool> stopping{false};
+    // Every few seconds: is the database file still there? (store::check_file)
+    asio::steady_timer store_watch{ioc};
+    uint64_t store_generation = 0;
 
     void accept();
+    void watch_store();
     void shutdown();
     bool carries_api_key(const http::request<http::string_body> &req) const;
     bool authorized(const http::request<http::string_body> &req) const;
@@ -136,6 +140,15 @@ class ws_conn : public native_output, public std::enable_shared_from_this<ws_con
                 self->ws_.async_close(websocket::close_code::going_away,
                                       [self](beast::error_code) {});
         });
+    }
+
+    void store_changed() {
+        std::shared_ptr<native_connection> s;
+        {
+            std::lock_guard lock(qm_);
+            s = sess_;
+        }
+        if (s) s->store_changed();
     }
 
     void close_session() {
@@ -431,8 +444,12 @@ server::impl::handle(const http::request<http::string_body> &req) {
     if (req.method() != http::verb::get && req.method() != http::verb::head)
         return json_reply(http::status::method_not_allowed, {{"error", "only GET is supported"}});
     if (path == "/health") {
-        return json_reply(http::status::ok,
-                          {{"status", "ok"},
+        // A store that refuses writes, or whose file vanished: 503 with the reason.
+        std::string store_failure = eng.db ? eng.db->failure() : std::string();
+        return json_reply(store_failure.empty() ? http::status::ok
+                                                : http::status::service_unavailable,
+                          {{"status", store_failure.empty() ? "ok" : "failing"},
+                           {"store", store_failure.empty() ? json("ok") : json(store_failure)},
                            {"llm", info.llm.empty() ? json(nullptr) : json(info.llm)},
                            {"asr", info.asr.empty() ? json(nullptr) : json(info.asr)},
                            {"tts", info.tts.empty() ? json(nullptr) : json(info.tts)},
@@ -470,8 +487,29 @@ void server::impl::accept() {
     });
 }
 
+// A database made anew (its file was removed under the server): the live sessions write their
+// histories into it.
+void server::impl::watch_store() {
+    if (!eng.db || stopping) return;
+    store_watch.expires_after(std::chrono::seconds(2));
+    store_watch.async_wait([this](beast::error_code ec) {
+        if (ec || stopping) return;
+        run_guarded("store: checking its file", [&] {
+            eng.db->check_file();
+            if (uint64_t g = eng.db->generation(); g != store_generation) {
+                store_generation = g;
+                std::lock_guard lock(conns_m);
+                for (auto &c : conns)
+                    c->store_changed();
+            }
+        });
+        watch_store();
+    });
+}
+
 void server::impl::shutdown() {
     if (stopping.exchange(true)) return;
+    store_watch.cancel();
     log_info("shutting down: closing sessions");
     beast::error_code ec;
     acceptor.close(ec);
@@ -536,6 +574,7 @@ void server::run() {
         if (!ec) impl_->shutdown();
     });
     impl_->accept();
+    impl_->watch_store();
     std::vector<std::jthread> threads;
     int slice = impl_->opt.io_slice_us;
     if (std::string err = set_thread_slice(slice); !err.empty())

@@ -31,11 +31,7 @@ void session::amend_turn(std::shared_ptr<turn> t, const std::string &heard,
     it->assistant = heard;
     it->interrupted = interrupted;
     cut_ = t;
-    if (eng_.db) {
-        const turn_record &rec = *it;
-        if (!store_call("save a cut turn", [&] { eng_.db->append_turn(id(), rec); }).empty())
-            error("store_failed", "the turn cannot be saved; the conversation goes on");
-    }
+    save_turn(*it);
 }
 
 bool session::reply_active(mono_time now) {

@@ -70,6 +70,7 @@ std::shared_ptr<session::turn> session::start_turn(const std::string &user_text,
     current_ = t;
     if (eng_.stats) ++eng_.stats->turns;
     submit_reply(t, std::move(audio));
+    if (!held) save_started(*t);
     return t;
 }
 
@@ -299,6 +300,7 @@ void session::release_turn(std::shared_ptr<turn> t, const std::string &final_tex
     t->held_out.clear();
     if (generated) finish_turn(t);
     pump(t);
+    if (t->state != REPLY_STATE_DONE) save_started(*t);
     // Last, after the end of the turn's burst: the woken LLM thread may take this core from
     // the session thread, and what was held should be out first (waking it before the chunks
     // put 1-3 ms between the final transcript and the first audio with one client).
@@ -372,10 +374,7 @@ void session::record_turn(std::shared_ptr<turn> t, bool interrupted) {
     std::string sid = id();
     history_.push_back(rec);
     if (current_ == t) current_.reset();
-    if (eng_.db) {
-        if (!store_call("save a turn", [&] { eng_.db->append_turn(sid, rec); }).empty())
-            error("store_failed", "the turn cannot be saved; the conversation goes on");
-    }
+    save_turn(rec);
     if (eng_.stats && !interrupted) observe_turn(*eng_.stats, *t, tt);
     if (!interrupted) out_->on_event(reply_done_event{t->id, rec.assistant, tt, t->llm.stop_reason});
     log_info("turn %s/%lld: end of speech to first audio %.1f ms (after the end of the turn: "

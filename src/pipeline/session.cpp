@@ -59,6 +59,12 @@ void session::post(std::function<void()> task) {
     worker_->post(std::move(task));
 }
 
+void session::post_at(mono_time when, std::function<void()> task) {
+    std::lock_guard lock(door_);
+    if (closed_ || !worker_) return;
+    worker_->post_by(when, std::move(task));
+}
+
 // Control inputs go ahead of the audio queued before them (the earliest deadline).
 void session::post_control(std::function<void()> task) {
     std::lock_guard lock(door_);
@@ -101,11 +107,11 @@ void session::open_now(const std::string &resume_id) {
     }
     if (!resume_id.empty() && !resumed && !resume_failed)
         error("unknown_session", "no session " + resume_id.substr(0, 64) + "; started a new one");
-    if (!resumed && eng_.db) {
-        std::string hash = secret_hash(token);
-        if (!store_call("create a session", [&] { eng_.db->create_session(id, hash); }).empty())
-            error("store_failed", "this conversation cannot be saved; it goes on unsaved");
-    }
+    // Its row is written with its first turn.
+    token_hash_ = resumed ? std::string() : secret_hash(token);
+    row_saved_ = resumed;
+    unsaved_.clear();
+    if (eng_.db) db_generation_ = eng_.db->generation();
     {
         std::lock_guard lock(id_m_);
         id_ = id;
@@ -135,6 +141,7 @@ void session::close() {
     w.reset();        // waits for the actor's running task and drops the rest
     // No task of the session runs from here on: its state is this thread's.
     if (current_) cancel_turn(current_, false);
+    flush_at_close();
     if (eng_.llm && slot_ >= 0) eng_.llm->release_slot(slot_);
     slot_ = -1;
 }

@@ -125,6 +125,9 @@ class session : public std::enable_shared_from_this<session> {
     void close();
 
     std::string id() const;
+    // Any thread: the store was made anew (its file was removed), or may take what it refused:
+    // the session writes what it has not saved (all of its history for a new database).
+    void store_changed();
 
   private:
     struct turn;
@@ -134,6 +137,7 @@ class session : public std::enable_shared_from_this<session> {
     // To the session's actor (dropped once closed); post_control() ahead of queued audio.
     void post(std::function<void()> task);
     void post_control(std::function<void()> task);
+    void post_at(mono_time when, std::function<void()> task);
 
     // The session's actor, from here on.
     void open_now(const std::string &resume_id);
@@ -206,6 +210,12 @@ class session : public std::enable_shared_from_this<session> {
     void request_tts_check(const tts_params &params);
     void tts_checked(bool ok);
 
+    // The store (session-store.cpp).
+    void save_turn(const turn_record &rec);
+    void save_started(const turn &t);
+    void flush_unsaved();
+    void flush_at_close();
+
     session_engines eng_;
     session_config cfg_;
     std::shared_ptr<session_sink> out_;
@@ -234,6 +244,14 @@ class session : public std::enable_shared_from_this<session> {
     std::vector<turn_record> history_;
     int64_t next_turn_id_ = 1;
     std::shared_ptr<turn> current_;
+    // The store: a new session's row is written with its first turn (a session where nothing
+    // was said leaves nothing); what the store refused waits in unsaved_ and is written again.
+    std::string token_hash_; // the resume token's SHA-256
+    bool row_saved_ = false;
+    uint64_t db_generation_ = 0;
+    std::vector<turn_record> unsaved_;
+    bool retry_pending_ = false;
+    int retry_ms_ = 0;
     bool tts_wanted_ = true;
     tts_params tts_params_;
     tts_state tts_state_ = TTS_STATE_OFF;

@@ -2,8 +2,13 @@
 
 #include <sqlite3.h>
 
+#include "core/log.h"
+
+#include <sys/stat.h>
+
 #include <chrono>
 #include <filesystem>
+#include <type_traits>
 
 namespace parley {
 
@@ -34,13 +39,18 @@ struct stmt {
 
 } // namespace
 
-store::store(const std::string &path) {
-    if (sqlite3_open_v2(path.c_str(), &db_,
+store::store(const std::string &path) : path_(path) {
+    open_db();
+}
+
+void store::open_db() {
+    if (sqlite3_open_v2(path_.c_str(), &db_,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
                         nullptr) != SQLITE_OK) {
         std::string err = db_ ? sqlite3_errmsg(db_) : "out of memory";
         sqlite3_close(db_);
-        throw store_error("cannot open database " + path + ": " + err);
+        db_ = nullptr;
+        throw store_error("cannot open database " + path_ + ": " + err);
     }
     try {
         sqlite3_busy_timeout(db_, 5000);
@@ -50,8 +60,10 @@ store::store(const std::string &path) {
     } catch (const store_error &e) {
         sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
         sqlite3_close(db_);
-        throw store_error("database " + path + ": " + e.what());
+        db_ = nullptr;
+        throw store_error("database " + path_ + ": " + e.what());
     }
+    file_ = file_id(path_);
 }
 
 // The schema's version is SQLite's user_version: 0 an empty file, each step one version up, in
@@ -90,6 +102,65 @@ store::~store() {
     sqlite3_close(db_);
 }
 
+store::file_identity store::file_id(const std::string &path) {
+    struct stat st;
+    if (path == ":memory:" || path.empty() || ::stat(path.c_str(), &st) != 0) return {};
+    return {true, uint64_t(st.st_dev), uint64_t(st.st_ino)};
+}
+
+template <class F> auto store::write(F &&f) {
+    try {
+        if (!db_) throw store_error("no database at " + path_ + " (" + failure_ + ")");
+        if constexpr (std::is_void_v<decltype(f())>) {
+            f();
+            failure_.clear();
+        } else {
+            auto r = f();
+            failure_.clear();
+            return r;
+        }
+    } catch (const std::exception &e) {
+        failure_ = e.what();
+        throw;
+    }
+}
+
+std::string store::failure() const {
+    std::lock_guard lock(m_);
+    return failure_;
+}
+
+uint64_t store::generation() const {
+    std::lock_guard lock(m_);
+    return generation_;
+}
+
+std::string store::check_file() {
+    std::lock_guard lock(m_);
+    if (path_ == ":memory:" || !file_.known) return failure_;
+    file_identity now = file_id(path_);
+    if (now.known && now.dev == file_.dev && now.ino == file_.ino) return failure_;
+    // The file behind the open handle was removed or replaced: writes would go to a file nobody
+    // can open again. A new database at the path; the sessions write their histories again.
+    log_error("store: %s was removed or replaced while open: making a new database there; the "
+              "live sessions write their histories again, the others' are lost",
+              path_.c_str());
+    sqlite3_close(db_);
+    db_ = nullptr;
+    try {
+        namespace fs = std::filesystem;
+        if (fs::path p(path_); p.has_parent_path()) fs::create_directories(p.parent_path());
+        open_db();
+        ++generation_;
+        failure_.clear();
+    } catch (const std::exception &e) {
+        failure_ =
+            std::string("the database file was removed and cannot be made again: ") + e.what();
+        log_error("store: %s", failure_.c_str());
+    }
+    return failure_;
+}
+
 void store::exec(const char *sql) {
     char *err = nullptr;
     if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
@@ -101,19 +172,23 @@ void store::exec(const char *sql) {
 
 void store::create_session(const std::string &id, const std::string &token_sha256) {
     std::lock_guard lock(m_);
-    stmt s(db_, "INSERT OR IGNORE INTO sessions (id, created_ms, token_sha256) VALUES (?, ?, ?)");
-    s.bind(1, id);
-    s.bind(2, now_ms());
-    if (token_sha256.empty())
-        sqlite3_bind_null(s.s, 3);
-    else
-        s.bind(3, token_sha256);
-    if (sqlite3_step(s.s) != SQLITE_DONE)
-        throw store_error(std::string("sqlite: ") + sqlite3_errmsg(db_));
+    write([&] {
+        stmt s(db_,
+               "INSERT OR IGNORE INTO sessions (id, created_ms, token_sha256) VALUES (?, ?, ?)");
+        s.bind(1, id);
+        s.bind(2, now_ms());
+        if (token_sha256.empty())
+            sqlite3_bind_null(s.s, 3);
+        else
+            s.bind(3, token_sha256);
+        if (sqlite3_step(s.s) != SQLITE_DONE)
+            throw store_error(std::string("sqlite: ") + sqlite3_errmsg(db_));
+    });
 }
 
 bool store::session_exists(const std::string &id) {
     std::lock_guard lock(m_);
+    if (!db_) throw store_error("no database at " + path_ + " (" + failure_ + ")");
     stmt s(db_, "SELECT 1 FROM sessions WHERE id = ?");
     s.bind(1, id);
     return sqlite3_step(s.s) == SQLITE_ROW;
@@ -121,6 +196,7 @@ bool store::session_exists(const std::string &id) {
 
 std::optional<std::string> store::session_token_hash(const std::string &id) {
     std::lock_guard lock(m_);
+    if (!db_) throw store_error("no database at " + path_ + " (" + failure_ + ")");
     stmt s(db_, "SELECT token_sha256 FROM sessions WHERE id = ?");
     s.bind(1, id);
     if (sqlite3_step(s.s) != SQLITE_ROW) return std::nullopt;
@@ -129,6 +205,7 @@ std::optional<std::string> store::session_token_hash(const std::string &id) {
 
 std::vector<turn_record> store::load_turns(const std::string &session_id) {
     std::lock_guard lock(m_);
+    if (!db_) throw store_error("no database at " + path_ + " (" + failure_ + ")");
     stmt s(db_, "SELECT turn_id, user_text, reply_text, interrupted, timings, created_ms FROM turns"
                 " WHERE session_id = ? ORDER BY turn_id");
     s.bind(1, session_id);
@@ -148,23 +225,26 @@ std::vector<turn_record> store::load_turns(const std::string &session_id) {
 
 void store::append_turn(const std::string &session_id, const turn_record &t) {
     std::lock_guard lock(m_);
-    stmt s(db_, "INSERT OR REPLACE INTO turns (session_id, turn_id, user_text, reply_text,"
-                " interrupted, timings, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)");
-    s.bind(1, session_id);
-    s.bind(2, t.turn_id);
-    s.bind(3, t.user);
-    s.bind(4, t.assistant);
-    s.bind(5, int64_t(t.interrupted));
-    s.bind(6, t.timings_json.empty() ? std::string("{}") : t.timings_json);
-    s.bind(7, t.created_ms ? t.created_ms : now_ms());
-    if (sqlite3_step(s.s) != SQLITE_DONE)
-        throw store_error(std::string("sqlite: ") + sqlite3_errmsg(db_));
+    write([&] {
+        stmt s(db_, "INSERT OR REPLACE INTO turns (session_id, turn_id, user_text, reply_text,"
+                    " interrupted, timings, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)");
+        s.bind(1, session_id);
+        s.bind(2, t.turn_id);
+        s.bind(3, t.user);
+        s.bind(4, t.assistant);
+        s.bind(5, int64_t(t.interrupted));
+        s.bind(6, t.timings_json.empty() ? std::string("{}") : t.timings_json);
+        s.bind(7, t.created_ms ? t.created_ms : now_ms());
+        if (sqlite3_step(s.s) != SQLITE_DONE)
+            throw store_error(std::string("sqlite: ") + sqlite3_errmsg(db_));
+    });
 }
 
 std::unique_ptr<store> open_store(const std::string &path, bool recover, std::string *moved) {
     namespace fs = std::filesystem;
     if (moved) moved->clear();
-    if (fs::path p(path); p.has_parent_path() && path != ":memory:") fs::create_directories(p.parent_path());
+    if (fs::path p(path); p.has_parent_path() && path != ":memory:")
+        fs::create_directories(p.parent_path());
     try {
         return std::make_unique<store>(path);
     } catch (const store_error &) {
@@ -182,6 +262,7 @@ std::unique_ptr<store> open_store(const std::string &path, bool recover, std::st
 
 int64_t store::count_turns() {
     std::lock_guard lock(m_);
+    if (!db_) throw store_error("no database at " + path_ + " (" + failure_ + ")");
     stmt s(db_, "SELECT COUNT(*) FROM turns");
     return sqlite3_step(s.s) == SQLITE_ROW ? sqlite3_column_int64(s.s, 0) : 0;
 }

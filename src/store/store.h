@@ -45,11 +45,32 @@ class store {
     void append_turn(const std::string &session_id, const turn_record &turn);
     int64_t count_turns();
 
+    // Why the last write failed; empty when it succeeded (/health).
+    std::string failure() const;
+    // Is the file behind the open database still the one at its path? When it was removed or
+    // replaced (its folder deleted, say), makes a new database there and bumps generation():
+    // the live sessions write their histories again. Returns failure(). Called every few
+    // seconds by the server.
+    std::string check_file();
+    // How many times the database was made anew since start.
+    uint64_t generation() const;
+
   private:
+    struct file_identity {
+        bool known = false;
+        uint64_t dev = 0, ino = 0;
+    };
+    static file_identity file_id(const std::string &path);
+    void open_db();
     void exec(const char *sql);
     void migrate();
-    std::mutex m_;
+    template <class F> auto write(F &&f); // under m_: records failure_
+    mutable std::mutex m_;
+    std::string path_;
     sqlite3 *db_ = nullptr;
+    file_identity file_;
+    std::string failure_;
+    uint64_t generation_ = 0;
 };
 
 // Opens the store at `path` (its folder made when missing). When the file cannot be used (no
