@@ -14,6 +14,7 @@
 #include "llm/conversation.h"
 #include "models/model-command.h"
 #include "net/server.h"
+#include "pipeline/session-directory.h"
 #include "store/store.h"
 
 #include <condition_variable>
@@ -107,7 +108,8 @@ int cmd_serve(app_config &cfg) {
         return fail(e.what());
     }
     worker tts_worker("tts");
-    session_engines eng{asr.get(), llm.get(), tts.get(), &tts_worker, db.get(), &stats, vad};
+    session_directory directory;
+    session_engines eng{asr.get(), llm.get(), tts.get(), &tts_worker, db.get(), &directory, &stats, vad};
     try {
         server srv(cfg.server, eng, cfg.session, info);
         log_info("listening on http://%s:%d (%s)", cfg.server.host.c_str(), srv.port(),

@@ -224,6 +224,7 @@ class native_encoder : public session_sink {
     }
     void hold() override { out_->hold(); }
     void flush() override { out_->flush(); }
+    void end(const std::string &reason) override { out_->end(reason); }
 
   private:
     std::shared_ptr<native_output> out_;

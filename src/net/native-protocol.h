@@ -69,6 +69,8 @@ class native_output {
     virtual void send_binary(std::string bytes) = 0;
     virtual void hold() {}
     virtual void flush() {}
+    // Close the connection once what is queued has gone out (a WebSocket close with `reason`).
+    virtual void end(const std::string &reason) { (void)reason; }
 };
 
 class native_connection {

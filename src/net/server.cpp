@@ -134,6 +134,24 @@ class ws_conn : public native_output, public std::enable_shared_from_this<ws_con
         start_writing_locked();
     }
 
+    // After what is queued: a close frame with the reason (policy violation, 1008).
+    void end(const std::string &reason) override {
+        std::lock_guard lock(qm_);
+        if (closed_) return;
+        end_reason_ = reason.empty() ? "ended" : reason;
+        if (!writing_ && q_.empty()) close_locked();
+    }
+
+    void close_locked() {
+        closed_ = true;
+        asio::post(ws_.get_executor(), [self = shared_from_this(), reason = end_reason_] {
+            if (self->ws_.is_open())
+                self->ws_.async_close(websocket::close_reason(websocket::close_code::policy_error,
+                                                              reason),
+                                      [self](beast::error_code) {});
+        });
+    }
+
     void shutdown() {
         asio::post(ws_.get_executor(), [self = shared_from_this()] {
             if (self->ws_.is_open())
@@ -240,6 +258,7 @@ class ws_conn : public native_output, public std::enable_shared_from_this<ws_con
         std::lock_guard lock(qm_);
         if (q_.empty()) {
             writing_ = false;
+            if (!end_reason_.empty() && !closed_) close_locked();
             return;
         }
         auto &front = q_.front();
@@ -288,6 +307,7 @@ class ws_conn : public native_output, public std::enable_shared_from_this<ws_con
     std::deque<outgoing> q_;
     size_t queued_ = 0;
     bool writing_ = false;
+    std::string end_reason_; // end(): close once the queue is empty
     bool held_ = false; // hold(): messages queue, the writer starts at flush()
     bool closed_ = false;
     std::shared_ptr<native_connection> sess_;

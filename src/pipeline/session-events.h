@@ -136,6 +136,9 @@ class session_sink {
     // several events made within microseconds). Holds do not nest.
     virtual void hold() {}
     virtual void flush() {}
+    // The session ended on the server's side (`reason`: an error code already sent): no more
+    // events follow, and the connection should close.
+    virtual void end(const std::string &reason) { (void)reason; }
 };
 
 } // namespace parley

@@ -99,13 +99,14 @@ void session::flush_unsaved() {
     });
 }
 
-// At close (the actor gone): a last try; what the store still refuses is lost, and said.
-void session::flush_at_close() {
+// Leaving the id (closed, or on to another session): a last try; what the store still refuses
+// is lost, and said.
+void session::flush_or_drop(const char *when) {
     if (unsaved_.empty()) return;
     flush_unsaved();
     if (unsaved_.empty()) return;
-    log_error("store: session %s closed with %zu turn(s) the store did not take; they are lost",
-              id().c_str(), unsaved_.size());
+    log_error("store: session %s %s with %zu turn(s) the store did not take; they are lost",
+              id().c_str(), when, unsaved_.size());
     if (eng_.stats) eng_.stats->unsaved_turns -= int64_t(unsaved_.size());
     unsaved_.clear();
 }

@@ -9,6 +9,7 @@
 #include "core/actor.h"
 #include "core/secret.h"
 #include "core/worker.h"
+#include "pipeline/session-directory.h"
 #include "store/store.h"
 #include "pipeline/turn-record.h"
 
@@ -82,9 +83,17 @@ void session::open(const std::string &resume_id) {
 }
 
 void session::open_now(const std::string &resume_id) {
+    leave_id();
     bool resumed = false, resume_failed = false;
     std::vector<turn_record> turns;
     std::string id;
+    // A session another connection holds is taken over: that one is closed first, so its
+    // turns are in the store before they are read here.
+    std::shared_ptr<session> prev;
+    if (!resume_id.empty() && valid_session_id(resume_id) && eng_.sessions) {
+        prev = eng_.sessions->claim(resume_id, shared_from_this());
+        if (prev) prev->taken_over();
+    }
     if (!resume_id.empty() && valid_session_id(resume_id) && eng_.db) {
         std::string err = store_call("resume a session", [&] {
             if (eng_.db->session_exists(resume_id)) {
@@ -98,19 +107,29 @@ void session::open_now(const std::string &resume_id) {
             resume_failed = true;
         }
     }
+    std::string token, hash;
+    if (!resumed && prev && !prev->row_saved_) {
+        // Taken over before anything was said: nothing stored, the same (empty) session.
+        id = resume_id;
+        resumed = true;
+        hash = prev->token_hash_;
+    }
     // A new session: its id (also a bearer secret: it resumes the conversation) and the token
     // that reads its history, 128 random bits each; only the token's hash is kept.
-    std::string token;
     if (id.empty()) {
         id = random_hex(16);
         token = random_hex(16);
+        hash = secret_hash(token);
     }
     if (!resume_id.empty() && !resumed && !resume_failed)
         error("unknown_session", "no session " + resume_id.substr(0, 64) + "; started a new one");
+    if (eng_.sessions) {
+        if (id != resume_id && !resume_id.empty()) eng_.sessions->release(resume_id, this);
+        eng_.sessions->claim(id, shared_from_this());
+    }
     // Its row is written with its first turn.
-    token_hash_ = resumed ? std::string() : secret_hash(token);
-    row_saved_ = resumed;
-    unsaved_.clear();
+    token_hash_ = hash;
+    row_saved_ = resumed && hash.empty();
     if (eng_.db) db_generation_ = eng_.db->generation();
     {
         std::lock_guard lock(id_m_);
@@ -129,6 +148,9 @@ void session::open_now(const std::string &resume_id) {
 }
 
 void session::close() {
+    std::lock_guard once(close_m_);
+    if (close_done_) return;
+    close_done_ = true;
     std::unique_ptr<actor> w, end_pass;
     {
         std::lock_guard lock(door_);
@@ -141,9 +163,23 @@ void session::close() {
     w.reset();        // waits for the actor's running task and drops the rest
     // No task of the session runs from here on: its state is this thread's.
     if (current_) cancel_turn(current_, false);
-    flush_at_close();
+    leave_id();
     if (eng_.llm && slot_ >= 0) eng_.llm->release_slot(slot_);
     slot_ = -1;
+}
+
+// The session lets its id go (closed, or on to another): its turns saved or said lost.
+void session::leave_id() {
+    std::string old = id();
+    if (old.empty()) return;
+    flush_or_drop("left");
+    if (eng_.sessions) eng_.sessions->release(old, this);
+}
+
+void session::taken_over() {
+    error("session_taken", "another connection resumed this session; this one is closed");
+    close();
+    out_->end("session_taken");
 }
 
 void session::reject(const std::string &code, const std::string &message) {

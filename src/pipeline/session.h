@@ -43,6 +43,7 @@ class actor;
 class actor_pool;
 class option_table;
 class store;
+class session_directory;
 class resampler;
 class echo_canceller;
 struct metrics;
@@ -53,6 +54,7 @@ struct session_engines {
     tts_engine *tts = nullptr; // null: text-only replies
     worker *tts_worker = nullptr;
     store *db = nullptr;                  // null: history in memory only
+    session_directory *sessions = nullptr; // null: no check that one connection holds a session
     metrics *stats = nullptr;             // null: not counted
     std::shared_ptr<const vad_model> vad; // hands-free turn-taking; null: the energy detector
     // Where the sessions' queues run (null: actor_pool::sessions() and end_passes()).
@@ -130,6 +132,9 @@ class session : public std::enable_shared_from_this<session> {
     void store_changed();
 
   private:
+    // Another connection resumed this session (session-directory.h): told, closed, ended.
+    void taken_over();
+    void leave_id();
     struct turn;
     enum tts_state { TTS_STATE_OFF, TTS_STATE_PENDING, TTS_STATE_OK, TTS_STATE_FAILED };
 
@@ -214,12 +219,15 @@ class session : public std::enable_shared_from_this<session> {
     void save_turn(const turn_record &rec);
     void save_started(const turn &t);
     void flush_unsaved();
-    void flush_at_close();
+    void flush_or_drop(const char *when);
 
     session_engines eng_;
     session_config cfg_;
     std::shared_ptr<session_sink> out_;
 
+    // close() runs once, whole: a second caller waits for the first to finish.
+    std::mutex close_m_;
+    bool close_done_ = false;
     // The door: the actors, until close().
     std::mutex door_;
     bool closed_ = false;

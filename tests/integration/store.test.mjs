@@ -166,3 +166,43 @@ test('a session where nothing was said leaves no row; resuming it says unknown_s
     await s.stop();
   }
 });
+
+test('one connection holds a session: a second resume takes it over (session_taken), and racing resumes lose nothing', async () => {
+  const db = join(tempDir(), 'parley.db');
+  // A small context: each resumed connection evaluates the history's tail afresh.
+  const s = await startServer(['--max-tokens', '8', '--ctx', '256'], { db });
+  try {
+    const a = await Client.open(s.ws);
+    const { session_id: sid, resume_token: token } = await textOnly(a);
+    await turn(a, 'Turn one.');
+    const b = await Client.open(`${s.ws}?session_id=${sid}`);
+    const rb = (await b.waitType('ready')).json;
+    assert.equal(rb.resumed, true);
+    assert.equal(rb.turns, 1);
+    const taken = await a.waitFor((m) => m.json && m.json.type === 'error');
+    assert.equal(taken.json.code, 'session_taken');
+    const closed = await a.closed;
+    assert.equal(closed.code, 1008);
+    assert.equal(closed.reason, 'session_taken');
+    b.send({ type: 'start', sample_rate: 16000, tts: false });
+    assert.equal((await turn(b, 'Turn two.')).turn_id, 2);
+    await b.close();
+    // Two resumes at once, 100 times: one holds the session, the other is told; each round's
+    // turn is stored once, under a new id.
+    for (let i = 0; i < 100; i++) {
+      const pair = await Promise.all([Client.open(`${s.ws}?session_id=${sid}`), Client.open(`${s.ws}?session_id=${sid}`)]);
+      const loser = await Promise.race(pair.map((c) => c.waitFor((m) => m.json && m.json.code === 'session_taken', { timeout: 10000 }).then(() => c)));
+      const winner = pair.find((c) => c !== loser);
+      assert.equal((await winner.waitType('ready')).json.resumed, true);
+      winner.send({ type: 'start', sample_rate: 16000, tts: false });
+      await turn(winner, `Round ${i}.`);
+      await Promise.all(pair.map((c) => c.close()));
+    }
+    const hist = await (await fetchHistory(s.url, sid, token)).json();
+    assert.equal(hist.turns.length, 102);
+    assert.deepEqual(hist.turns.map((t) => t.turn_id), Array.from({ length: 102 }, (_, i) => i + 1));
+    assert.deepEqual(hist.turns.slice(2).map((t) => t.user), Array.from({ length: 100 }, (_, i) => `Round ${i}.`));
+  } finally {
+    await s.stop();
+  }
+});

@@ -1,5 +1,7 @@
 // The session store: schema versions and migrations, resume tokens, refusals.
 #include "core/secret.h"
+#include "pipeline/session-directory.h"
+#include "pipeline/session.h"
 #include "store/store.h"
 
 #include <gtest/gtest.h>
@@ -100,4 +102,26 @@ TEST(store, a_file_that_is_no_database_is_refused_with_sqlites_reason) {
         EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
         EXPECT_NE(std::string(e.what()).find("not a database"), std::string::npos) << e.what();
     }
+}
+
+TEST(session_directory, one_holder_per_id) {
+    struct quiet_sink : session_sink {
+        void on_event(session_event) override {}
+    };
+    auto make = [] {
+        return std::make_shared<session>(session_engines{}, session_config{},
+                                         std::make_shared<quiet_sink>());
+    };
+    session_directory d;
+    auto a = make(), b = make();
+    EXPECT_EQ(d.claim("s", a), nullptr);
+    EXPECT_EQ(d.claim("s", a), nullptr); // claiming again: no one to take over
+    EXPECT_EQ(d.claim("s", b), a);       // b takes it over
+    d.release("s", a.get());             // a no longer holds it: nothing happens
+    EXPECT_EQ(d.size(), 1u);
+    EXPECT_EQ(d.claim("s", a), b);
+    d.release("s", a.get());
+    EXPECT_EQ(d.size(), 0u);
+    d.claim("t", make()); // its holder is gone at once
+    EXPECT_EQ(d.claim("t", a), nullptr);
 }
