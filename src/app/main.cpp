@@ -108,6 +108,7 @@ int cmd_serve(app_config &cfg) {
         return fail(e.what());
     }
     worker tts_worker("tts");
+    if (cfg.server.max_sessions == 0) cfg.server.max_sessions = llm ? 4 * cfg.llm.slots : 32;
     session_directory directory;
     session_engines eng{asr.get(), llm.get(), tts.get(), &tts_worker, db.get(), &directory, &stats, vad};
     try {

@@ -25,10 +25,15 @@ struct turn_record {
 
 using token_counter = std::function<int(const std::vector<chat_message> &)>;
 
+// When the system prompt and the user message alone are over the budget, the message is cut
+// to its longest beginning that fits (on a character boundary) and *user_cut (may be null)
+// is set. (When not even its first character fits, the system prompt is the problem: the
+// message stays whole.)
 std::vector<chat_message> fit_history(const std::string &system_prompt,
                                       const std::vector<turn_record> &turns,
                                       const std::string &user_text, int budget,
-                                      const token_counter &count, int drop_step = 1);
+                                      const token_counter &count, int drop_step = 1,
+                                      bool *user_cut = nullptr);
 
 // A session's step: once a conversation fills the context, its oldest turns go four at a time
 // (counted from its first turn), so the turns kept, and their KV cache, stay the same for the

@@ -48,6 +48,15 @@ void register_server_options(option_table &t, server_options &o) {
     t.add_list("allow-host", o.allowed_hosts, "NAME",
                "also serve requests whose Host is this name (* for any; repeatable): on a "
                "loopback address only loopback names are served, against DNS rebinding");
+    t.add_int("max-sessions", o.max_sessions, 0, 100000, "N",
+              "open sessions at most; the next connection gets HTTP 503 with Retry-After (0: 4 "
+              "per LLM slot, 32 without a model)");
+    t.add_int("max-sessions-per-ip", o.max_sessions_per_ip, 0, 100000, "N",
+              "open sessions at most from one client address; the next gets HTTP 429 with "
+              "Retry-After (0: only --max-sessions)");
+    t.add_int("idle-timeout", o.idle_timeout_s, 0, 86400, "SECONDS",
+              "close a session whose client sent nothing for this long, with an idle_timeout "
+              "error (0: never)");
     t.add_int("io-threads", o.io_threads, 1, 64, "N", "network threads");
     t.add_int("io-slice-us", o.io_slice_us, 0, 100000, "N",
               "scheduler slice of the WebSocket writer threads and the session threads they "

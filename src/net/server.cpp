@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <chrono>
 #include <deque>
+#include <map>
 #include <functional>
 #include <optional>
 #include <mutex>
@@ -74,11 +75,12 @@ struct server::impl {
     std::mutex conns_m;
     std::set<std::shared_ptr<ws_conn>> conns;
     std::atomic<bool> stopping{false};
-    // Every few seconds: is the database file still there? (store::check_file)
-    asio::steady_timer store_watch{ioc};
+    // Every second: idle sessions, and is the database file still there? (store::check_file)
+    asio::steady_timer housekeeping_timer{ioc};
     uint64_t store_generation = 0;
 
     void accept();
+    void housekeeping();
     void watch_store();
     void shutdown();
     bool carries_api_key(const http::request<http::string_body> &req) const;
@@ -98,11 +100,43 @@ struct server::impl {
         std::lock_guard lock(conns_m);
         conns.erase(c);
     }
+    // Admission of a WebSocket session (--max-sessions, --max-sessions-per-ip): 0 when
+    // admitted (leave() when it ends), else the HTTP status that refuses it.
+    int admit(const std::string &ip);
+    void leave(const std::string &ip);
+    std::mutex admitted_m;
+    int admitted = 0;
+    std::map<std::string, int> admitted_by_ip;
 };
 
 class ws_conn : public native_output, public std::enable_shared_from_this<ws_conn> {
   public:
-    ws_conn(server::impl *srv, tcp::socket socket) : srv_(srv), ws_(std::move(socket)) {}
+    ws_conn(server::impl *srv, tcp::socket socket, std::string ip)
+        : srv_(srv), ws_(std::move(socket)), ip_(std::move(ip)) {}
+    ~ws_conn() override { srv_->leave(ip_); }
+
+    // Seconds since the client's last message.
+    double idle_s() const {
+        return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+                   .count() -
+               last_input_s_.load();
+    }
+
+    // Closed for silence (--idle-timeout): the session ends (its turn recorded), the client is
+    // told why, and the connection closes after that.
+    void idle_close(int timeout_s) {
+        if (idle_closed_.exchange(true)) return;
+        std::shared_ptr<native_connection> s;
+        {
+            std::lock_guard lock(qm_);
+            s = std::move(sess_);
+        }
+        if (s) s->close();
+        send_text(encode_error("idle_timeout", "nothing from the client for " +
+                                                   std::to_string(timeout_s) +
+                                                   " s: this session is closed"));
+        end("idle_timeout");
+    }
 
     void run(http::request<http::string_body> req) {
         resume_id_ = query_param(req.target(), "session_id");
@@ -183,6 +217,7 @@ class ws_conn : public native_output, public std::enable_shared_from_this<ws_con
   private:
     void on_accept(beast::error_code ec) {
         if (ec) return;
+        touch();
         srv_->add(shared_from_this());
         std::string err = run_guarded("ws: opening a session", [&] {
             auto s =
@@ -210,6 +245,7 @@ class ws_conn : public native_output, public std::enable_shared_from_this<ws_con
             srv_->remove(shared_from_this());
             return;
         }
+        touch();
         std::string msg = beast::buffers_to_string(buf_.data());
         buf_.consume(buf_.size());
         std::shared_ptr<native_connection> s;
@@ -308,6 +344,15 @@ class ws_conn : public native_output, public std::enable_shared_from_this<ws_con
     size_t queued_ = 0;
     bool writing_ = false;
     std::string end_reason_; // end(): close once the queue is empty
+    std::string ip_;         // the client's address (admission)
+    std::atomic<double> last_input_s_{0};
+    std::atomic<bool> idle_closed_{false};
+
+    void touch() {
+        last_input_s_ = std::chrono::duration<double>(
+                            std::chrono::steady_clock::now().time_since_epoch())
+                            .count();
+    }
     bool held_ = false; // hold(): messages queue, the writer starts at flush()
     bool closed_ = false;
     std::shared_ptr<native_connection> sess_;
@@ -333,6 +378,10 @@ class http_conn : public std::enable_shared_from_this<http_conn> {
 
     void on_read(beast::error_code ec, size_t) {
         if (ec) {
+            // A request that cannot be read gets its status before the connection closes.
+            if (auto status = parse_error_status(ec))
+                return reply(error_response(http::request<http::string_body>{}, *status,
+                                            "bad request: " + ec.message()));
             beast::error_code ignored;
             stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
             return;
@@ -347,8 +396,13 @@ class http_conn : public std::enable_shared_from_this<http_conn> {
                 return reply(error_response(req, http::status::unauthorized, "API key required"));
             if (!srv_->origin_ok(req))
                 return reply(error_response(req, http::status::forbidden, "origin not allowed"));
+            beast::error_code ec2;
+            auto peer = stream_.socket().remote_endpoint(ec2);
+            std::string ip = ec2 ? std::string() : peer.address().to_string();
+            if (int refused = srv_->admit(ip))
+                return reply(busy_response(req, refused));
             stream_.expires_never();
-            std::make_shared<ws_conn>(srv_, stream_.release_socket())->run(std::move(req));
+            std::make_shared<ws_conn>(srv_, stream_.release_socket(), ip)->run(std::move(req));
             return;
         }
         std::optional<http::response<http::string_body>> res;
@@ -357,6 +411,38 @@ class http_conn : public std::enable_shared_from_this<http_conn> {
             return reply(error_response(req, http::status::internal_server_error,
                                         "internal error: the request failed inside the server"));
         reply(std::move(*res));
+    }
+
+    // 431 for headers (or a request line) over the parser's limit, 413 for a body over its
+    // limit (a chunk size included), 400 for anything else malformed; none when the client
+    // went away or timed out.
+    static std::optional<http::status> parse_error_status(beast::error_code ec) {
+        if (ec == http::error::header_limit || ec == http::error::buffer_overflow)
+            return http::status::request_header_fields_too_large;
+        if (ec == http::error::body_limit) return http::status::payload_too_large;
+        if (ec == http::error::end_of_stream || ec == http::error::partial_message ||
+            ec.category() != beast::error_code(http::error::bad_method).category())
+            return std::nullopt;
+        return http::status::bad_request;
+    }
+
+    // Refused for the limits: 503 (the server is full) or 429 (this address has its share),
+    // with when to try again.
+    static http::response<http::string_body>
+    busy_response(const http::request<http::string_body> &req, int status) {
+        bool full = status == int(http::status::service_unavailable);
+        http::response<http::string_body> res{http::status(status), req.version()};
+        res.set(http::field::content_type, "application/json");
+        res.set(http::field::retry_after, "5");
+        res.body() = json({{"error", full ? "the server has all the sessions it takes "
+                                            "(--max-sessions); try again later"
+                                          : "this address has all the sessions it may open "
+                                            "(--max-sessions-per-ip); try again later"},
+                           {"code", full ? "server_full" : "too_many_sessions"}})
+                         .dump();
+        res.keep_alive(false);
+        res.prepare_payload();
+        return res;
     }
 
     static http::response<http::string_body>
@@ -507,29 +593,59 @@ void server::impl::accept() {
     });
 }
 
+int server::impl::admit(const std::string &ip) {
+    std::lock_guard lock(admitted_m);
+    if (opt.max_sessions > 0 && admitted >= opt.max_sessions)
+        return int(http::status::service_unavailable);
+    if (opt.max_sessions_per_ip > 0 && admitted_by_ip[ip] >= opt.max_sessions_per_ip)
+        return int(http::status::too_many_requests);
+    ++admitted;
+    ++admitted_by_ip[ip];
+    return 0;
+}
+
+void server::impl::leave(const std::string &ip) {
+    std::lock_guard lock(admitted_m);
+    --admitted;
+    if (--admitted_by_ip[ip] <= 0) admitted_by_ip.erase(ip);
+}
+
+void server::impl::housekeeping() {
+    if (stopping) return;
+    housekeeping_timer.expires_after(std::chrono::seconds(1));
+    housekeeping_timer.async_wait([this](beast::error_code ec) {
+        if (ec || stopping) return;
+        run_guarded("store: checking its file", [&] { watch_store(); });
+        if (opt.idle_timeout_s > 0) {
+            std::vector<std::shared_ptr<ws_conn>> idle;
+            {
+                std::lock_guard lock(conns_m);
+                for (auto &c : conns)
+                    if (c->idle_s() > opt.idle_timeout_s) idle.push_back(c);
+            }
+            for (auto &c : idle)
+                c->idle_close(opt.idle_timeout_s);
+        }
+        housekeeping();
+    });
+}
+
 // A database made anew (its file was removed under the server): the live sessions write their
 // histories into it.
 void server::impl::watch_store() {
-    if (!eng.db || stopping) return;
-    store_watch.expires_after(std::chrono::seconds(2));
-    store_watch.async_wait([this](beast::error_code ec) {
-        if (ec || stopping) return;
-        run_guarded("store: checking its file", [&] {
-            eng.db->check_file();
-            if (uint64_t g = eng.db->generation(); g != store_generation) {
-                store_generation = g;
-                std::lock_guard lock(conns_m);
-                for (auto &c : conns)
-                    c->store_changed();
-            }
-        });
-        watch_store();
-    });
+    if (!eng.db) return;
+    eng.db->check_file();
+    if (uint64_t g = eng.db->generation(); g != store_generation) {
+        store_generation = g;
+        std::lock_guard lock(conns_m);
+        for (auto &c : conns)
+            c->store_changed();
+    }
 }
 
 void server::impl::shutdown() {
     if (stopping.exchange(true)) return;
-    store_watch.cancel();
+    housekeeping_timer.cancel();
     log_info("shutting down: closing sessions");
     beast::error_code ec;
     acceptor.close(ec);
@@ -594,7 +710,7 @@ void server::run() {
         if (!ec) impl_->shutdown();
     });
     impl_->accept();
-    impl_->watch_store();
+    impl_->housekeeping();
     std::vector<std::jthread> threads;
     int slice = impl_->opt.io_slice_us;
     if (std::string err = set_thread_slice(slice); !err.empty())

@@ -25,6 +25,12 @@ struct server_options {
     std::string api_key_flag, api_key_file;   // where api_key came from (one of them)
     std::vector<std::string> allowed_origins; // besides the page's own origin; "*" allows any
     std::vector<std::string> allowed_hosts;   // Host names served besides loopback ones; "*": any
+    // Limits: open WebSocket sessions (0: 4 per LLM slot, 32 without a model), per client
+    // address (0: no limit of its own), and seconds without a message from the client before
+    // its session is closed (0: never).
+    int max_sessions = 0;
+    int max_sessions_per_ip = 0;
+    int idle_timeout_s = 600;
     int io_threads = 2;
     // The scheduler slice the I/O threads ask for (set_thread_slice): woken to write a reply's
     // audio, they take a core from the engines' threads at once instead of at the next tick.

@@ -82,11 +82,19 @@ void session::submit_reply(std::shared_ptr<turn> t, std::vector<int16_t> audio) 
     req.cancel = t->cancel;
     req.pause = t->pause;
     req.urgent = t->urgent;
-    req.messages = [history = history_, system = cfg_.system_prompt,
-                    user = t->user](int budget, const token_counter &count) {
-        return fit_history(system, history, user, budget, count, HISTORY_DROP_STEP);
-    };
     auto self = shared_from_this();
+    // A message longer than the model's context is cut to what fits, and the client told once.
+    req.messages = [self, history = history_, system = cfg_.system_prompt, user = t->user,
+                    warned = std::make_shared<std::atomic<bool>>(false)](
+                       int budget, const token_counter &count) {
+        bool cut = false;
+        auto msgs = fit_history(system, history, user, budget, count, HISTORY_DROP_STEP, &cut);
+        if (cut && !warned->exchange(true))
+            self->error("text_cut", "the message is longer than the model's context (" +
+                                        std::to_string(budget) +
+                                        " tokens for the prompt): its beginning is answered");
+        return msgs;
+    };
     if (!audio.empty()) {
         // Direct audio: the model hears the utterance and writes its transcript, then replies.
         req.audio = pcm16_to_float(audio);

@@ -154,14 +154,19 @@ describe('hands-free in Chromium', { timeout: 180_000 }, () => {
     const text = await reply.locator('.text').textContent();
     assert.ok(await reply.locator('.unheard').count() > 0, `nothing struck through in "${text}"`);
     const shown = (await reply.locator('.w:not(.unheard)').allTextContents()).join(' ');
-    await page.waitForTimeout(300); // the report reaches the server
     const id = await page.evaluate(() => window.parley.sessionId);
     const token = await page.evaluate(() => localStorage.getItem('parley.resume_token'));
-    const hist = await (await fetch(`${server.url}/sessions/${id}`, { headers: { Authorization: `Bearer ${token}` } })).json();
-    const stored = hist.turns.find((t) => t.turn_id === turn);
-    assert.equal(stored.interrupted, true);
     // (Contractions compared by their first part: espeak-ng's word events cut "I'm" to "I".)
     const same = (x) => words(x).map((w) => w.replace(/'.*$/, '')).join(' ');
+    // The page's playback report reaches the server and amends the history (up to 5 s).
+    let stored;
+    for (let i = 0; i < 50; i++) {
+      const hist = await (await fetch(`${server.url}/sessions/${id}`, { headers: { Authorization: `Bearer ${token}` } })).json();
+      stored = hist.turns.find((t) => t.turn_id === turn);
+      if (stored && same(stored.assistant) === same(shown)) break;
+      await page.waitForTimeout(100);
+    }
+    assert.equal(stored.interrupted, true);
     assert.equal(same(stored.assistant), same(shown), 'history and page disagree on what was heard');
     console.log(`# turn ${turn} cut after "${shown.slice(-40)}"; stored: "${stored.assistant.slice(-40)}"`);
     if (screenshot) {

@@ -9,7 +9,7 @@ import { startServer, fetchHistory, Client, clips, voiceTurn, bin, tempDir } fro
 
 let srv;
 before(async () => {
-  srv = await startServer();
+  srv = await startServer(['--max-sessions', '400']); // room for the 300 idle sessions below
 });
 after(async () => {
   await srv.stop();

@@ -99,3 +99,28 @@ TEST(history, plain_format_and_stop_filter) {
     o2 += g.flush();
     EXPECT_EQ(o2, "a\nUsually");
 }
+
+TEST(history, a_message_over_the_budget_is_cut_to_what_fits) {
+    bool cut = false;
+    auto msgs = fit_history("be brief", turns(5), "one two three four five six", 9, count_words, 4,
+                            &cut);
+    EXPECT_TRUE(cut);
+    ASSERT_EQ(msgs.size(), 2u);
+    EXPECT_EQ(msgs[1].content, "one two three "); // (2 + 2) + (2 + 3): the longest such beginning
+    // Whole characters only: a cut never splits UTF-8.
+    auto bytes = [](const std::vector<chat_message> &m) {
+        int n = 0;
+        for (auto &x : m)
+            n += int(x.content.size());
+        return n;
+    };
+    std::string emoji;
+    for (int i = 0; i < 100; ++i)
+        emoji += "\xF0\x9F\x98\x80"; // U+1F600
+    msgs = fit_history("", {}, emoji, 42, bytes, 1, &cut);
+    EXPECT_TRUE(cut);
+    EXPECT_EQ(msgs.back().content.size(), 40u);
+    msgs = fit_history("", {}, "short", 42, bytes, 1, &cut);
+    EXPECT_FALSE(cut);
+    EXPECT_EQ(msgs.back().content, "short");
+}
