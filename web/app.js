@@ -293,6 +293,9 @@
       case 'interrupted': return onInterrupted(m);
       case 'resumed': return onResumed(m);
       case 'error': return onError(m);
+      // Every place with the language model is taken: the server says where this page is in line.
+      case 'queued': return setNotice('queued', document.createTextNode(`The server is busy: you are number ${m.position} in line for a reply; you can talk once it is your turn.`));
+      case 'admitted': return setNotice('queued', null);
     }
   }
 

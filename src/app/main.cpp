@@ -15,6 +15,7 @@
 #include "models/model-command.h"
 #include "net/server.h"
 #include "pipeline/session-directory.h"
+#include "pipeline/slot-queue.h"
 #include "store/store.h"
 
 #include <condition_variable>
@@ -110,7 +111,10 @@ int cmd_serve(app_config &cfg) {
     worker tts_worker("tts");
     if (cfg.server.max_sessions == 0) cfg.server.max_sessions = llm ? 4 * cfg.llm.slots : 32;
     session_directory directory;
+    std::unique_ptr<slot_queue> slots;
+    if (llm) slots = std::make_unique<slot_queue>(*llm);
     session_engines eng{asr.get(), llm.get(), tts.get(), &tts_worker, db.get(), &directory, &stats, vad};
+    eng.slots = slots.get();
     try {
         server srv(cfg.server, eng, cfg.session, info);
         log_info("listening on http://%s:%d (%s)", cfg.server.host.c_str(), srv.port(),

@@ -159,6 +159,14 @@ json encode(const ready_event &e) {
     return j;
 }
 
+json encode(const queued_event &e) {
+    return {{"type", "queued"}, {"position", e.position}};
+}
+
+json encode(const admitted_event &) {
+    return {{"type", "admitted"}};
+}
+
 json encode(const transcript_event &e) {
     json j = {{"type", "transcript"}, {"text", e.text}, {"is_final", e.is_final}};
     if (e.turn_id > 0) j["turn_id"] = e.turn_id;

@@ -117,6 +117,15 @@ struct resumed_event {
     int64_t turn_id = 0;
 };
 
+// All the LLM's places (slots) are taken: the session waits in line at `position` (1: next);
+// its turns are refused (`queued`) until `admitted`.
+struct queued_event {
+    size_t position = 0;
+};
+
+// The session has its place with the LLM: turns are taken.
+struct admitted_event {};
+
 struct error_event {
     std::string code;
     std::string message;
@@ -125,7 +134,7 @@ struct error_event {
 using session_event =
     std::variant<ready_event, transcript_event, speech_started_event, speech_stopped_event,
                  reply_chunk_event, reply_done_event, interrupted_event, resumed_event,
-                 error_event>;
+                 queued_event, admitted_event, error_event>;
 
 // Where a session's events go. Thread-safe: events are delivered in the order of the calls.
 class session_sink {

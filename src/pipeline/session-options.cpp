@@ -28,6 +28,9 @@ void register_vad_options(option_table &t, vad_params &v) {
 void register_session_options(option_table &t, session_config &c) {
     t.group("Replies");
     t.add_int("max-tokens", c.max_tokens, 1, 8192, "N", "reply length limit");
+    t.add_int("max-turn-seconds", c.max_turn_seconds, 1, 3600, "N",
+              "a user's turn longer than this is ended there, with the transcript so far "
+              "(turn_too_long)");
     t.add_int("first-phrase-words", c.chunker.max_words_first, 0, 1000, "N",
               "the first phrase (spoken first) ends after N words when no comma or sentence end "
               "came sooner (0: no limit)",

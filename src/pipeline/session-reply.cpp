@@ -49,6 +49,12 @@ std::shared_ptr<session::turn> session::start_turn(const std::string &user_text,
                           "(make serve MODEL=FILE.gguf)");
         return nullptr;
     }
+    if (queued_) {
+        error("queued", "every place with the language model is taken: this session is number " +
+                            std::to_string(queue_position_) +
+                            " in line, and is told when it is its turn (admitted)");
+        return nullptr;
+    }
     auto t = std::make_shared<turn>();
     t->user = user_text;
     t->t0 = t0;

@@ -30,6 +30,16 @@ constexpr double ECHO_GATE_FRACTION = 1.0 / 16;
 
 } // namespace
 
+// Counts the utterance's audio; past --max-turn-seconds it says so (turn_too_long), and the
+// caller ends the turn there.
+bool session::turn_too_long(size_t more) {
+    utt_samples_ += int64_t(more);
+    if (utt_samples_ <= int64_t(cfg_.max_turn_seconds) * ASR_SAMPLE_RATE) return false;
+    error("turn_too_long", "a turn is at most " + std::to_string(cfg_.max_turn_seconds) +
+                               " s (--max-turn-seconds): it ends here, with what was heard");
+    return true;
+}
+
 void session::feed_audio(std::vector<int16_t> pcm, int rate) {
     near_processed_ += int64_t(pcm.size()) * ASR_SAMPLE_RATE / rate;
     if (!in_resampler_) return;
@@ -47,6 +57,11 @@ void session::feed_audio(std::vector<int16_t> pcm, int rate) {
         return;
     }
     if (!asr_) return;
+    if (turn_too_long(pcm.size() * ASR_SAMPLE_RATE / size_t(rate))) {
+        finish_utterance(mono_now()); // the audio after it, up to the stop, is dropped
+        utterance_cut_ = true;
+        return;
+    }
     try {
         std::vector<int16_t> s16k = in_resampler_->process(pcm);
         mono_time t_asr = mono_now();
@@ -204,6 +219,11 @@ void session::feed_hands_free(std::vector<int16_t> s16k, mono_time now) {
         }
     }
     if (utterance_open_ && !fed) accept_speech(s16k);
+    if (utterance_open_ && turn_too_long(s16k.size())) {
+        double at = vad_ms(vad_->position());
+        out_->on_event(speech_stopped_event{at, at});
+        end_hands_free_utterance(now, 0);
+    }
     check_barge_in(now, gate);
     if (!utterance_open_ || !asr_) return;
     send_partial();
@@ -224,6 +244,7 @@ void session::begin_utterance() {
     last_partial_.clear();
     utt_asr_ms_ = 0;
     utt_audio_.clear();
+    utt_samples_ = 0;
 }
 
 // In a pause that may be the end of the turn, start the reply from the partial transcript; it

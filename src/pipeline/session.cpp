@@ -10,6 +10,7 @@
 #include "core/secret.h"
 #include "core/worker.h"
 #include "pipeline/session-directory.h"
+#include "pipeline/slot-queue.h"
 #include "store/store.h"
 #include "pipeline/turn-record.h"
 
@@ -137,9 +138,9 @@ void session::open_now(const std::string &resume_id) {
     }
     history_ = std::move(turns);
     next_turn_id_ = history_.empty() ? 1 : history_.back().turn_id + 1;
-    if (eng_.llm && slot_ < 0) slot_ = eng_.llm->acquire_slot();
     out_->on_event(ready_event{id, token, cfg_.audio_out_rate, resumed,
                                int64_t(history_.size()), eng_.llm != nullptr, eng_.tts != nullptr});
+    take_slot();
     // Typed turns may come before any start: get speech ready with the default voice.
     if (eng_.tts && tts_wanted_ && tts_state_ == TTS_STATE_OFF) {
         tts_state_ = TTS_STATE_PENDING;
@@ -164,8 +165,63 @@ void session::close() {
     // No task of the session runs from here on: its state is this thread's.
     if (current_) cancel_turn(current_, false);
     leave_id();
-    if (eng_.llm && slot_ >= 0) eng_.llm->release_slot(slot_);
+    give_slot_back();
+}
+
+void session::take_slot() {
+    if (!eng_.llm || slot_ >= 0 || queued_) return;
+    if (!eng_.slots) {
+        slot_ = eng_.llm->acquire_slot();
+        return;
+    }
+    std::weak_ptr<session> weak = shared_from_this();
+    auto granted = [weak](int slot) {
+        auto s = weak.lock();
+        return s && s->slot_granted(slot);
+    };
+    auto moved = [weak](size_t position) {
+        if (auto s = weak.lock())
+            s->post([s, position] {
+                if (!s->queued_ || position == s->queue_position_) return;
+                s->queue_position_ = position;
+                s->out_->on_event(queued_event{position});
+            });
+    };
+    size_t position = 0;
+    slot_ = eng_.slots->request(this, granted, moved, &position);
+    if (slot_ >= 0) return;
+    queued_ = true;
+    queue_position_ = position;
+    out_->on_event(queued_event{position});
+}
+
+// The line gives this session a slot: kept where close() finds it too, then taken on the actor.
+bool session::slot_granted(int slot) {
+    std::lock_guard lock(door_);
+    if (closed_ || !worker_) return false;
+    granted_slot_ = slot;
+    worker_->post([this] {
+        int s = granted_slot_.exchange(-1);
+        if (s < 0) return;
+        slot_ = s;
+        queued_ = false;
+        out_->on_event(admitted_event{});
+    });
+    return true;
+}
+
+// At close (the actor gone): the slot to the next in line, or out of the line.
+void session::give_slot_back() {
+    if (eng_.slots && queued_) eng_.slots->cancel(this);
+    if (int s = granted_slot_.exchange(-1); s >= 0 && slot_ < 0) slot_ = s;
+    if (slot_ >= 0) {
+        if (eng_.slots)
+            eng_.slots->release(slot_);
+        else if (eng_.llm)
+            eng_.llm->release_slot(slot_);
+    }
     slot_ = -1;
+    queued_ = false;
 }
 
 // The session lets its id go (closed, or on to another): its turns saved or said lost.
@@ -265,6 +321,8 @@ void session::begin_listening(int rate, bool hands_free, const vad_params &vp) {
     } catch (const std::exception &e) {
         error("asr_failed", e.what());
     }
+    utt_samples_ = 0;
+    utterance_cut_ = false;
     if (spec_) {
         discard_turn(spec_);
         spec_.reset();
@@ -327,6 +385,7 @@ void session::stop(mono_time t_stop) {
 }
 
 void session::stop_now(mono_time t_stop) {
+    if (std::exchange(utterance_cut_, false)) return; // already ended at --max-turn-seconds
     if (!vad_) {
         finish_utterance(t_stop);
         return;
@@ -344,6 +403,31 @@ void session::stop_now(mono_time t_stop) {
     in_resampler_.reset();
 }
 
+// Input side: a client may send audio ahead of real time (a file, a reconnect's backlog) up to
+// AUDIO_BURST_S, and then at most AUDIO_SPEED_MAX times real time; beyond that its frames are
+// refused with audio_too_fast (said at most once a second).
+bool session::take_audio_credit(double seconds) {
+    mono_time now = mono_now();
+    if (audio_credit_s_ < 0)
+        audio_credit_s_ = AUDIO_BURST_S;
+    else
+        audio_credit_s_ = std::min(AUDIO_BURST_S, audio_credit_s_ + ms_between(audio_credit_at_, now) /
+                                                                         1000 * AUDIO_SPEED_MAX);
+    audio_credit_at_ = now;
+    if (seconds <= audio_credit_s_) {
+        audio_credit_s_ -= seconds;
+        return true;
+    }
+    if (too_fast_said_ == mono_time{} || ms_between(too_fast_said_, now) >= 1000) {
+        too_fast_said_ = now;
+        error("audio_too_fast",
+              "audio faster than " + std::to_string(int(AUDIO_SPEED_MAX)) +
+                  "x real time after a " + std::to_string(int(AUDIO_BURST_S)) +
+                  " s burst: frames are dropped until it slows down");
+    }
+    return false;
+}
+
 void session::text(std::string text, mono_time t0) {
     post([this, text = std::move(text), t0] { start_turn(text, t0, t0); });
 }
@@ -358,6 +442,7 @@ void session::audio(std::vector<int16_t> pcm) {
         return;
     }
     int rate = in_rate_;
+    if (!take_audio_credit(double(pcm.size()) / rate)) return;
     near_received_ += int64_t(pcm.size()) * ASR_SAMPLE_RATE / rate;
     post([this, pcm = std::move(pcm), rate]() mutable { feed_audio(std::move(pcm), rate); });
 }

@@ -44,6 +44,7 @@ class actor_pool;
 class option_table;
 class store;
 class session_directory;
+class slot_queue;
 class resampler;
 class echo_canceller;
 struct metrics;
@@ -60,6 +61,9 @@ struct session_engines {
     // Where the sessions' queues run (null: actor_pool::sessions() and end_passes()).
     actor_pool *session_pool = nullptr;
     actor_pool *end_pass_pool = nullptr;
+    // The LLM's slots handed out in order (null: a session without one shares a slot-less
+    // sequence).
+    slot_queue *slots = nullptr;
 };
 
 // Server-side echo cancellation of hands-free input.
@@ -92,6 +96,8 @@ struct session_config {
     // Speech during a reply (including audio still playing at the client) that lasts this long
     // interrupts it; shorter sounds (a click, a cough) do not.
     int barge_in_ms = 96;
+    // A user's turn longer than this is ended there (turn_too_long), with the transcript so far.
+    int max_turn_seconds = 120;
     // Start the reply when the user has been silent this long and the partial transcript is
     // stable; it is sent only when the turn really ends with the same words (0: off).
     int speculative_silence_ms = 200;
@@ -107,6 +113,11 @@ struct session_config {
 // Registers the conversation's settings (replies, sampling, hands-free turn-taking) in the
 // option table.
 void register_session_options(option_table &t, session_config &c);
+
+// Audio ahead of real time that a session takes (seconds), and then how much faster than real
+// time it may come.
+constexpr double AUDIO_BURST_S = 60;
+constexpr double AUDIO_SPEED_MAX = 10;
 
 class session : public std::enable_shared_from_this<session> {
   public:
@@ -135,6 +146,10 @@ class session : public std::enable_shared_from_this<session> {
     // Another connection resumed this session (session-directory.h): told, closed, ended.
     void taken_over();
     void leave_id();
+    // The LLM's slot: taken at open, or a place in line (queued_event) until it is given.
+    void take_slot();
+    bool slot_granted(int slot); // any thread
+    void give_slot_back();
     struct turn;
     enum tts_state { TTS_STATE_OFF, TTS_STATE_PENDING, TTS_STATE_OK, TTS_STATE_FAILED };
 
@@ -143,6 +158,7 @@ class session : public std::enable_shared_from_this<session> {
     void post(std::function<void()> task);
     void post_control(std::function<void()> task);
     void post_at(mono_time when, std::function<void()> task);
+    bool take_audio_credit(double seconds); // input side
 
     // The session's actor, from here on.
     void open_now(const std::string &resume_id);
@@ -244,6 +260,10 @@ class session : public std::enable_shared_from_this<session> {
     bool started_ = false;   // a start was received
     bool recording_ = false; // between start and stop
     int in_rate_ = 16000;
+    // Audio faster than real time: a burst is taken, then at most AUDIO_SPEED_MAX times real
+    // time (a token bucket in seconds of audio); beyond it frames are refused (audio_too_fast).
+    double audio_credit_s_ = -1; // -1: full
+    mono_time audio_credit_at_{}, too_fast_said_{};
     // Microphone samples (16 kHz) received from the network and processed by the actor: the
     // difference is captured audio not yet through the echo canceller.
     std::atomic<int64_t> near_received_{0}, near_processed_{0};
@@ -264,6 +284,9 @@ class session : public std::enable_shared_from_this<session> {
     tts_params tts_params_;
     tts_state tts_state_ = TTS_STATE_OFF;
     int slot_ = -1;
+    bool queued_ = false; // in line for a slot
+    size_t queue_position_ = 0;
+    std::atomic<int> granted_slot_{-1}; // given by the line, not yet taken by the actor
     // What the client is playing: the last reply that sent audio, and when its audio ends if
     // played without gaps from when it was sent (corrected by the client's playback reports).
     std::shared_ptr<turn> speaking_;
@@ -297,6 +320,9 @@ class session : public std::enable_shared_from_this<session> {
     mono_time t_onset_{};
     double utt_asr_ms_ = 0;          // recognition work for the current utterance
     std::vector<int16_t> utt_audio_; // direct audio mode: the utterance at 16 kHz
+    int64_t utt_samples_ = 0;        // the utterance's length so far (16 kHz)
+    bool utterance_cut_ = false;     // push-to-talk: ended at --max-turn-seconds, before stop
+    bool turn_too_long(size_t more);
     int end_passes_pending_ = 0;     // utterances whose end pass is at work
     // The recogniser's end pass started in a pause, on the audio up to the pause: if the turn
     // ends there, its result is the transcript (and a reply may start from it before the end).

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { connect } from 'node:net';
-import { startServer, Client } from '../lib/parley.mjs';
+import { startServer, Client, clips, readWav, streamPcm } from '../lib/parley.mjs';
 
 const ws = { Connection: 'Upgrade', Upgrade: 'websocket', 'Sec-WebSocket-Version': '13', 'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==' };
 
@@ -129,6 +129,94 @@ test('a message longer than the model\'s context is cut to what fits (text_cut) 
     const errors = c.ofType('error');
     assert.deepEqual(errors.map((e) => e.code), ['text_cut']);
     await c.close();
+  } finally {
+    await s.stop();
+  }
+});
+
+test('a push-to-talk turn past --max-turn-seconds ends there with its transcript so far (turn_too_long)', async () => {
+  const s = await startServer(['--max-turn-seconds', '2', '--max-tokens', '16']);
+  try {
+    const c = await Client.open(s.ws);
+    await c.waitType('ready');
+    c.send({ type: 'start', sample_rate: 16000, tts: false });
+    const { pcm } = readWav(clips[0].wav); // longer than 2 s
+    await streamPcm(c, pcm, 16000, { realtime: false });
+    c.send({ type: 'stop' });
+    const e = await c.waitFor((m) => m.json && m.json.type === 'error');
+    assert.equal(e.json.code, 'turn_too_long');
+    const final = await c.waitFor((m) => m.json && m.json.type === 'transcript' && m.json.is_final, { timeout: 20000 });
+    assert.ok(final.json.text.length > 0, 'the transcript so far');
+    await c.waitType('response_done', { timeout: 30000 });
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(c.msgs.filter((m) => m.json && m.json.type === 'transcript' && m.json.is_final).length, 1, 'the stop after it adds no turn');
+    const from = c.msgs.length;
+    c.send({ type: 'text', text: 'Still there?' });
+    await c.waitType('response_done', { from });
+    await c.close();
+  } finally {
+    await s.stop();
+  }
+});
+
+test('ten minutes of audio in a moment: a burst is taken, the rest refused (audio_too_fast), the session goes on', async () => {
+  const s = await startServer(['--max-tokens', '16']);
+  try {
+    const c = await Client.open(s.ws);
+    await c.waitType('ready');
+    c.send({ type: 'start', sample_rate: 16000, tts: false });
+    const frame = Buffer.alloc(16000 * 2); // 1 s of silence a frame
+    for (let i = 0; i < 600; i++) c.sendBinary(frame);
+    c.send({ type: 'stop' });
+    const e = await c.waitFor((m) => m.json && m.json.type === 'error', { timeout: 20000 });
+    assert.equal(e.json.code, 'audio_too_fast');
+    const refused = c.ofType('error').filter((x) => x.code === 'audio_too_fast').length;
+    assert.ok(refused <= 5, `said once a second, not once a frame (${refused})`);
+    await c.waitFor((m) => m.json && m.json.type === 'transcript' && m.json.is_final, { timeout: 60000 });
+    const from = c.msgs.length;
+    c.send({ type: 'text', text: 'Still there?' });
+    await c.waitType('response_done', { from, timeout: 30000 });
+    await c.close();
+  } finally {
+    await s.stop();
+  }
+});
+
+test('past the LLM\'s slots a session waits in line: told its place, its turns refused (queued), admitted when a place frees', async () => {
+  const s = await startServer(['--slots', '2', '--max-tokens', '8']);
+  try {
+    const open = async () => {
+      const c = await Client.open(s.ws);
+      await c.waitType('ready');
+      return c;
+    };
+    const a = await open();
+    const b = await open();
+    const c = await open();
+    const d = await open();
+    assert.equal(a.ofType('queued').length + b.ofType('queued').length, 0);
+    assert.equal((await c.waitType('queued')).json.position, 1);
+    assert.equal((await d.waitType('queued')).json.position, 2);
+    c.send({ type: 'text', text: 'Hello?' });
+    const refused = await c.waitType('error');
+    assert.equal(refused.json.code, 'queued');
+    assert.match(refused.json.message, /number 1 in line/);
+    await a.close();
+    await c.waitType('admitted');
+    const moved = await d.waitFor((m) => m.json && m.json.type === 'queued' && m.json.position === 1);
+    assert.ok(moved);
+    const from = c.msgs.length;
+    c.send({ type: 'text', text: 'Hello now.' });
+    await c.waitType('response_done', { from });
+    // One in line that leaves gives its place up: the next moves on.
+    const e = await open();
+    assert.equal((await e.waitType('queued')).json.position, 2);
+    await d.close();
+    await e.waitFor((m) => m.json && m.json.type === 'queued' && m.json.position === 1);
+    await b.close();
+    await e.waitType('admitted');
+    await c.close();
+    await e.close();
   } finally {
     await s.stop();
   }

@@ -301,11 +301,17 @@ test('300 idle WebSockets add no threads to the server', async () => {
   const during = threads();
   console.log(`server threads: ${before} with one session, ${during} with 301`);
   assert.ok(during - before <= 2, `${during - before} more threads for 300 idle sessions`);
-  // And they all still work: a typed turn on the last one.
+  // And they all still work: past the LLM's 8 places each is told its place in line; when the
+  // others leave, the last one is admitted and answered.
+  const queued = clients.filter((c) => c.ofType('queued').length > 0);
+  assert.equal(queued.length, 300 + 1 - 8);
   const last = clients.at(-1);
+  assert.equal(last.ofType('queued')[0].position, 300 + 1 - 8);
+  await Promise.all([warm, ...clients.slice(0, -1)].map((c) => c.close()));
+  await last.waitType('admitted', { timeout: 20000 });
   last.send({ type: 'text', text: 'Hello.' });
   await last.waitType('response_done', { timeout: 60000 });
-  await Promise.all([warm, ...clients].map((c) => c.close()));
+  await last.close();
 });
 
 // Audio files go through libsndfile: FLAC (lossless) gives the WAV's transcript, Ogg Vorbis is
