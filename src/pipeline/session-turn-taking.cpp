@@ -223,6 +223,9 @@ void session::feed_hands_free(std::vector<int16_t> s16k, mono_time now) {
         double at = vad_ms(vad_->position());
         out_->on_event(speech_stopped_event{at, at});
         end_hands_free_utterance(now, 0);
+        // The speech that goes on is the same speech, not a barge-in on the reply to it; after
+        // a pause, speech is a new turn again.
+        barging_ = true;
     }
     check_barge_in(now, gate);
     if (!utterance_open_ || !asr_) return;

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { connect } from 'node:net';
-import { startServer, Client, clips, readWav, streamPcm } from '../lib/parley.mjs';
+import { startServer, Client, clips, readWav, streamPcm, Mic } from '../lib/parley.mjs';
 
 const ws = { Connection: 'Upgrade', Upgrade: 'websocket', 'Sec-WebSocket-Version': '13', 'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==' };
 
@@ -218,6 +218,28 @@ test('past the LLM\'s slots a session waits in line: told its place, its turns r
     await c.close();
     await e.close();
   } finally {
+    await s.stop();
+  }
+});
+
+test('a hands-free turn past --max-turn-seconds ends there: speech_stopped, the transcript so far, a reply', async () => {
+  const s = await startServer(['--max-turn-seconds', '2', '--max-tokens', '16', '--speculative-silence-ms', '0']);
+  const c = await Client.open(s.ws);
+  await c.waitType('ready');
+  c.send({ type: 'start', sample_rate: 16000, mode: 'hands_free', tts: false });
+  const mic = new Mic(c);
+  try {
+    await mic.play(readWav(clips[0].wav).pcm); // more than 2 s of speech
+    await c.waitType('speech_started', { timeout: 20000 });
+    const e = await c.waitFor((m) => m.json && m.json.type === 'error', { timeout: 20000 });
+    assert.equal(e.json.code, 'turn_too_long');
+    await c.waitType('speech_stopped', { from: c.msgs.indexOf(e), timeout: 5000 }); // the turn ends
+    const final = await c.waitFor((m) => m.json && m.json.type === 'transcript' && m.json.is_final, { timeout: 20000 });
+    assert.ok(final.json.text.length > 0, 'the transcript so far');
+    await c.waitType('response_done', { timeout: 30000 });
+  } finally {
+    await mic.stop();
+    await c.close();
     await s.stop();
   }
 });
