@@ -1,7 +1,7 @@
 #include "models/model-cache.h"
 
 #include "models/model-download.h"
-#include "models/sha256.h"
+#include "core/sha256.h"
 
 #include <cerrno>
 #include <climits>

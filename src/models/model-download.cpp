@@ -3,7 +3,7 @@
 // finished file is never read twice; a resumed one re-reads only the part it kept.
 #include "models/model-download.h"
 
-#include "models/sha256.h"
+#include "core/sha256.h"
 
 #include <cerrno>
 #include <chrono>

@@ -1,6 +1,6 @@
 #include "models/model-manifest.h"
 
-#include "models/sha256.h"
+#include "core/sha256.h"
 
 #include <algorithm>
 #include <fstream>

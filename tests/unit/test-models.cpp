@@ -3,7 +3,7 @@
 #include "models/model-cache.h"
 #include "models/model-download.h"
 #include "models/model-manifest.h"
-#include "models/sha256.h"
+#include "core/sha256.h"
 
 #include <gtest/gtest.h>
 

@@ -1,5 +1,5 @@
 // SHA-256 through OpenSSL's EVP digest interface.
-#include "models/sha256.h"
+#include "core/sha256.h"
 
 #include <openssl/evp.h>
 
@@ -35,14 +35,19 @@ std::array<uint8_t, 32> sha256::digest() {
     return out;
 }
 
-std::string sha256::hex() {
+std::string to_hex(const uint8_t *data, size_t size) {
     static const char digits[] = "0123456789abcdef";
-    std::string s;
-    for (uint8_t b : digest()) {
-        s += digits[b >> 4];
-        s += digits[b & 15];
+    std::string s(size * 2, '0');
+    for (size_t i = 0; i < size; ++i) {
+        s[2 * i] = digits[data[i] >> 4];
+        s[2 * i + 1] = digits[data[i] & 15];
     }
     return s;
+}
+
+std::string sha256::hex() {
+    auto d = digest();
+    return to_hex(d.data(), d.size());
 }
 
 std::string sha256_hex(std::string_view bytes) {

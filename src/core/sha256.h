@@ -1,4 +1,4 @@
-// SHA-256 (OpenSSL's EVP digest), for checking downloaded model files.
+// SHA-256 (OpenSSL's EVP digest): checking downloaded model files, hashing secrets.
 //
 //   sha256 h;
 //   h.update(data, size);        // any number of times
@@ -35,6 +35,9 @@ class sha256 {
 };
 
 std::string sha256_hex(std::string_view bytes);
+
+// Bytes as lowercase hex.
+std::string to_hex(const uint8_t *data, size_t size);
 
 // Hashes a file. Throws std::runtime_error (with the path and the reason) when it cannot be read.
 std::string sha256_file(const std::string &path);
