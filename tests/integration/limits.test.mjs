@@ -3,29 +3,10 @@
 // with its status before the connection closes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { request } from 'node:http';
 import { connect } from 'node:net';
-import { startServer, Client, clips, readWav, streamPcm, Mic } from '../lib/parley.mjs';
+import { startServer, httpGet, wsUpgrade, Client, clips, readWav, streamPcm, Mic } from '../lib/parley.mjs';
 
-const ws = { Connection: 'Upgrade', Upgrade: 'websocket', 'Sec-WebSocket-Version': '13', 'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==' };
-
-// An upgrade request; resolves to { status, headers, body }.
-function upgrade(port) {
-  return new Promise((ok, fail) => {
-    const req = request({ host: '127.0.0.1', port, path: '/ws', headers: ws });
-    req.on('upgrade', (res, socket) => {
-      socket.destroy();
-      ok({ status: res.statusCode, headers: res.headers, body: '' });
-    });
-    req.on('response', (res) => {
-      let body = '';
-      res.on('data', (d) => (body += d));
-      res.on('end', () => ok({ status: res.statusCode, headers: res.headers, body }));
-    });
-    req.on('error', fail);
-    req.end();
-  });
-}
+const upgrade = (port) => httpGet(port, '/ws', wsUpgrade);
 
 // Raw bytes to the server; resolves to the status line it answers with ('' when it only closes).
 function raw(port, bytes) {

@@ -1,11 +1,10 @@
 // Bad input, vanishing clients, missing models, security: errors are clear, nothing dies.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { request } from 'node:http';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { startServer, fetchHistory, Client, clips, voiceTurn, bin, tempDir } from '../lib/parley.mjs';
+import { startServer, fetchHistory, httpGet, wsUpgrade, Client, clips, voiceTurn, bin, tempDir } from '../lib/parley.mjs';
 
 let srv;
 before(async () => {
@@ -176,19 +175,7 @@ test('terminal commands: transcribe, say, and clear errors for bad files', () =>
 
 test('API key and Origin checks', async () => {
   const s = await startServer(['--api-key', 'sekret', '--allow-origin', 'http://friend.example']);
-  const upgrade = (path, headers) =>
-    new Promise((ok) => {
-      const req = request({
-        host: '127.0.0.1', port: s.port, path,
-        headers: { Connection: 'Upgrade', Upgrade: 'websocket', 'Sec-WebSocket-Version': '13', 'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==', ...headers },
-      });
-      req.on('upgrade', (res, socket) => {
-        socket.destroy();
-        ok(res.statusCode);
-      });
-      req.on('response', (res) => ok(res.statusCode));
-      req.end();
-    });
+  const upgrade = async (path, headers) => (await httpGet(s.port, path, { ...wsUpgrade, ...headers })).status;
   assert.equal(await upgrade('/ws', {}), 401);
   assert.equal(await upgrade('/ws?api_key=wrong', {}), 401);
   assert.equal(await upgrade('/ws?api_key=sekret', {}), 101);

@@ -2,30 +2,13 @@
 // the environment or a file, out of `ps`), and the Host and Origin checks against DNS rebinding.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { request } from 'node:http';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { startServer, fetchHistory, Client, bin, tempDir } from '../lib/parley.mjs';
+import { startServer, fetchHistory, httpGet, wsUpgrade, Client, bin, tempDir } from '../lib/parley.mjs';
 
-// One HTTP request with the headers given (Host included); resolves to the status.
-function status(port, path, headers = {}) {
-  return new Promise((ok, fail) => {
-    const req = request({ host: '127.0.0.1', port, path, headers, setHost: !headers.Host });
-    req.on('upgrade', (res, socket) => {
-      socket.destroy();
-      ok(res.statusCode);
-    });
-    req.on('response', (res) => {
-      res.resume();
-      ok(res.statusCode);
-    });
-    req.on('error', fail);
-    req.end();
-  });
-}
-
-const ws = { Connection: 'Upgrade', Upgrade: 'websocket', 'Sec-WebSocket-Version': '13', 'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==' };
+const status = async (port, path, headers) => (await httpGet(port, path, headers)).status;
+const ws = wsUpgrade;
 
 test('session ids and resume tokens are 128 random bits; a history is read with its token only', async () => {
   const s = await startServer([]);

@@ -1,5 +1,6 @@
 // Helpers for tests and benchmarks that talk to a real `parley serve` over the network.
 import { spawn } from 'node:child_process';
+import { request } from 'node:http';
 import { existsSync, readFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
@@ -66,6 +67,28 @@ export async function startServer(args = [], { withModel = true, db, env } = {})
       return exited;
     },
   };
+}
+
+// The headers of a WebSocket upgrade request (add the key's, the Origin, the Host to them).
+export const wsUpgrade = { Connection: 'Upgrade', Upgrade: 'websocket', 'Sec-WebSocket-Version': '13', 'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==' };
+
+// One HTTP GET to a local server with exactly these headers (a Host among them replaces the
+// usual one); resolves to { status, headers, body } (a 101 upgrade is closed at once).
+export function httpGet(port, path, headers = {}) {
+  return new Promise((ok, fail) => {
+    const req = request({ host: '127.0.0.1', port, path, headers, setHost: !headers.Host });
+    req.on('upgrade', (res, socket) => {
+      socket.destroy();
+      ok({ status: res.statusCode, headers: res.headers, body: '' });
+    });
+    req.on('response', (res) => {
+      let body = '';
+      res.on('data', (d) => (body += d));
+      res.on('end', () => ok({ status: res.statusCode, headers: res.headers, body }));
+    });
+    req.on('error', fail);
+    req.end();
+  });
 }
 
 // GET /sessions/{id} with the session's resume token (from its `ready`).
