@@ -16,7 +16,7 @@ MIRROR ?= $(abspath $(wildcard ../shared/models))
 ARGS ?=
 RUN := scripts/run
 
-.PHONY: setup build serve test test-model unit integration e2e bench bench-memory bench-engines format clean
+.PHONY: setup build serve test test-model unit integration e2e fuzz soak bench bench-memory bench-engines format clean
 
 setup:
 	@scripts/setup
@@ -59,6 +59,18 @@ integration: test-model build node_modules/.parley-stamp
 
 e2e: test-model build node_modules/.parley-stamp
 	@$(RUN) node --test --test-force-exit 'tests/e2e/*.test.mjs'
+
+# The parsers of what clients and files send, fuzzed (libFuzzer + ASan/UBSan, built with clang in
+# build-fuzz/): FUZZ_SECONDS per target (make test runs 10 s each). See docs/testing.md.
+FUZZ_SECONDS ?= 300
+fuzz: setup
+	@$(RUN) tests/fuzz/run $(FUZZ_SECONDS)
+
+# Long conversations (8 clients x 100 turns) with disconnects, resumes, barge-ins, malformed
+# messages and two kill -9 restarts: the store, memory, threads and descriptors checked after
+# (about 5 min here). ARGS go to tests/soak/run.mjs (e.g. ARGS="--clients 4 --seed 7").
+soak: test-model build node_modules/.parley-stamp
+	@$(RUN) node tests/soak/run.mjs $(ARGS)
 
 # Simulated voice clients over the real protocol (1 then 4), per-stage latency, CPU, memory, the
 # bare engines on the same inputs; bench/out/voice.{json,html}. Then hands-free end-of-turn and

@@ -7,7 +7,7 @@ endif()
 pkg_check_modules(WEBRTC_AUDIO_PROCESSING REQUIRED webrtc-audio-processing-1)
 set_source_files_properties(src/audio/echo-canceller.cpp PROPERTIES
     COMPILE_OPTIONS "${WEBRTC_AUDIO_PROCESSING_CFLAGS}")
-target_sources(parley_core PRIVATE src/audio/vad.cpp src/audio/echo-canceller.cpp)
+target_sources(parley_core PRIVATE src/audio/vad.cpp src/audio/vad-params.cpp src/audio/echo-canceller.cpp)
 target_link_libraries(parley_core PRIVATE
     PkgConfig::ONNXRUNTIME ${WEBRTC_AUDIO_PROCESSING_LINK_LIBRARIES})
 

@@ -557,7 +557,8 @@ class llm_llama : public llm_engine {
             a.result.text += rest;
             if (a.req.on_piece) a.req.on_piece(rest);
         }
-        if (a.audio && reason != LLM_STOP_CANCELLED && reason != LLM_STOP_ERROR && reason != LLM_STOP_PREFILL) {
+        if (a.audio && reason != LLM_STOP_CANCELLED && reason != LLM_STOP_ERROR &&
+            reason != LLM_STOP_PREFILL) {
             if (a.req.audio_mode == LLM_AUDIO_TRANSCRIBE) {
                 // The transcript is the whole text, without the white space around it.
                 size_t b = a.result.text.find_first_not_of(" \n\r\t");
@@ -1046,6 +1047,10 @@ class llm_llama : public llm_engine {
 
 std::unique_ptr<llm_engine> make_llm_llama(const llm_config &config) {
     return std::make_unique<llm_llama>(config);
+}
+
+std::unique_ptr<llm_engine> make_llm_engine(const llm_config &config) {
+    return make_llm_llama(config);
 }
 
 } // namespace parley

@@ -28,10 +28,6 @@ const char *llm_stop_name(llm_stop s) {
     return "";
 }
 
-std::unique_ptr<llm_engine> make_llm_engine(const llm_config &config) {
-    return make_llm_llama(config);
-}
-
 std::string format_plain_chat(const std::vector<chat_message> &messages) {
     std::string out;
     for (const chat_message &m : messages) {

@@ -1,6 +1,7 @@
 #include "models/model-manifest.h"
 
 #include "core/sha256.h"
+#include "text/utf8.h"
 
 #include <algorithm>
 #include <fstream>
@@ -85,13 +86,14 @@ std::string model_manifest::validate() const {
         const model_entry &m = models[i];
         std::string where = "models[" + std::to_string(i) + "]";
         if (!valid_model_name(m.name))
-            return where + ".name: '" + m.name +
-                   "' must be lowercase letters, digits, '.', '_' or '-'";
+            return where + ".name: " + quote_value(m.name) +
+                   " must be lowercase letters, digits, '.', '_' or '-'";
         where += " (" + m.name + ")";
         if (!names.insert(m.name).second) return where + ".name: listed twice";
         const auto &tasks = model_tasks();
         if (std::find(tasks.begin(), tasks.end(), m.task) == tasks.end())
-            return where + ".task: '" + m.task + "' is not one of asr, llm, tts, vad, audio-llm";
+            return where + ".task: " + quote_value(m.task) +
+                   " is not one of asr, llm, tts, vad, audio-llm";
         if (m.engine.empty()) return where + ".engine: empty";
         if (m.description.empty()) return where + ".description: empty";
         if (m.description.find('\n') != std::string::npos)
@@ -104,11 +106,11 @@ std::string model_manifest::validate() const {
             const model_file &f = m.files[j];
             std::string fw = where + ".files[" + std::to_string(j) + "]";
             if (!valid_file_name(f.name))
-                return fw + ".name: '" + f.name + "' must be a plain file name";
+                return fw + ".name: " + quote_value(f.name) + " must be a plain file name";
             if (!file_names.insert(f.name).second) return fw + ".name: listed twice";
             if (!valid_url(f.url))
-                return fw + ".url: '" + f.url +
-                       "' must be an http(s) URL or a hub path (org/repo/resolve/rev/file)";
+                return fw + ".url: " + quote_value(f.url) +
+                       " must be an http(s) URL or a hub path (org/repo/resolve/rev/file)";
             if (!f.sha256.empty() && !is_sha256_hex(f.sha256))
                 return fw + ".sha256: must be 64 hex digits (or empty when unknown)";
             if (f.size < -1) return fw + ".size: must not be negative";
@@ -118,7 +120,8 @@ std::string model_manifest::validate() const {
     for (size_t i = 0; i < profiles.size(); i++) {
         const model_profile &p = profiles[i];
         std::string where = "profiles[" + std::to_string(i) + "]";
-        if (!valid_model_name(p.name)) return where + ".name: '" + p.name + "' is not a valid name";
+        if (!valid_model_name(p.name))
+            return where + ".name: " + quote_value(p.name) + " is not a valid name";
         if (!profile_names.insert(p.name).second) return where + ".name: listed twice";
         for (auto [role, task, names] :
              {std::tuple{"asr", "asr", &p.asr}, std::tuple{"llm", "llm", &p.llm},
@@ -127,14 +130,15 @@ std::string model_manifest::validate() const {
             for (const std::string &n : *names) {
                 if (is_builtin_engine(role, n)) continue;
                 const model_entry *e = find(n);
-                if (!e) return where + "." + role + ": no model named '" + n + "'";
+                if (!e) return where + "." + role + ": no model named " + quote_value(n);
                 if (e->task != task)
-                    return where + "." + role + ": '" + n + "' is a " + e->task + " model";
+                    return where + "." + role + ": " + quote_value(n) + " is a " + e->task +
+                           " model";
             }
         }
     }
     if (!default_profile.empty() && !find_profile(default_profile))
-        return "default_profile: no profile named '" + default_profile + "'";
+        return "default_profile: no profile named " + quote_value(default_profile);
     return "";
 }
 
@@ -154,7 +158,7 @@ std::string parse_model_manifest(const std::string &json_text, model_manifest *o
     json doc;
     try {
         doc = json::parse(json_text);
-    } catch (const json::parse_error &e) {
+    } catch (const json::exception &e) {
         // nlohmann's message carries the byte position; keep it on one line.
         std::string msg = e.what();
         std::replace(msg.begin(), msg.end(), '\n', ' ');

@@ -1,13 +1,12 @@
 #include "net/native-protocol.h"
 
-#include "core/clock.h"
 #include "store/turn-timings-json.h"
+#include "text/utf8.h"
 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 
 namespace parley {
 
@@ -120,7 +119,7 @@ std::variant<client_message, protocol_error> parse_client_message(std::string_vi
         if (j.contains("turn_id") && j["turn_id"].is_number_integer())
             m.playback.turn_id = j["turn_id"];
     } else {
-        return bad("unknown_type", "unknown message type \"" + type.substr(0, 64) + "\"");
+        return bad("unknown_type", "unknown message type " + quote_value(type));
     }
     return m;
 }
@@ -144,7 +143,9 @@ std::string check_audio_frame(size_t bytes, protocol_error *err) {
 
 namespace {
 
-std::string dump(const json &j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+std::string dump(const json &j) {
+    return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
 
 json encode(const ready_event &e) {
     json j = {{"type", "ready"},
@@ -212,31 +213,13 @@ json encode(const interrupted_event &e) {
     return j;
 }
 
-json encode(const resumed_event &e) { return {{"type", "resumed"}, {"turn_id", e.turn_id}}; }
+json encode(const resumed_event &e) {
+    return {{"type", "resumed"}, {"turn_id", e.turn_id}};
+}
 
 json encode(const error_event &e) {
     return {{"type", "error"}, {"code", e.code}, {"message", e.message}};
 }
-
-// The session's events, encoded for the connection's output.
-class native_encoder : public session_sink {
-  public:
-    explicit native_encoder(std::shared_ptr<native_output> out) : out_(std::move(out)) {}
-    void on_event(session_event e) override {
-        // What to send instead, in this protocol's words.
-        if (auto *err = std::get_if<error_event>(&e); err && err->code == "not_started")
-            err->message += ": send {\"type\":\"start\",\"sample_rate\":...} first";
-        out_->send_text(encode_event(e));
-        if (auto *c = std::get_if<reply_chunk_event>(&e); c && c->has_audio)
-            out_->send_binary(encode_pcm(c->pcm));
-    }
-    void hold() override { out_->hold(); }
-    void flush() override { out_->flush(); }
-    void end(const std::string &reason) override { out_->end(reason); }
-
-  private:
-    std::shared_ptr<native_output> out_;
-};
 
 } // namespace
 
@@ -250,60 +233,6 @@ std::string encode_pcm(const std::vector<int16_t> &pcm) {
 
 std::string encode_error(const std::string &code, const std::string &message) {
     return dump(encode(error_event{code, message}));
-}
-
-native_connection::native_connection(const session_engines &engines,
-                                     const session_config &config,
-                                     std::shared_ptr<native_output> out)
-    : session_(std::make_shared<session>(engines, config,
-                                         std::make_shared<native_encoder>(std::move(out)))) {}
-
-native_connection::~native_connection() { close(); }
-
-void native_connection::open(const std::string &resume_id) { session_->open(resume_id); }
-
-void native_connection::close() { session_->close(); }
-
-std::string native_connection::id() const { return session_->id(); }
-
-void native_connection::store_changed() { session_->store_changed(); }
-
-void native_connection::on_text(std::string_view message) {
-    mono_time t_recv = mono_now();
-    auto parsed = parse_client_message(message);
-    if (auto *err = std::get_if<protocol_error>(&parsed)) {
-        session_->reject(err->code, err->message);
-        return;
-    }
-    client_message &m = std::get<client_message>(parsed);
-    switch (m.type) {
-    case CLIENT_MSG_START:
-        session_->start(m.start);
-        break;
-    case CLIENT_MSG_STOP:
-        session_->stop(t_recv);
-        break;
-    case CLIENT_MSG_TEXT:
-        session_->text(std::move(m.text), t_recv);
-        break;
-    case CLIENT_MSG_INTERRUPT:
-        session_->interrupt(t_recv);
-        break;
-    case CLIENT_MSG_PLAYBACK:
-        session_->playback(m.playback);
-        break;
-    }
-}
-
-void native_connection::on_binary(std::string_view bytes) {
-    protocol_error err;
-    if (!check_audio_frame(bytes.size(), &err).empty()) {
-        session_->reject(err.code, err.message);
-        return;
-    }
-    std::vector<int16_t> pcm(bytes.size() / 2);
-    std::memcpy(pcm.data(), bytes.data(), pcm.size() * 2);
-    session_->audio(std::move(pcm));
 }
 
 } // namespace parley

@@ -1,12 +1,13 @@
 #include "net/server.h"
 
-#include "core/log.h"
-#include "net/native-protocol.h"
 #include "core/guard.h"
+#include "core/log.h"
 #include "core/metrics.h"
 #include "core/secret.h"
-#include "net/access.h"
 #include "core/worker.h"
+#include "net/access.h"
+#include "net/http-request.h"
+#include "net/native-protocol.h"
 #include "net/web-assets.h"
 #include "store/store.h"
 
@@ -17,10 +18,10 @@
 #include <algorithm>
 #include <chrono>
 #include <deque>
-#include <map>
 #include <functional>
-#include <optional>
+#include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -39,26 +40,6 @@ constexpr size_t WS_READ_MAX = 8 << 20;   // larger frames close the connection
 constexpr size_t WS_QUEUE_MAX = 64 << 20; // a client that stops reading is dropped
 // With --log-level debug, a message that takes longer than this from queue to socket is logged.
 constexpr auto WS_SLOW_WRITE = std::chrono::milliseconds(1);
-
-std::string query_param(std::string_view target, std::string_view name) {
-    size_t q = target.find('?');
-    if (q == std::string_view::npos) return {};
-    std::string_view qs = target.substr(q + 1);
-    while (!qs.empty()) {
-        size_t amp = qs.find('&');
-        std::string_view kv = qs.substr(0, amp);
-        size_t eq = kv.find('=');
-        if (kv.substr(0, eq) == name && eq != std::string_view::npos)
-            return std::string(kv.substr(eq + 1));
-        if (amp == std::string_view::npos) break;
-        qs = qs.substr(amp + 1);
-    }
-    return {};
-}
-
-std::string_view path_of(std::string_view target) {
-    return target.substr(0, target.find('?'));
-}
 
 } // namespace
 
@@ -180,9 +161,9 @@ class ws_conn : public native_output, public std::enable_shared_from_this<ws_con
         closed_ = true;
         asio::post(ws_.get_executor(), [self = shared_from_this(), reason = end_reason_] {
             if (self->ws_.is_open())
-                self->ws_.async_close(websocket::close_reason(websocket::close_code::policy_error,
-                                                              reason),
-                                      [self](beast::error_code) {});
+                self->ws_.async_close(
+                    websocket::close_reason(websocket::close_code::policy_error, reason),
+                    [self](beast::error_code) {});
         });
     }
 
@@ -220,8 +201,7 @@ class ws_conn : public native_output, public std::enable_shared_from_this<ws_con
         touch();
         srv_->add(shared_from_this());
         std::string err = run_guarded("ws: opening a session", [&] {
-            auto s =
-                std::make_shared<native_connection>(srv_->eng, srv_->cfg, shared_from_this());
+            auto s = std::make_shared<native_connection>(srv_->eng, srv_->cfg, shared_from_this());
             {
                 std::lock_guard lock(qm_);
                 sess_ = s;
@@ -349,9 +329,9 @@ class ws_conn : public native_output, public std::enable_shared_from_this<ws_con
     std::atomic<bool> idle_closed_{false};
 
     void touch() {
-        last_input_s_ = std::chrono::duration<double>(
-                            std::chrono::steady_clock::now().time_since_epoch())
-                            .count();
+        last_input_s_ =
+            std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+                .count();
     }
     bool held_ = false; // hold(): messages queue, the writer starts at flush()
     bool closed_ = false;
@@ -370,7 +350,7 @@ class http_conn : public std::enable_shared_from_this<http_conn> {
   private:
     void do_read() {
         parser_.emplace();
-        parser_->body_limit(64 * 1024);
+        limit_request_parser(*parser_);
         stream_.expires_after(std::chrono::seconds(30));
         http::async_read(stream_, buf_, *parser_,
                          beast::bind_front_handler(&http_conn::on_read, shared_from_this()));
@@ -399,8 +379,7 @@ class http_conn : public std::enable_shared_from_this<http_conn> {
             beast::error_code ec2;
             auto peer = stream_.socket().remote_endpoint(ec2);
             std::string ip = ec2 ? std::string() : peer.address().to_string();
-            if (int refused = srv_->admit(ip))
-                return reply(busy_response(req, refused));
+            if (int refused = srv_->admit(ip)) return reply(busy_response(req, refused));
             stream_.expires_never();
             std::make_shared<ws_conn>(srv_, stream_.release_socket(), ip)->run(std::move(req));
             return;
@@ -411,19 +390,6 @@ class http_conn : public std::enable_shared_from_this<http_conn> {
             return reply(error_response(req, http::status::internal_server_error,
                                         "internal error: the request failed inside the server"));
         reply(std::move(*res));
-    }
-
-    // 431 for headers (or a request line) over the parser's limit, 413 for a body over its
-    // limit (a chunk size included), 400 for anything else malformed; none when the client
-    // went away or timed out.
-    static std::optional<http::status> parse_error_status(beast::error_code ec) {
-        if (ec == http::error::header_limit || ec == http::error::buffer_overflow)
-            return http::status::request_header_fields_too_large;
-        if (ec == http::error::body_limit) return http::status::payload_too_large;
-        if (ec == http::error::end_of_stream || ec == http::error::partial_message ||
-            ec.category() != beast::error_code(http::error::bad_method).category())
-            return std::nullopt;
-        return http::status::bad_request;
     }
 
     // Refused for the limits: 503 (the server is full) or 429 (this address has its share),
@@ -472,7 +438,7 @@ class http_conn : public std::enable_shared_from_this<http_conn> {
     server::impl *srv_;
     beast::tcp_stream stream_;
     beast::flat_buffer buf_;
-    std::optional<http::request_parser<http::string_body>> parser_;
+    std::optional<http_request_parser> parser_;
 };
 
 bool server::impl::carries_api_key(const http::request<http::string_body> &req) const {
@@ -497,10 +463,10 @@ bool server::impl::origin_ok(const http::request<http::string_body> &req) const 
 // GET /sessions/{id}: the history, for the holder of the session's resume token
 // ("Authorization: Bearer TOKEN" or ?token=) or of the API key. Without either, 401 whether
 // the session exists or not.
-http::response<http::string_body>
-server::impl::session_history(const http::request<http::string_body> &req, const std::string &id,
-                              const std::function<http::response<http::string_body>(
-                                  http::status, const json &)> &json_reply) {
+http::response<http::string_body> server::impl::session_history(
+    const http::request<http::string_body> &req, const std::string &id,
+    const std::function<http::response<http::string_body>(http::status, const json &)>
+        &json_reply) {
     std::string token = bearer_token(req[http::field::authorization]);
     if (token.empty()) token = query_param(req.target(), "token");
     bool by_key = !opt.api_key.empty() && carries_api_key(req);
@@ -509,14 +475,15 @@ server::impl::session_history(const http::request<http::string_body> &req, const
     std::string err = store_call("GET /sessions", [&] {
         if (eng.db) hash = eng.db->session_token_hash(id);
     });
-    bool by_token = hash && !hash->empty() && !token.empty() &&
-                    secrets_equal(secret_hash(token), *hash);
+    bool by_token =
+        hash && !hash->empty() && !token.empty() && secrets_equal(secret_hash(token), *hash);
     if (err.empty() && !by_key && !by_token)
         return json_reply(http::status::unauthorized,
                           {{"error", "this session's resume token (Authorization: Bearer TOKEN) "
                                      "or the API key is required"},
                            {"code", "unauthorized"}});
-    if (err.empty() && hash) err = store_call("GET /sessions", [&] { records = eng.db->load_turns(id); });
+    if (err.empty() && hash)
+        err = store_call("GET /sessions", [&] { records = eng.db->load_turns(id); });
     if (!err.empty())
         return json_reply(http::status::internal_server_error,
                           {{"error", "the session store failed"}, {"code", "store_failed"}});
@@ -674,8 +641,7 @@ server::server(const server_options &options, const session_engines &engines,
     tcp::resolver resolver(impl_->ioc);
     auto endpoints = resolver.resolve(options.host, std::to_string(options.port),
                                       tcp::resolver::passive | tcp::resolver::numeric_service, ec);
-    if (ec)
-        throw std::runtime_error("cannot listen on " + options.host + ": " + ec.message());
+    if (ec) throw std::runtime_error("cannot listen on " + options.host + ": " + ec.message());
     // IPv4 first: "localhost" then listens where http://127.0.0.1 reaches it too.
     std::vector<tcp::endpoint> candidates;
     for (const auto &entry : endpoints)

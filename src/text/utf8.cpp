@@ -64,6 +64,42 @@ std::string utf8_sanitize(std::string_view s) {
     return out;
 }
 
+std::string quote_value(std::string_view s, size_t max) {
+    static const char hex[] = "0123456789abcdef";
+    std::string out = "'";
+    size_t i = 0;
+    while (i < s.size() && i < max) {
+        unsigned char c = static_cast<unsigned char>(s[i]);
+        int len = seq_len(c);
+        bool ok = len > 0 && i + len <= s.size();
+        for (int k = 1; ok && k < len; ++k)
+            ok = is_cont(static_cast<unsigned char>(s[i + k]));
+        if (ok && len > 1) {
+            if (i + len > max) break;
+            out.append(s.substr(i, len));
+            i += len;
+            continue;
+        }
+        if (c == '\n')
+            out += "\\n";
+        else if (c == '\r')
+            out += "\\r";
+        else if (c == '\t')
+            out += "\\t";
+        else if (c == '\\')
+            out += "\\\\";
+        else if (c == '\'')
+            out += "\\'";
+        else if (c < 0x20 || c >= 0x7f)
+            out += std::string("\\x") + hex[c >> 4] + hex[c & 15];
+        else
+            out += char(c);
+        i += 1;
+    }
+    if (i < s.size()) out += "...";
+    return out + "'";
+}
+
 std::string utf8_stream::push(std::string_view bytes) {
     pending_.append(bytes);
     size_t keep = utf8_complete_prefix(pending_);

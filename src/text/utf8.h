@@ -19,6 +19,12 @@ bool utf8_valid(std::string_view s);
 // Replaces invalid sequences with U+FFFD.
 std::string utf8_sanitize(std::string_view s);
 
+// A value from outside (a file, a client) for an error message or a log line: in single quotes,
+// cut to `max` bytes on a character boundary ("..." after it), control characters and invalid
+// bytes escaped (\n, \x7f), so that what follows the message cannot be forged and a message
+// stays one line.
+std::string quote_value(std::string_view s, size_t max = 64);
+
 class utf8_stream {
   public:
     // Appends bytes; returns the newly completed characters.

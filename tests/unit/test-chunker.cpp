@@ -136,6 +136,15 @@ TEST(utf8, stream_never_splits_a_character) {
     EXPECT_EQ(out, text);
 }
 
+TEST(utf8, quoted_values_stay_one_printable_line) {
+    EXPECT_EQ(quote_value("en-us"), "'en-us'");
+    EXPECT_EQ(quote_value("a\nb\r\t\x7f\\'"), "'a\\nb\\r\\t\\x7f\\\\\\''");
+    EXPECT_EQ(quote_value("caf\xC3\xA9 \xFF"), "'caf\xC3\xA9 \\xff'");
+    EXPECT_EQ(quote_value(std::string(100, 'x'), 8), "'xxxxxxxx...'");
+    // Cut on a character boundary: never half of "é".
+    EXPECT_EQ(quote_value("abc\xC3\xA9", 4), "'abc...'");
+}
+
 TEST(utf8, invalid_bytes_are_replaced) {
     EXPECT_FALSE(utf8_valid("a\xff"));
     EXPECT_EQ(utf8_sanitize("a\xff"), "a\xEF\xBF\xBD");

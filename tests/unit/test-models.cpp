@@ -114,6 +114,17 @@ TEST(sha256, the_shared_test_model) {
               "270cba1bd5109f42d03350f60406024560464db173c0e387d91f0426d3bd256d");
 }
 
+// Found by fuzzing (tests/fuzz/corpus/manifest): each was an exception or a two-line error.
+TEST(model_manifest, hostile_values_get_a_one_line_error) {
+    model_manifest m;
+    std::string err = parse_model_manifest(R"({"version": 2.33e333333333})", &m);
+    EXPECT_EQ(err.rfind("invalid JSON", 0), 0u) << err;
+    err = parse_model_manifest(
+        manifest_json(R"("name": "a", "url": "https://x/a\n.bin\u0007", "sha256": "")"), &m);
+    EXPECT_NE(err.find(".url: 'https://x/a\\n.bin\\x07'"), std::string::npos) << err;
+    EXPECT_EQ(err.find('\n'), std::string::npos);
+}
+
 TEST(model_manifest, parses_a_valid_manifest) {
     model_manifest m;
     ASSERT_EQ(parse_model_manifest(

@@ -1,0 +1,47 @@
+# libFuzzer targets: the parsers that read what a client, an upload or a file sends. Configured
+# on their own (-DPARLEY_FUZZ=ON with clang; tests/fuzz/run does it in build-fuzz/), built with
+# AddressSanitizer and UndefinedBehaviorSanitizer, and only from the sources they need.
+if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+    message(FATAL_ERROR "PARLEY_FUZZ needs clang: CXX=clang++ cmake -DPARLEY_FUZZ=ON ...")
+endif()
+
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(SNDFILE REQUIRED IMPORTED_TARGET sndfile)
+find_package(nlohmann_json REQUIRED)
+find_package(Boost CONFIG REQUIRED)
+find_package(OpenSSL REQUIRED)
+
+set(PARLEY_SANITIZE -fsanitize=address,undefined -fno-sanitize-recover=undefined
+    -fno-omit-frame-pointer -g -O1)
+
+add_library(parley_fuzz_parsers STATIC
+    src/app/config.cpp
+    src/core/option-table.cpp
+    src/asr/asr-options.cpp
+    src/llm/llm-options.cpp
+    src/net/server-options.cpp
+    src/pipeline/session-options.cpp
+    src/tts/tts-options.cpp
+    src/net/native-protocol.cpp
+    src/store/turn-timings-json.cpp
+    src/text/utf8.cpp
+    src/audio/audio-file.cpp
+    src/audio/vad-params.cpp
+    src/llm/llm.cpp
+    src/models/model-manifest.cpp
+    src/core/sha256.cpp
+    src/core/secret.cpp
+    src/net/access.cpp
+    src/net/http-request.cpp)
+target_include_directories(parley_fuzz_parsers PUBLIC src)
+target_compile_options(parley_fuzz_parsers PUBLIC ${PARLEY_SANITIZE} PRIVATE -fsanitize=fuzzer-no-link)
+target_link_options(parley_fuzz_parsers PUBLIC -fsanitize=address,undefined)
+target_link_libraries(parley_fuzz_parsers PUBLIC
+    PkgConfig::SNDFILE nlohmann_json::nlohmann_json Boost::headers OpenSSL::Crypto)
+
+foreach(name protocol audio manifest config http)
+    add_executable(fuzz-${name} tests/fuzz/fuzz-${name}.cpp)
+    target_link_libraries(fuzz-${name} PRIVATE parley_fuzz_parsers)
+    target_compile_options(fuzz-${name} PRIVATE -fsanitize=fuzzer)
+    target_link_options(fuzz-${name} PRIVATE -fsanitize=fuzzer)
+endforeach()
