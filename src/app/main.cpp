@@ -3,8 +3,8 @@
 #include "app/config.h"
 #include "app/profile.h"
 #include "asr/asr-audio-llm.h"
-#include "audio/resampler.h"
 #include "audio/audio-file.h"
+#include "audio/resampler.h"
 #include "bench/engine-bench.h"
 #include "bench/voice-bench.h"
 #include "core/clock.h"
@@ -113,12 +113,15 @@ int cmd_serve(app_config &cfg) {
     session_directory directory;
     std::unique_ptr<slot_queue> slots;
     if (llm) slots = std::make_unique<slot_queue>(*llm);
-    session_engines eng{asr.get(), llm.get(), tts.get(), &tts_worker, db.get(), &directory, &stats, vad};
+    session_engines eng{asr.get(), llm.get(),  tts.get(), &tts_worker,
+                        db.get(),  &directory, &stats,    vad};
     eng.slots = slots.get();
     try {
+        if (cfg.server.tls_dir.empty())
+            cfg.server.tls_dir =
+                (std::filesystem::path(cfg.db_path).parent_path() / "tls").string();
         server srv(cfg.server, eng, cfg.session, info);
-        log_info("listening on http://%s:%d (%s)", cfg.server.host.c_str(), srv.port(),
-                 cfg.to_string().c_str());
+        log_info("listening on %s (%s)", srv.url().c_str(), cfg.to_string().c_str());
         srv.run();
     } catch (const std::exception &e) {
         return fail(e.what(), 1);
@@ -234,7 +237,8 @@ int cmd_chat(app_config &cfg) {
         }
         printf("\n");
         fflush(stdout);
-        if (result.stop_reason == LLM_STOP_ERROR) fprintf(stderr, "parley: %s\n", result.error.c_str());
+        if (result.stop_reason == LLM_STOP_ERROR)
+            fprintf(stderr, "parley: %s\n", result.error.c_str());
         turn_record rec;
         rec.turn_id = turn_id++;
         rec.user = line;

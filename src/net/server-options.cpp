@@ -57,6 +57,22 @@ void register_server_options(option_table &t, server_options &o) {
     t.add_int("idle-timeout", o.idle_timeout_s, 0, 86400, "SECONDS",
               "close a session whose client sent nothing for this long, with an idle_timeout "
               "error (0: never)");
+    t.add_choice("tls", o.tls_mode, {"off", "self-signed"},
+                 "HTTPS and WSS on the port: self-signed makes a certificate for this host's "
+                 "names and keeps it (see --tls-dir); or give --tls-cert and --tls-key");
+    t.add_string("tls-cert", o.tls_cert, "FILE",
+                 "TLS certificate (PEM, its chain after it): HTTPS and WSS on the port");
+    t.add_string("tls-key", o.tls_key, "FILE", "the TLS certificate's private key (PEM)");
+    t.last().check = [&o]() -> std::string {
+        if (o.tls_cert.empty() != o.tls_key.empty())
+            return "give both --tls-cert FILE and --tls-key FILE";
+        if (!o.tls_cert.empty() && o.tls_mode == "self-signed")
+            return "--tls self-signed makes its own certificate: leave out --tls-cert/--tls-key";
+        return {};
+    };
+    t.add_string("tls-dir", o.tls_dir, "DIR",
+                 "where --tls self-signed keeps its certificate (default: tls/ beside the "
+                 "database)");
     t.add_int("io-threads", o.io_threads, 1, 64, "N", "network threads");
     t.add_int("io-slice-us", o.io_slice_us, 0, 100000, "N",
               "scheduler slice of the WebSocket writer threads and the session threads they "

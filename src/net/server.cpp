@@ -8,11 +8,14 @@
 #include "net/access.h"
 #include "net/http-request.h"
 #include "net/native-protocol.h"
+#include "net/tls.h"
 #include "net/web-assets.h"
 #include "store/store.h"
 
 #include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast.hpp>
+#include <boost/beast/ssl.hpp>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -32,6 +35,8 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 namespace websocket = beast::websocket;
 using tcp = asio::ip::tcp;
+namespace ssl = asio::ssl;
+using tls_stream = beast::ssl_stream<beast::tcp_stream>;
 using json = nlohmann::json;
 
 namespace {
@@ -43,7 +48,16 @@ constexpr auto WS_SLOW_WRITE = std::chrono::milliseconds(1);
 
 } // namespace
 
-class ws_conn;
+// What the server asks of a WebSocket connection, plain or over TLS.
+class ws_conn_base {
+  public:
+    virtual ~ws_conn_base() = default;
+    virtual double idle_s() const = 0; // seconds since the client's last message
+    virtual void idle_close(int timeout_s) = 0;
+    virtual void shutdown() = 0;
+    virtual void store_changed() = 0;
+    virtual void close_session() = 0;
+};
 
 struct server::impl {
     server_options opt;
@@ -54,12 +68,15 @@ struct server::impl {
     tcp::acceptor acceptor{ioc};
     asio::signal_set signals{ioc, SIGINT, SIGTERM};
     std::mutex conns_m;
-    std::set<std::shared_ptr<ws_conn>> conns;
+    std::set<std::shared_ptr<ws_conn_base>> conns;
+    std::unique_ptr<ssl::context> tls; // HTTPS and WSS (--tls-cert/--tls-key, --tls self-signed)
     std::atomic<bool> stopping{false};
     // Every second: idle sessions, and is the database file still there? (store::check_file)
     asio::steady_timer housekeeping_timer{ioc};
     uint64_t store_generation = 0;
 
+    std::string tls_fingerprint;
+    void setup_tls();
     void accept();
     void housekeeping();
     void watch_store();
@@ -67,17 +84,17 @@ struct server::impl {
     bool carries_api_key(const http::request<http::string_body> &req) const;
     bool authorized(const http::request<http::string_body> &req) const;
     bool host_ok(const http::request<http::string_body> &req) const;
-    bool origin_ok(const http::request<http::string_body> &req) const;
+    bool origin_ok(const http::request<http::string_body> &req, bool over_tls) const;
     http::response<http::string_body> handle(const http::request<http::string_body> &req);
     http::response<http::string_body> session_history(
         const http::request<http::string_body> &req, const std::string &id,
         const std::function<http::response<http::string_body>(http::status, const json &)>
             &json_reply);
-    void add(const std::shared_ptr<ws_conn> &c) {
+    void add(const std::shared_ptr<ws_conn_base> &c) {
         std::lock_guard lock(conns_m);
         conns.insert(c);
     }
-    void remove(const std::shared_ptr<ws_conn> &c) {
+    void remove(const std::shared_ptr<ws_conn_base> &c) {
         std::lock_guard lock(conns_m);
         conns.erase(c);
     }
@@ -90,14 +107,18 @@ struct server::impl {
     std::map<std::string, int> admitted_by_ip;
 };
 
-class ws_conn : public native_output, public std::enable_shared_from_this<ws_conn> {
+// One WebSocket connection over Stream (beast::tcp_stream, or tls_stream over it).
+template <class Stream>
+class ws_conn : public ws_conn_base,
+                public native_output,
+                public std::enable_shared_from_this<ws_conn<Stream>> {
   public:
-    ws_conn(server::impl *srv, tcp::socket socket, std::string ip)
-        : srv_(srv), ws_(std::move(socket)), ip_(std::move(ip)) {}
+    ws_conn(server::impl *srv, Stream &&stream, std::string ip)
+        : srv_(srv), ws_(std::move(stream)), ip_(std::move(ip)) {}
     ~ws_conn() override { srv_->leave(ip_); }
+    using std::enable_shared_from_this<ws_conn<Stream>>::shared_from_this;
 
-    // Seconds since the client's last message.
-    double idle_s() const {
+    double idle_s() const override {
         return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
                    .count() -
                last_input_s_.load();
@@ -105,7 +126,7 @@ class ws_conn : public native_output, public std::enable_shared_from_this<ws_con
 
     // Closed for silence (--idle-timeout): the session ends (its turn recorded), the client is
     // told why, and the connection closes after that.
-    void idle_close(int timeout_s) {
+    void idle_close(int timeout_s) override {
         if (idle_closed_.exchange(true)) return;
         std::shared_ptr<native_connection> s;
         {
@@ -167,7 +188,7 @@ class ws_conn : public native_output, public std::enable_shared_from_this<ws_con
         });
     }
 
-    void shutdown() {
+    void shutdown() override {
         asio::post(ws_.get_executor(), [self = shared_from_this()] {
             if (self->ws_.is_open())
                 self->ws_.async_close(websocket::close_code::going_away,
@@ -175,7 +196,7 @@ class ws_conn : public native_output, public std::enable_shared_from_this<ws_con
         });
     }
 
-    void store_changed() {
+    void store_changed() override {
         std::shared_ptr<native_connection> s;
         {
             std::lock_guard lock(qm_);
@@ -184,7 +205,7 @@ class ws_conn : public native_output, public std::enable_shared_from_this<ws_con
         if (s) s->store_changed();
     }
 
-    void close_session() {
+    void close_session() override {
         std::shared_ptr<native_connection> s;
         {
             std::lock_guard lock(qm_);
@@ -311,7 +332,7 @@ class ws_conn : public native_output, public std::enable_shared_from_this<ws_con
     }
 
     server::impl *srv_;
-    websocket::stream<beast::tcp_stream> ws_;
+    websocket::stream<Stream> ws_;
     beast::flat_buffer buf_;
     std::string resume_id_;
     std::mutex qm_;
@@ -338,20 +359,41 @@ class ws_conn : public native_output, public std::enable_shared_from_this<ws_con
     std::shared_ptr<native_connection> sess_;
 };
 
-class http_conn : public std::enable_shared_from_this<http_conn> {
+// One HTTP connection over Stream (beast::tcp_stream, or tls_stream over it), until it
+// upgrades to a WebSocket or closes. `buf` holds bytes already read from it (TLS detection's).
+// A plain connection with `tls_only` answers every request with 400: this server speaks TLS.
+template <class Stream> class http_conn : public std::enable_shared_from_this<http_conn<Stream>> {
+    static constexpr bool over_tls = std::is_same_v<Stream, tls_stream>;
+
   public:
-    http_conn(server::impl *srv, tcp::socket socket) : srv_(srv), stream_(std::move(socket)) {}
+    http_conn(server::impl *srv, Stream &&stream, beast::flat_buffer &&buf, bool tls_only = false)
+        : srv_(srv), stream_(std::move(stream)), buf_(std::move(buf)), tls_only_(tls_only) {}
+    using std::enable_shared_from_this<http_conn<Stream>>::shared_from_this;
 
     void run() {
-        asio::dispatch(stream_.get_executor(),
-                       beast::bind_front_handler(&http_conn::do_read, shared_from_this()));
+        asio::dispatch(stream_.get_executor(), [self = shared_from_this()] {
+            if constexpr (over_tls) {
+                beast::get_lowest_layer(self->stream_).expires_after(std::chrono::seconds(30));
+                self->stream_.async_handshake(
+                    ssl::stream_base::server, self->buf_.data(),
+                    [self](beast::error_code ec, size_t used) {
+                        if (ec) return; // not TLS after all, or a client that gave up
+                        self->buf_.consume(used);
+                        self->do_read();
+                    });
+            } else {
+                self->do_read();
+            }
+        });
     }
 
   private:
+    tcp::socket &socket() { return beast::get_lowest_layer(stream_).socket(); }
+
     void do_read() {
         parser_.emplace();
         limit_request_parser(*parser_);
-        stream_.expires_after(std::chrono::seconds(30));
+        beast::get_lowest_layer(stream_).expires_after(std::chrono::seconds(30));
         http::async_read(stream_, buf_, *parser_,
                          beast::bind_front_handler(&http_conn::on_read, shared_from_this()));
     }
@@ -363,10 +405,14 @@ class http_conn : public std::enable_shared_from_this<http_conn> {
                 return reply(error_response(http::request<http::string_body>{}, *status,
                                             "bad request: " + ec.message()));
             beast::error_code ignored;
-            stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+            socket().shutdown(tcp::socket::shutdown_send, ignored);
             return;
         }
         http::request<http::string_body> req = parser_->release();
+        if (tls_only_)
+            return reply(error_response(req, http::status::bad_request,
+                                        "this server speaks TLS to other machines: use https:// "
+                                        "or wss://"));
         if (!srv_->host_ok(req))
             return reply(error_response(req, http::status::forbidden,
                                         "host not allowed: this server answers to loopback "
@@ -374,14 +420,14 @@ class http_conn : public std::enable_shared_from_this<http_conn> {
         if (websocket::is_upgrade(req) && path_of(req.target()) == "/ws") {
             if (!srv_->authorized(req))
                 return reply(error_response(req, http::status::unauthorized, "API key required"));
-            if (!srv_->origin_ok(req))
+            if (!srv_->origin_ok(req, over_tls))
                 return reply(error_response(req, http::status::forbidden, "origin not allowed"));
             beast::error_code ec2;
-            auto peer = stream_.socket().remote_endpoint(ec2);
+            auto peer = socket().remote_endpoint(ec2);
             std::string ip = ec2 ? std::string() : peer.address().to_string();
             if (int refused = srv_->admit(ip)) return reply(busy_response(req, refused));
-            stream_.expires_never();
-            std::make_shared<ws_conn>(srv_, stream_.release_socket(), ip)->run(std::move(req));
+            beast::get_lowest_layer(stream_).expires_never();
+            std::make_shared<ws_conn<Stream>>(srv_, std::move(stream_), ip)->run(std::move(req));
             return;
         }
         std::optional<http::response<http::string_body>> res;
@@ -424,21 +470,58 @@ class http_conn : public std::enable_shared_from_this<http_conn> {
 
     void reply(http::response<http::string_body> res) {
         auto sp = std::make_shared<http::response<http::string_body>>(std::move(res));
-        http::async_write(
-            stream_, *sp, [self = shared_from_this(), sp](beast::error_code ec, size_t) {
-                if (ec || !sp->keep_alive()) {
-                    beast::error_code ignored;
-                    self->stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
-                    return;
-                }
-                self->do_read();
-            });
+        http::async_write(stream_, *sp,
+                          [self = shared_from_this(), sp](beast::error_code ec, size_t) {
+                              if (ec || !sp->keep_alive()) {
+                                  beast::error_code ignored;
+                                  self->socket().shutdown(tcp::socket::shutdown_send, ignored);
+                                  return;
+                              }
+                              self->do_read();
+                          });
+    }
+
+    server::impl *srv_;
+    Stream stream_;
+    beast::flat_buffer buf_;
+    bool tls_only_ = false;
+    std::optional<http_request_parser> parser_;
+};
+
+// A new connection where TLS is on: its first bytes say whether it is TLS (a ClientHello) or
+// plain HTTP. Plain is served to this machine's own clients (a health check, the local page)
+// and refused with a reason to any other.
+class tls_detector : public std::enable_shared_from_this<tls_detector> {
+  public:
+    tls_detector(server::impl *srv, tcp::socket socket) : srv_(srv), stream_(std::move(socket)) {}
+
+    void run() {
+        stream_.expires_after(std::chrono::seconds(30));
+        beast::async_detect_ssl(stream_, buf_,
+                                [self = shared_from_this()](beast::error_code ec, bool tls) {
+                                    if (!ec) self->on_detect(tls);
+                                });
+    }
+
+  private:
+    void on_detect(bool tls) {
+        if (tls) {
+            std::make_shared<http_conn<tls_stream>>(
+                srv_, tls_stream(std::move(stream_), *srv_->tls), std::move(buf_))
+                ->run();
+            return;
+        }
+        beast::error_code ec;
+        auto peer = stream_.socket().remote_endpoint(ec);
+        bool local = !ec && peer.address().is_loopback();
+        std::make_shared<http_conn<beast::tcp_stream>>(srv_, std::move(stream_), std::move(buf_),
+                                                       !local)
+            ->run();
     }
 
     server::impl *srv_;
     beast::tcp_stream stream_;
     beast::flat_buffer buf_;
-    std::optional<http_request_parser> parser_;
 };
 
 bool server::impl::carries_api_key(const http::request<http::string_body> &req) const {
@@ -455,8 +538,8 @@ bool server::impl::host_ok(const http::request<http::string_body> &req) const {
     return host_allowed(req[http::field::host], is_loopback(opt.host), opt.allowed_hosts);
 }
 
-bool server::impl::origin_ok(const http::request<http::string_body> &req) const {
-    return origin_allowed(req[http::field::origin], req[http::field::host], false,
+bool server::impl::origin_ok(const http::request<http::string_body> &req, bool over_tls) const {
+    return origin_allowed(req[http::field::origin], req[http::field::host], over_tls,
                           opt.allowed_origins);
 }
 
@@ -554,7 +637,12 @@ void server::impl::accept() {
             // them (and the audio's last segment) until the client acknowledges what went before.
             beast::error_code ignored;
             socket.set_option(tcp::no_delay(true), ignored);
-            std::make_shared<http_conn>(this, std::move(socket))->run();
+            if (tls)
+                std::make_shared<tls_detector>(this, std::move(socket))->run();
+            else
+                std::make_shared<http_conn<beast::tcp_stream>>(
+                    this, beast::tcp_stream(std::move(socket)), beast::flat_buffer())
+                    ->run();
         }
         accept();
     });
@@ -584,7 +672,7 @@ void server::impl::housekeeping() {
         if (ec || stopping) return;
         run_guarded("store: checking its file", [&] { watch_store(); });
         if (opt.idle_timeout_s > 0) {
-            std::vector<std::shared_ptr<ws_conn>> idle;
+            std::vector<std::shared_ptr<ws_conn_base>> idle;
             {
                 std::lock_guard lock(conns_m);
                 for (auto &c : conns)
@@ -616,7 +704,7 @@ void server::impl::shutdown() {
     log_info("shutting down: closing sessions");
     beast::error_code ec;
     acceptor.close(ec);
-    std::set<std::shared_ptr<ws_conn>> all;
+    std::set<std::shared_ptr<ws_conn_base>> all;
     {
         std::lock_guard lock(conns_m);
         all.swap(conns);
@@ -636,6 +724,7 @@ server::server(const server_options &options, const session_engines &engines,
     impl_->eng = engines;
     impl_->cfg = config;
     impl_->info = info;
+    if (options.tls()) impl_->setup_tls();
     // An address or a name ("localhost", a host name): the first of its addresses that binds.
     beast::error_code ec;
     tcp::resolver resolver(impl_->ioc);
@@ -669,6 +758,48 @@ server::~server() = default;
 
 int server::port() const {
     return impl_->acceptor.local_endpoint().port();
+}
+
+std::string server::url() const {
+    std::string host = impl_->opt.host;
+    if (host.find(':') != std::string::npos) host = "[" + host + "]";
+    return (impl_->tls ? "https://" : "http://") + host + ":" + std::to_string(port());
+}
+
+std::string server::tls_fingerprint() const {
+    return impl_->tls_fingerprint;
+}
+
+// The TLS context from the certificate and key given, or from the self-signed one kept for this
+// host's names. Throws std::runtime_error naming the file and what is wrong with it.
+void server::impl::setup_tls() {
+    tls_files files{opt.tls_cert, opt.tls_key};
+    if (opt.tls_cert.empty()) {
+        bool made = false;
+        std::vector<std::string> names = self_signed_names(opt.host, opt.allowed_hosts);
+        if (std::string err = ensure_self_signed(opt.tls_dir, names, &files, &made); !err.empty())
+            throw std::runtime_error(err);
+        std::string list;
+        for (const std::string &n : names)
+            list += (list.empty() ? "" : ", ") + n;
+        log_info("tls: %s self-signed certificate %s (for %s)", made ? "made a" : "using the",
+                 files.cert.c_str(), list.c_str());
+    }
+    std::string err;
+    tls_fingerprint = cert_fingerprint(files.cert, &err);
+    if (tls_fingerprint.empty()) throw std::runtime_error("tls: " + err);
+    tls = std::make_unique<ssl::context>(ssl::context::tls_server);
+    tls->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                     ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+    beast::error_code ec;
+    tls->use_certificate_chain_file(files.cert, ec);
+    if (ec) throw std::runtime_error("tls: certificate " + files.cert + ": " + ec.message());
+    tls->use_private_key_file(files.key, ssl::context::pem, ec);
+    if (ec) throw std::runtime_error("tls: key " + files.key + ": " + ec.message());
+    if (SSL_CTX_check_private_key(tls->native_handle()) != 1)
+        throw std::runtime_error("tls: the key " + files.key + " is not the certificate's (" +
+                                 files.cert + ")");
+    log_info("tls: certificate SHA-256 fingerprint %s", tls_fingerprint.c_str());
 }
 
 void server::run() {
@@ -709,7 +840,7 @@ void server::run() {
         t.join();
     // Sessions closed by a stop() without a signal.
     impl_->shutdown();
-    std::set<std::shared_ptr<ws_conn>> rest;
+    std::set<std::shared_ptr<ws_conn_base>> rest;
     {
         std::lock_guard lock(impl_->conns_m);
         rest.swap(impl_->conns);

@@ -41,6 +41,13 @@ struct server_options {
     // kernel allows it, else normal; 0 the normal policy; 1..99 that priority (a warning where
     // refused).
     int io_rt_priority = -1;
+    // TLS: HTTPS and WSS on the same port. A certificate and key (PEM files), or "self-signed":
+    // one made for this host's names and kept in tls_dir (made again when the names change or
+    // it nears its end). With TLS on, plain HTTP is served only to loopback clients.
+    std::string tls_mode = "off"; // off, self-signed; a --tls-cert turns it on
+    std::string tls_cert, tls_key;
+    std::string tls_dir; // empty: the database's folder's tls/
+    bool tls() const { return tls_mode == "self-signed" || !tls_cert.empty(); }
 };
 
 struct server_info {
@@ -60,6 +67,10 @@ class server {
     void run();
     void stop();
     int port() const; // the bound port (useful with port 0)
+    // The URL clients reach: http://HOST:PORT or https://HOST:PORT.
+    std::string url() const;
+    // With TLS: the certificate's SHA-256 fingerprint (AB:CD:...), else empty.
+    std::string tls_fingerprint() const;
 
     struct impl; // defined in server.cpp
 

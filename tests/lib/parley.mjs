@@ -42,7 +42,7 @@ export async function startServer(args = [], { withModel = true, db, env } = {})
     const timer = setTimeout(() => fail(new Error('server did not start:\n' + log)), 30000);
     proc.stderr.on('data', (d) => {
       log += d;
-      const m = /listening on http:\/\/[^:]+:(\d+)/.exec(log);
+      const m = /listening on https?:\/\/[^ ]*:(\d+) /.exec(log);
       if (m) {
         clearTimeout(timer);
         ok(Number(m[1]));
