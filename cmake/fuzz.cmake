@@ -7,6 +7,8 @@ endif()
 
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(SNDFILE REQUIRED IMPORTED_TARGET sndfile)
+pkg_check_modules(SOXR REQUIRED IMPORTED_TARGET soxr)
+pkg_check_modules(FFMPEG REQUIRED IMPORTED_TARGET libavformat libavcodec libswresample libavutil)
 find_package(nlohmann_json REQUIRED)
 find_package(Boost CONFIG REQUIRED)
 find_package(OpenSSL REQUIRED)
@@ -26,20 +28,23 @@ add_library(parley_fuzz_parsers STATIC
     src/store/turn-timings-json.cpp
     src/text/utf8.cpp
     src/audio/audio-file.cpp
+    src/audio/audio-ffmpeg.cpp
+    src/audio/resampler.cpp
     src/audio/vad-params.cpp
     src/llm/llm.cpp
     src/models/model-manifest.cpp
     src/core/sha256.cpp
     src/core/secret.cpp
     src/net/access.cpp
-    src/net/http-request.cpp)
+    src/net/http-request.cpp
+    src/net/multipart.cpp)
 target_include_directories(parley_fuzz_parsers PUBLIC src)
 target_compile_options(parley_fuzz_parsers PUBLIC ${PARLEY_SANITIZE} PRIVATE -fsanitize=fuzzer-no-link)
 target_link_options(parley_fuzz_parsers PUBLIC -fsanitize=address,undefined)
 target_link_libraries(parley_fuzz_parsers PUBLIC
-    PkgConfig::SNDFILE nlohmann_json::nlohmann_json Boost::headers OpenSSL::Crypto)
+    PkgConfig::SNDFILE PkgConfig::SOXR PkgConfig::FFMPEG nlohmann_json::nlohmann_json Boost::headers OpenSSL::Crypto)
 
-foreach(name protocol audio manifest config http)
+foreach(name protocol audio manifest config http multipart)
     add_executable(fuzz-${name} tests/fuzz/fuzz-${name}.cpp)
     target_link_libraries(fuzz-${name} PRIVATE parley_fuzz_parsers)
     target_compile_options(fuzz-${name} PRIVATE -fsanitize=fuzzer)

@@ -1,4 +1,5 @@
 #include "audio/audio-file.h"
+#include "audio/resampler.h"
 
 #include <sndfile.h>
 
@@ -6,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <memory>
 
 namespace parley {
@@ -34,7 +36,8 @@ sf_count_t mem_seek(sf_count_t offset, int whence, void *user) {
 sf_count_t mem_read(void *ptr, sf_count_t count, void *user) {
     auto *f = static_cast<memory_file *>(user);
     sf_count_t n = std::clamp<sf_count_t>(f->size() - f->pos, 0, count);
-    if (n > 0) std::memcpy(ptr, f->in.data() + f->pos, size_t(n));
+    const char *from = f->out ? f->out->data() : f->in.data(); // writers read back too
+    if (n > 0) std::memcpy(ptr, from + f->pos, size_t(n));
     f->pos += n;
     return n;
 }
@@ -64,6 +67,9 @@ pcm_audio read_all(SNDFILE *f, const SF_INFO &info) {
         throw audio_file_error("unsupported channel count " + std::to_string(info.channels));
     if (info.samplerate < 1000 || info.samplerate > 384000)
         throw audio_file_error("unsupported sample rate " + std::to_string(info.samplerate));
+    if (info.frames > sf_count_t(info.samplerate) * AUDIO_FILE_MAX_SECONDS)
+        throw audio_file_error("audio longer than " + std::to_string(AUDIO_FILE_MAX_SECONDS) +
+                               " s");
     pcm_audio out;
     out.sample_rate = info.samplerate;
     std::vector<float> block(4096 * size_t(info.channels));
@@ -81,26 +87,32 @@ pcm_audio read_all(SNDFILE *f, const SF_INFO &info) {
     return out;
 }
 
-std::string unreadable(SNDFILE *f) {
-    return std::string("unsupported or unreadable audio (") + sf_strerror(f) + ")";
-}
-
 } // namespace
 
 pcm_audio parse_audio_file(std::string_view bytes) {
     memory_file mem{bytes, nullptr, 0};
     SF_INFO info{};
     sndfile_ptr f(sf_open_virtual(&memory_io, SFM_READ, &info, &mem));
-    if (!f) throw audio_file_error(unreadable(nullptr));
+    if (!f) { // a container libsndfile does not read
+        std::string sndfile_error = sf_strerror(nullptr);
+        if (!sndfile_error.empty() && sndfile_error.back() == '.') sndfile_error.pop_back();
+        try {
+            return ffmpeg_decode(bytes);
+        } catch (const audio_file_error &e) {
+            throw audio_file_error("unsupported or unreadable audio (libsndfile: " + sndfile_error +
+                                   "; FFmpeg: " + e.what() + ")");
+        }
+    }
     return read_all(f.get(), info);
 }
 
 pcm_audio read_audio_file(const std::string &path) {
-    SF_INFO info{};
-    sndfile_ptr f(sf_open(path.c_str(), SFM_READ, &info));
-    if (!f) throw audio_file_error(path + ": " + unreadable(nullptr));
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw audio_file_error(path + ": cannot be read");
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (in.bad()) throw audio_file_error(path + ": cannot be read");
     try {
-        return read_all(f.get(), info);
+        return parse_audio_file(bytes);
     } catch (const audio_file_error &e) {
         throw audio_file_error(path + ": " + e.what());
     }
@@ -120,6 +132,48 @@ std::string encode_wav(const std::vector<int16_t> &samples, int sample_rate) {
         throw audio_file_error("cannot encode WAV: " + std::string(sf_strerror(f.get())));
     f.reset(); // finishes the header
     return bytes;
+}
+
+std::string encode_audio(const std::vector<int16_t> &samples, int sample_rate,
+                         const std::string &format) {
+    if (format == "wav") return encode_wav(samples, sample_rate);
+    if (format == "pcm")
+        return std::string(reinterpret_cast<const char *>(samples.data()), samples.size() * 2);
+    SF_INFO info{};
+    info.channels = 1;
+    info.samplerate = sample_rate;
+    const std::vector<int16_t> *pcm = &samples;
+    std::vector<int16_t> resampled;
+    if (format == "flac") {
+        info.format = SF_FORMAT_FLAC | SF_FORMAT_PCM_16;
+    } else if (format == "mp3") {
+        info.format = SF_FORMAT_MPEG | SF_FORMAT_MPEG_LAYER_III;
+    } else if (format == "opus") {
+        info.format = SF_FORMAT_OGG | SF_FORMAT_OPUS; // Opus takes 8, 12, 16, 24 or 48 kHz
+        if (sample_rate != 48000) {
+            resampled = resample(samples, sample_rate, 48000);
+            pcm = &resampled;
+            info.samplerate = 48000;
+        }
+    } else {
+        throw audio_file_error("unknown audio format '" + format + "' (wav, flac, mp3, opus, pcm)");
+    }
+    std::string bytes;
+    memory_file mem{{}, &bytes, 0};
+    sndfile_ptr f(sf_open_virtual(&memory_io, SFM_WRITE, &info, &mem));
+    if (!f) throw audio_file_error("cannot encode " + format + ": " + sf_strerror(nullptr));
+    if (sf_writef_short(f.get(), pcm->data(), sf_count_t(pcm->size())) != sf_count_t(pcm->size()))
+        throw audio_file_error("cannot encode " + format + ": " + sf_strerror(f.get()));
+    f.reset(); // finishes the stream
+    return bytes;
+}
+
+std::string audio_mime_type(const std::string &format) {
+    if (format == "wav") return "audio/wav";
+    if (format == "flac") return "audio/flac";
+    if (format == "mp3") return "audio/mpeg";
+    if (format == "opus") return "audio/ogg; codecs=opus";
+    return "audio/pcm";
 }
 
 void write_wav(const std::string &path, const std::vector<int16_t> &samples, int sample_rate) {

@@ -4,9 +4,9 @@ namespace parley {
 
 namespace http = boost::beast::http;
 
-void limit_request_parser(http_request_parser &p) {
+void limit_request_parser(http_request_parser &p, size_t body_max) {
     p.header_limit(HTTP_HEADER_MAX);
-    p.body_limit(HTTP_BODY_MAX);
+    p.body_limit(body_max);
 }
 
 std::optional<http::status> parse_error_status(boost::beast::error_code ec) {

@@ -18,8 +18,9 @@ using http_request_parser = boost::beast::http::request_parser<boost::beast::htt
 constexpr size_t HTTP_HEADER_MAX = 8 * 1024; // request line and headers together
 constexpr size_t HTTP_BODY_MAX = 64 * 1024;  // a request body, chunked or not
 
-// Sets the limits above on a parser for the next request.
-void limit_request_parser(http_request_parser &p);
+// Sets the limits above on a parser for the next request (`body_max` for the body: a server
+// with routes that take more sets their largest here, and each route's once its headers are in).
+void limit_request_parser(http_request_parser &p, size_t body_max = HTTP_BODY_MAX);
 
 // What a request that could not be read gets before the connection closes: 431 for headers (or
 // a request line) over the limit, 413 for a body over its limit (a chunk size included), 400

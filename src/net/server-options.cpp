@@ -73,6 +73,9 @@ void register_server_options(option_table &t, server_options &o) {
     t.add_string("tls-dir", o.tls_dir, "DIR",
                  "where --tls self-signed keeps its certificate (default: tls/ beside the "
                  "database)");
+    t.add_int("max-upload-mb", o.max_upload_mb, 1, 1024, "MB",
+              "largest audio upload to /v1/audio/transcriptions; a larger one is refused (413) "
+              "before it is read");
     t.add_int("io-threads", o.io_threads, 1, 64, "N", "network threads");
     t.add_int("io-slice-us", o.io_slice_us, 0, 100000, "N",
               "scheduler slice of the WebSocket writer threads and the session threads they "

@@ -8,6 +8,7 @@
 #include "net/access.h"
 #include "net/http-request.h"
 #include "net/native-protocol.h"
+#include "net/openai-rest.h"
 #include "net/tls.h"
 #include "net/web-assets.h"
 #include "store/store.h"
@@ -22,6 +23,7 @@
 #include <chrono>
 #include <deque>
 #include <functional>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -70,6 +72,7 @@ struct server::impl {
     std::mutex conns_m;
     std::set<std::shared_ptr<ws_conn_base>> conns;
     std::unique_ptr<ssl::context> tls; // HTTPS and WSS (--tls-cert/--tls-key, --tls self-signed)
+    std::unique_ptr<openai_rest> rest; // /v1/...
     std::atomic<bool> stopping{false};
     // Every second: idle sessions, and is the database file still there? (store::check_file)
     asio::steady_timer housekeeping_timer{ioc};
@@ -389,13 +392,66 @@ template <class Stream> class http_conn : public std::enable_shared_from_this<ht
 
   private:
     tcp::socket &socket() { return beast::get_lowest_layer(stream_).socket(); }
+    size_t upload_max() const { return size_t(srv_->opt.max_upload_mb) << 20; }
 
     void do_read() {
         parser_.emplace();
-        limit_request_parser(*parser_);
+        // No body limit until the headers say the route (on_header sets the route's).
+        limit_request_parser(*parser_, std::numeric_limits<size_t>::max());
         beast::get_lowest_layer(stream_).expires_after(std::chrono::seconds(30));
+        http::async_read_header(
+            stream_, buf_, *parser_,
+            beast::bind_front_handler(&http_conn::on_header, shared_from_this()));
+    }
+
+    // The headers are in: the route sets the body's limit (an upload's is larger), and a body
+    // announced over it is refused before it is read.
+    void on_header(beast::error_code ec, size_t n) {
+        if (ec) return on_read(ec, n);
+        const auto &h = parser_->get();
+        std::string_view path = path_of(h.target());
+        bool openai = openai_rest::handles(path);
+        size_t limit = openai ? openai_rest::body_limit(path, upload_max()) : HTTP_BODY_MAX;
+        parser_->body_limit(limit); // a chunked body's chunks count against it from here
+        if (parser_->content_length() && *parser_->content_length() > limit) {
+            std::string message = "The request body (" +
+                                  std::to_string(*parser_->content_length()) +
+                                  " bytes) is over this route's limit of " + std::to_string(limit) +
+                                  " bytes" + (openai ? " (--max-upload-mb)." : ".");
+            auto res = openai ? text_response(http::status::payload_too_large, "application/json",
+                                              openai_error(message, "invalid_request_error", {},
+                                                           "request_too_large"))
+                              : error_response(http::request<http::string_body>{},
+                                               http::status::payload_too_large, message);
+            res.keep_alive(false);
+            return reply(std::move(res));
+        }
+        if (beast::iequals(h[http::field::expect], "100-continue")) {
+            auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_,
+                                                                           h.version());
+            return http::async_write(
+                stream_, *cont, [self = shared_from_this(), cont](beast::error_code e, size_t) {
+                    if (e) return;
+                    self->read_body();
+                });
+        }
+        read_body();
+    }
+
+    void read_body() {
+        beast::get_lowest_layer(stream_).expires_after(std::chrono::seconds(120));
         http::async_read(stream_, buf_, *parser_,
                          beast::bind_front_handler(&http_conn::on_read, shared_from_this()));
+    }
+
+    static http::response<http::string_body>
+    text_response(http::status status, const std::string &type, std::string body) {
+        http::response<http::string_body> res{status, 11};
+        res.set(http::field::server, "parley");
+        res.set(http::field::content_type, type);
+        res.body() = std::move(body);
+        res.prepare_payload();
+        return res;
     }
 
     void on_read(beast::error_code ec, size_t) {
@@ -417,6 +473,7 @@ template <class Stream> class http_conn : public std::enable_shared_from_this<ht
             return reply(error_response(req, http::status::forbidden,
                                         "host not allowed: this server answers to loopback "
                                         "names (more with --allow-host)"));
+        if (openai_rest::handles(path_of(req.target())) && srv_->rest) return rest(std::move(req));
         if (websocket::is_upgrade(req) && path_of(req.target()) == "/ws") {
             if (!srv_->authorized(req))
                 return reply(error_response(req, http::status::unauthorized, "API key required"));
@@ -436,6 +493,89 @@ template <class Stream> class http_conn : public std::enable_shared_from_this<ht
             return reply(error_response(req, http::status::internal_server_error,
                                         "internal error: the request failed inside the server"));
         reply(std::move(*res));
+    }
+
+    // An OpenAI-compatible request: answered by openai_rest, whole or streamed, from whichever
+    // thread; the connection reads its next request once the answer is out.
+    class answer : public http_answer {
+      public:
+        answer(std::shared_ptr<http_conn> c, unsigned version, bool keep_alive)
+            : c_(std::move(c)), version_(version), keep_alive_(keep_alive) {}
+        void reply(int status, const std::string &type, std::string body) override {
+            auto res = text_response(http::status(status), type, std::move(body));
+            res.version(version_);
+            res.keep_alive(keep_alive_);
+            asio::post(c_->stream_.get_executor(),
+                       [c = c_, res = std::move(res)]() mutable { c->reply(std::move(res)); });
+        }
+        void start_stream(const std::string &type) override {
+            write("HTTP/1.1 200 OK\r\nServer: parley\r\nContent-Type: " + type +
+                  "\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n" +
+                  (keep_alive_ ? "" : "Connection: close\r\n") + "\r\n");
+        }
+        void send_chunk(std::string data) override {
+            if (data.empty()) return;
+            char size[20];
+            std::snprintf(size, sizeof(size), "%zx\r\n", data.size());
+            write(size + std::move(data) + "\r\n");
+        }
+        void end_stream() override { write("0\r\n\r\n", true); }
+        bool gone() const override { return c_->stream_gone_; }
+
+      private:
+        void write(std::string bytes, bool last = false) {
+            asio::post(c_->stream_.get_executor(),
+                       [c = c_, bytes = std::move(bytes), last, keep = keep_alive_]() mutable {
+                           c->stream_out_.push_back(std::move(bytes));
+                           if (last) c->stream_ends_ = keep ? 1 : 2;
+                           if (c->stream_out_.size() == 1) c->write_stream();
+                       });
+        }
+        std::shared_ptr<http_conn> c_;
+        unsigned version_;
+        bool keep_alive_;
+    };
+
+    void rest(http::request<http::string_body> req) {
+        if (!srv_->authorized(req))
+            return reply(text_response(
+                http::status::unauthorized, "application/json",
+                openai_error("Incorrect API key provided. Send it as Authorization: Bearer KEY.",
+                             "invalid_request_error", {}, "invalid_api_key")));
+        beast::get_lowest_layer(stream_).expires_never();
+        rest_request r;
+        r.method = std::string(req.method_string());
+        r.path = std::string(path_of(req.target()));
+        r.content_type = std::string(req[http::field::content_type]);
+        r.body = std::move(req.body());
+        auto a = std::make_shared<answer>(shared_from_this(), req.version(), req.keep_alive());
+        std::string err = run_guarded("rest", [&] { srv_->rest->handle(std::move(r), a); });
+        if (!err.empty())
+            a->reply(500, "application/json",
+                     openai_error("the request failed inside the server", "server_error", {}, {}));
+    }
+
+    // A streamed answer's bytes, one write at a time, in order; at its end the connection reads
+    // its next request (or closes).
+    void write_stream() {
+        asio::async_write(stream_, asio::buffer(stream_out_.front()),
+                          [self = shared_from_this()](beast::error_code ec, size_t) {
+                              if (ec) {
+                                  self->stream_gone_ = true;
+                                  self->stream_out_.clear();
+                                  return;
+                              }
+                              self->stream_out_.pop_front();
+                              if (!self->stream_out_.empty()) return self->write_stream();
+                              if (self->stream_ends_ == 1) {
+                                  self->stream_ends_ = 0;
+                                  return self->do_read();
+                              }
+                              if (self->stream_ends_ == 2) {
+                                  beast::error_code ignored;
+                                  self->socket().shutdown(tcp::socket::shutdown_send, ignored);
+                              }
+                          });
     }
 
     // Refused for the limits: 503 (the server is full) or 429 (this address has its share),
@@ -486,6 +626,9 @@ template <class Stream> class http_conn : public std::enable_shared_from_this<ht
     beast::flat_buffer buf_;
     bool tls_only_ = false;
     std::optional<http_request_parser> parser_;
+    std::deque<std::string> stream_out_; // a streamed answer's bytes not yet written
+    int stream_ends_ = 0;                // 1: the stream ended, read on; 2: then close
+    std::atomic<bool> stream_gone_{false};
 };
 
 // A new connection where TLS is on: its first bytes say whether it is TLS (a ClientHello) or
@@ -725,6 +868,7 @@ server::server(const server_options &options, const session_engines &engines,
     impl_->cfg = config;
     impl_->info = info;
     if (options.tls()) impl_->setup_tls();
+    impl_->rest = std::make_unique<openai_rest>(engines, config, info);
     // An address or a name ("localhost", a host name): the first of its addresses that binds.
     beast::error_code ec;
     tcp::resolver resolver(impl_->ioc);

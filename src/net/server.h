@@ -47,6 +47,8 @@ struct server_options {
     std::string tls_mode = "off"; // off, self-signed; a --tls-cert turns it on
     std::string tls_cert, tls_key;
     std::string tls_dir; // empty: the database's folder's tls/
+    // The largest upload /v1/audio/transcriptions takes (OpenAI's limit: 25 MB).
+    int max_upload_mb = 25;
     bool tls() const { return tls_mode == "self-signed" || !tls_cert.empty(); }
 };
 

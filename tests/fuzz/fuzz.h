@@ -2,6 +2,8 @@
 // promise of the code under test does not hold.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 

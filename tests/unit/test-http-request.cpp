@@ -1,5 +1,7 @@
 // Reading an HTTP request (net/http-request.h): limits, statuses, the target's parts.
+#include "core/base64.h"
 #include "net/http-request.h"
+#include "net/multipart.h"
 
 #include <gtest/gtest.h>
 
@@ -79,4 +81,67 @@ TEST(http_request, malformed_requests_get_a_status) {
     EXPECT_EQ(status("POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n"), http::status::bad_request);
     // A client that went away mid-request gets nothing.
     EXPECT_EQ(status("GET / HTTP/1.1\r\nHost: a"), std::nullopt);
+}
+
+TEST(multipart, an_upload_splits_into_its_named_parts) {
+    std::string type = "multipart/form-data; boundary=----x";
+    ASSERT_EQ(multipart_boundary(type), "----x");
+    EXPECT_EQ(multipart_boundary("Multipart/Form-Data; charset=utf-8; boundary=\"a b\""), "a b");
+    EXPECT_EQ(multipart_boundary("application/json"), "");
+    EXPECT_EQ(multipart_boundary("multipart/form-data; boundary=" + std::string(71, 'b')), "");
+    std::string body = "------x\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-1"
+                       "\r\n------x\r\nContent-Disposition: form-data; name=\"file\"; "
+                       "filename=\"a \\\"b\\\".wav\"\r\nContent-Type: audio/wav\r\n\r\nRIFF\r\nAB"
+                       "\r\n------x--\r\n";
+    body[body.find("RIFF") + 6] = '\0';
+    std::vector<form_part> parts;
+    ASSERT_EQ(parse_multipart(body, "----x", &parts), "");
+    ASSERT_EQ(parts.size(), 2u);
+    EXPECT_EQ(parts[0].name, "model");
+    EXPECT_EQ(parts[0].data, "whisper-1");
+    const form_part *file = find_part(parts, "file");
+    ASSERT_NE(file, nullptr);
+    EXPECT_EQ(file->filename, "a \"b\".wav");
+    EXPECT_EQ(file->content_type, "audio/wav");
+    EXPECT_EQ(file->data.size(), 8u); // bytes as sent, CR LF and NUL included
+    EXPECT_EQ(find_part(parts, "nope"), nullptr);
+}
+
+TEST(multipart, malformed_bodies_get_an_error) {
+    std::vector<form_part> parts;
+    EXPECT_NE(parse_multipart("no boundary here", "x", &parts), "");
+    EXPECT_NE(parse_multipart("--x\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nunended",
+                              "x", &parts),
+              "");
+    EXPECT_NE(parse_multipart("--x\r\nContent-Type: text/plain\r\n\r\nv\r\n--x--", "x", &parts),
+              "");
+    EXPECT_NE(
+        parse_multipart("--x\r\nContent-Disposition: attachment; name=\"a\"\r\n\r\nv\r\n--x--", "x",
+                        &parts),
+        "");
+    std::string many;
+    for (size_t i = 0; i <= MULTIPART_MAX_PARTS; ++i)
+        many += "--x\r\nContent-Disposition: form-data; name=\"p\"\r\n\r\nv\r\n";
+    EXPECT_NE(parse_multipart(many + "--x--", "x", &parts).find("more than 64 parts"),
+              std::string::npos);
+}
+
+TEST(base64, round_trips_and_refuses_what_is_not_canonical) {
+    EXPECT_EQ(base64_encode(""), "");
+    EXPECT_EQ(base64_encode("f"), "Zg==");
+    EXPECT_EQ(base64_encode("fo"), "Zm8=");
+    EXPECT_EQ(base64_encode("foo"), "Zm9v");
+    EXPECT_EQ(base64_encode("foobar"), "Zm9vYmFy");
+    std::string all;
+    for (int i = 0; i < 256; ++i)
+        all += char(i);
+    for (size_t n = 0; n <= all.size(); n += 37)
+        EXPECT_EQ(base64_decode(base64_encode(all.substr(0, n))), all.substr(0, n));
+    EXPECT_EQ(base64_decode("Zm9vYmFy"), "foobar");
+    EXPECT_EQ(base64_decode("Zg=="), "f");
+    EXPECT_EQ(base64_decode("Zg="), std::nullopt);  // length
+    EXPECT_EQ(base64_decode("Zh=="), std::nullopt); // bits past the end
+    EXPECT_EQ(base64_decode("Z==="), std::nullopt); // too much padding
+    EXPECT_EQ(base64_decode("Zm9v\n"), std::nullopt);
+    EXPECT_EQ(base64_decode("Zm=v"), std::nullopt);
 }

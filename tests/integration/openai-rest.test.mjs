@@ -1,0 +1,145 @@
+// The OpenAI-compatible REST endpoints, driven by the official `openai` npm package, unchanged,
+// with only its base URL pointed at Parley: models, chat completions (whole and streamed),
+// speech in every format, transcription of a LibriVox clip; and OpenAI-shaped errors for bad
+// requests, over plain HTTP and over TLS.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import OpenAI, { toFile } from 'openai';
+import { startServer, clips, wer, tempDir, repo } from '../lib/parley.mjs';
+
+let s, client;
+before(async () => {
+  s = await startServer(['--api-key', 'sk-test-key']);
+  client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'sk-test-key', maxRetries: 0 });
+});
+after(() => s.stop());
+
+test('models: the loaded engines', async () => {
+  const ids = [];
+  for await (const m of client.models.list()) ids.push(m.id);
+  assert.ok(ids.some((id) => /stories260K/i.test(id)), ids.join(', '));
+  assert.ok(ids.includes('pocketsphinx'), ids.join(', '));
+});
+
+test('chat completions, whole and streamed: the same greedy reply, usage, finish reason', async () => {
+  const ask = { model: 'any', messages: [{ role: 'system', content: 'You tell stories.' }, { role: 'user', content: 'Once upon a time' }], max_tokens: 24, temperature: 0 };
+  const whole = await client.chat.completions.create(ask);
+  assert.equal(whole.object, 'chat.completion');
+  assert.match(whole.id, /^chatcmpl-/);
+  const text = whole.choices[0].message.content;
+  assert.ok(text.length > 0);
+  assert.equal(whole.choices[0].message.role, 'assistant');
+  assert.ok(['stop', 'length'].includes(whole.choices[0].finish_reason));
+  assert.ok(whole.usage.prompt_tokens > 0 && whole.usage.completion_tokens > 0);
+  assert.equal(whole.usage.total_tokens, whole.usage.prompt_tokens + whole.usage.completion_tokens);
+
+  const stream = await client.chat.completions.create({ ...ask, stream: true, stream_options: { include_usage: true } });
+  let streamed = '', finish = null, usage = null, chunks = 0;
+  for await (const chunk of stream) {
+    chunks++;
+    if (chunk.usage) usage = chunk.usage;
+    for (const c of chunk.choices) {
+      streamed += c.delta.content || '';
+      if (c.finish_reason) finish = c.finish_reason;
+    }
+  }
+  assert.equal(streamed, text);
+  assert.equal(finish, whole.choices[0].finish_reason);
+  assert.ok(chunks > 3, `${chunks} chunks`);
+  assert.equal(usage.completion_tokens, whole.usage.completion_tokens);
+
+  // A stop string ends the reply before it, as OpenAI's do.
+  const word = text.trim().split(/\s+/)[1];
+  const stopped = await client.chat.completions.create({ ...ask, stop: [word] });
+  assert.equal(stopped.choices[0].finish_reason, 'stop');
+  assert.ok(!stopped.choices[0].message.content.includes(word), stopped.choices[0].message.content);
+  assert.ok(text.startsWith(stopped.choices[0].message.content));
+});
+
+test('speech: every format decodes to the words spoken', async () => {
+  const magic = { wav: 'RIFF', mp3: null, flac: 'fLaC', opus: 'OggS' };
+  let wavSeconds = 0;
+  for (const format of ['wav', 'mp3', 'flac', 'opus', 'pcm']) {
+    const r = await client.audio.speech.create({ model: 'tts-1', voice: 'alloy', input: 'Hello there, how are you today?', response_format: format });
+    const b = Buffer.from(await r.arrayBuffer());
+    if (magic[format]) assert.equal(b.toString('latin1', 0, 4), magic[format], format);
+    if (format === 'mp3') assert.ok(b.toString('latin1', 0, 3) === 'ID3' || (b[0] === 0xff && (b[1] & 0xe0) === 0xe0), 'mp3 frame sync');
+    if (format === 'wav') wavSeconds = (b.length - 44) / 2 / b.readUInt32LE(24);
+    if (format === 'pcm') assert.ok(Math.abs(b.length / 2 / 24000 - wavSeconds) < 0.05, `pcm ${b.length / 48000} s vs wav ${wavSeconds} s`);
+  }
+  assert.ok(wavSeconds > 1, `${wavSeconds} s`);
+  // What was spoken is what was asked: the server's own recogniser hears it back.
+  const spoken = await client.audio.speech.create({ model: 'tts-1', voice: 'alloy', input: 'Hello there, how are you today?', response_format: 'flac' });
+  const heard = await client.audio.transcriptions.create({ model: 'whisper-1', file: await toFile(Buffer.from(await spoken.arrayBuffer()), 'speech.flac') });
+  assert.ok(wer('hello there how are you today', heard.text) <= 0.5, heard.text);
+});
+
+test('transcription of a LibriVox clip: the reference within the recogniser\'s error, json and text', async () => {
+  const clip = clips[0];
+  const r = await client.audio.transcriptions.create({ model: 'whisper-1', file: await toFile(readFileSync(clip.wav), 'clip.wav') });
+  const e = wer(clip.text, r.text);
+  assert.ok(e <= 0.5, `WER ${e}: ${r.text}`);
+  assert.equal(r.usage.type, 'duration');
+  const plain = await client.audio.transcriptions.create({ model: 'whisper-1', file: await toFile(readFileSync(clip.wav), 'clip.wav'), response_format: 'text' });
+  // The recogniser adapts to the audio it hears, so a second pass may differ in a word.
+  assert.ok(wer(clip.text, plain) <= 0.5, plain);
+  assert.equal(typeof plain, 'string');
+});
+
+test('bad requests get OpenAI-shaped errors with the right status, and the server goes on', async () => {
+  const expect = async (p, status, code, param) => {
+    await assert.rejects(p, (err) => {
+      assert.equal(err.status, status, err.message);
+      if (code !== undefined) assert.equal(err.code, code);
+      if (param !== undefined) assert.equal(err.param, param);
+      assert.ok(err.error && typeof err.error.message === 'string' && err.error.type, JSON.stringify(err.error));
+      return true;
+    });
+  };
+  await expect(client.chat.completions.create({ model: 'x', messages: [] }), 400, null, 'messages');
+  await expect(client.chat.completions.create({ model: 'x', messages: [{ role: 'wizard', content: 'hi' }] }), 400, null, 'messages[0].role');
+  await expect(client.chat.completions.create({ model: 'x', messages: [{ role: 'user', content: 'hi' }], temperature: 7 }), 400, null, 'temperature');
+  await expect(client.audio.speech.create({ model: 'tts-1', voice: '../../etc/passwd', input: 'hi' }), 400, null, 'voice');
+  await expect(client.audio.speech.create({ model: 'tts-1', voice: 'alloy', input: 'x'.repeat(5000) }), 400, 'string_too_long', 'input');
+  await expect(client.audio.speech.create({ model: 'tts-1', voice: 'alloy', input: 'hi', response_format: 'aiff' }), 400, null, 'response_format');
+  await expect(client.audio.transcriptions.create({ model: 'whisper-1', file: await toFile(Buffer.from('not audio at all'), 'a.wav') }), 400, 'invalid_file_format', 'file');
+  await expect(client.audio.translations.create({ model: 'whisper-1', file: await toFile(readFileSync(clips[0].wav), 'clip.wav') }), 400, 'unsupported');
+  const bad = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'wrong', maxRetries: 0 });
+  await expect(bad.models.list(), 401, 'invalid_api_key');
+  // Raw: malformed JSON, an unknown route, a wrong method, an upload over the limit.
+  const raw = (path, init) => fetch(`${s.url}${path}`, { ...init, headers: { Authorization: 'Bearer sk-test-key', ...(init && init.headers) } });
+  let r = await raw('/v1/chat/completions', { method: 'POST', body: '{"messages": [', headers: { 'Content-Type': 'application/json' } });
+  assert.equal(r.status, 400);
+  assert.equal((await r.json()).error.type, 'invalid_request_error');
+  r = await raw('/v1/nothing', {});
+  assert.equal(r.status, 404);
+  assert.equal((await r.json()).error.code, 'unknown_url');
+  r = await raw('/v1/chat/completions', {});
+  assert.equal(r.status, 405);
+  r = await raw('/v1/audio/transcriptions', { method: 'POST', body: Buffer.alloc(26 << 20), headers: { 'Content-Type': 'multipart/form-data; boundary=x' } }).catch((e) => e);
+  if (!(r instanceof Error)) {
+    assert.equal(r.status, 413);
+    assert.equal((await r.json()).error.code, 'request_too_large');
+  }
+  // Still serving.
+  assert.ok((await client.chat.completions.create({ model: 'x', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 4 })).choices[0].message.content !== undefined);
+});
+
+test('over TLS: the SDK in a process trusting the self-signed certificate (NODE_EXTRA_CA_CERTS)', async () => {
+  const dir = tempDir();
+  const t = await startServer(['--tls', 'self-signed', '--tls-dir', join(dir, 'tls')]);
+  try {
+    const code = `
+      import OpenAI from 'openai';
+      const c = new OpenAI({ baseURL: process.argv[1], apiKey: 'none', maxRetries: 0 });
+      const r = await c.chat.completions.create({ model: 'x', messages: [{ role: 'user', content: 'Hello' }], max_tokens: 8 });
+      console.log(JSON.stringify({ text: r.choices[0].message.content }));`;
+    const out = await new Promise((ok, fail) => execFile(process.execPath, ['--input-type=module', '-e', code, `https://localhost:${t.port}/v1`], { cwd: repo, env: { ...process.env, NODE_EXTRA_CA_CERTS: join(dir, 'tls', 'cert.pem') } }, (err, stdout, stderr) => (err ? fail(new Error(stderr)) : ok(stdout))));
+    assert.equal(typeof JSON.parse(out).text, 'string');
+  } finally {
+    await t.stop();
+  }
+});
