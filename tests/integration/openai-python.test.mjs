@@ -1,0 +1,23 @@
+// The same endpoints through Debian's python3-openai (another SDK, another HTTP stack: httpx),
+// unchanged: models, chat whole and streamed, speech, a transcription, an error.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { startServer, clips, wer, repo } from '../lib/parley.mjs';
+
+test('python3-openai: models, chat, speech, transcription and an error against Parley', async () => {
+  const s = await startServer(['--api-key', 'sk-python']);
+  try {
+    const out = await new Promise((ok, fail) =>
+      execFile('python3', [join(repo, 'tests/clients/openai_rest.py'), `${s.url}/v1`, 'sk-python', clips[1].wav], { timeout: 120000 }, (err, stdout, stderr) => (err ? fail(new Error(stderr || err.message)) : ok(JSON.parse(stdout)))));
+    assert.ok(out.models.includes('pocketsphinx'), JSON.stringify(out.models));
+    assert.ok(out.chat.length > 0 && out.chat_usage > 0);
+    assert.equal(out.chat_stream, out.chat);
+    assert.ok(out.speech_seconds > 0.5, `${out.speech_seconds} s`);
+    assert.ok(wer(clips[1].text, out.transcript) <= 0.5, out.transcript);
+    assert.deepEqual(out.bad_request, { status: 400, param: 'messages' });
+  } finally {
+    await s.stop();
+  }
+});
