@@ -3,6 +3,7 @@
 #include "asr/asr.h"
 #include "audio/audio-file.h"
 #include "audio/resampler.h"
+#include "audio/vad.h"
 #include "core/base64.h"
 #include "core/log.h"
 #include "core/secret.h"
@@ -11,6 +12,7 @@
 #include "net/multipart.h"
 #include "pipeline/slot-queue.h"
 #include "text/phrase-chunker.h"
+#include "text/subtitles.h"
 #include "text/utf8.h"
 #include "tts/tts.h"
 
@@ -99,6 +101,34 @@ std::string content_text(const json &content, std::string *err) {
 
 std::string finish_reason(llm_stop s) {
     return s == LLM_STOP_LENGTH || s == LLM_STOP_CONTEXT ? "length" : "stop";
+}
+
+// The speech in 16 kHz audio, cut where the voice activity detector hears a pause, each piece
+// transcribed on its own: segments with the times of their speech.
+std::vector<timed_text> transcribe_segments(asr_engine &asr, std::shared_ptr<const vad_model> vad,
+                                            const vad_params &params,
+                                            const std::vector<int16_t> &s16k) {
+    vad_stream detector(std::move(vad), params);
+    std::vector<vad_event> events = detector.process(s16k);
+    for (vad_event &e : detector.finish())
+        events.push_back(std::move(e));
+    std::vector<timed_text> out;
+    int64_t from = 0, onset = 0;
+    constexpr int64_t TAIL = VAD_SAMPLE_RATE / 5; // after the speech's end, for its last sound
+    for (const vad_event &e : events) {
+        if (e.type == VAD_EVENT_SPEECH_STARTED) {
+            from = std::max<int64_t>(0, e.audio_start);
+            onset = e.sample;
+            continue;
+        }
+        int64_t to = std::min<int64_t>(int64_t(s16k.size()), e.sample + TAIL);
+        if (to <= from) continue;
+        auto stream = asr.open();
+        stream->accept(std::span<const int16_t>(s16k).subspan(size_t(from), size_t(to - from)));
+        out.push_back({double(onset) / VAD_SAMPLE_RATE, double(e.sample) / VAD_SAMPLE_RATE,
+                       stream->finish()});
+    }
+    return out;
 }
 
 } // namespace
@@ -517,11 +547,18 @@ void openai_rest::impl::transcription(const rest_request &req, std::shared_ptr<h
     };
     std::string format = field("response_format");
     if (format.empty()) format = "json";
-    if (format != "json" && format != "text")
+    if (format != "json" && format != "text" && format != "verbose_json" && format != "srt" &&
+        format != "vtt")
         return fail(*a, 400,
                     "response_format " + quote_value(format) +
-                        " is not supported here yet (json, text)",
-                    "invalid_request_error", "response_format", "unsupported");
+                        " is not supported (json, text, verbose_json, srt, vtt)",
+                    "invalid_request_error", "response_format");
+    for (const form_part &p : *parts)
+        if (p.name == "timestamp_granularities[]" && p.data == "word")
+            return fail(*a, 400,
+                        "word timestamps are not available from this server's recognisers yet "
+                        "(segment timestamps are)",
+                        "invalid_request_error", "timestamp_granularities", "unsupported");
     std::string language = field("language");
     if (!language.empty() && language != "en")
         return fail(*a, 400,
@@ -533,7 +570,9 @@ void openai_rest::impl::transcription(const rest_request &req, std::shared_ptr<h
                     "unsupported");
     std::string_view audio = file->data;
     asr_engine *asr = eng.asr;
-    uploads.post([a, body, audio, asr, format] {
+    std::shared_ptr<const vad_model> vad = eng.vad ? eng.vad : make_energy_vad();
+    vad_params vp = cfg.vad;
+    uploads.post([a, body, audio, asr, format, vad, vp] {
         pcm_audio pcm;
         try {
             pcm = parse_audio_file(audio);
@@ -543,14 +582,40 @@ void openai_rest::impl::transcription(const rest_request &req, std::shared_ptr<h
                         "invalid_request_error", "file", "invalid_file_format");
         }
         try {
-            auto stream = asr->open();
-            stream->accept(resample(pcm.samples, pcm.sample_rate, ASR_SAMPLE_RATE));
-            std::string text = stream->finish();
-            if (format == "text") return a->reply(200, "text/plain; charset=utf-8", text + "\n");
+            std::vector<int16_t> s16k = resample(pcm.samples, pcm.sample_rate, ASR_SAMPLE_RATE);
+            json usage = {{"type", "duration"}, {"seconds", int(std::ceil(pcm.seconds()))}};
+            if (format == "json" || format == "text") {
+                // The whole file in one pass, as the engine's own command line decodes it.
+                auto stream = asr->open();
+                stream->accept(s16k);
+                std::string text = stream->finish();
+                if (format == "text")
+                    return a->reply(200, "text/plain; charset=utf-8", text + "\n");
+                return a->reply(200, "application/json", dump({{"text", text}, {"usage", usage}}));
+            }
+            std::vector<timed_text> segments = transcribe_segments(*asr, vad, vp, s16k);
+            if (format == "srt")
+                return a->reply(200, "text/plain; charset=utf-8", to_srt(segments));
+            if (format == "vtt")
+                return a->reply(200, "text/plain; charset=utf-8", to_vtt(segments));
+            std::string text;
+            json list = json::array();
+            for (size_t i = 0; i < segments.size(); ++i) {
+                const timed_text &t = segments[i];
+                if (!t.text.empty()) text += (text.empty() ? "" : " ") + t.text;
+                list.push_back({{"id", i},
+                                {"seek", int(std::lround(t.start * 100))},
+                                {"start", t.start},
+                                {"end", t.end},
+                                {"text", t.text}});
+            }
             a->reply(200, "application/json",
-                     dump({{"text", text},
-                           {"usage",
-                            {{"type", "duration"}, {"seconds", int(std::ceil(pcm.seconds()))}}}}));
+                     dump({{"task", "transcribe"},
+                           {"language", "english"},
+                           {"duration", pcm.seconds()},
+                           {"text", text},
+                           {"segments", list},
+                           {"usage", usage}}));
         } catch (const std::exception &e) {
             log_warn("rest: transcription failed: %s", e.what());
             fail(*a, 500, std::string("transcription failed: ") + e.what(), "server_error");

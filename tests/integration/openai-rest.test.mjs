@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import OpenAI, { toFile } from 'openai';
-import { startServer, clips, wer, tempDir, repo } from '../lib/parley.mjs';
+import { startServer, clips, wer, tempDir, repo, readWav } from '../lib/parley.mjs';
 
 let s, client;
 before(async () => {
@@ -87,6 +87,34 @@ test('transcription of a LibriVox clip: the reference within the recogniser\'s e
   // The recogniser adapts to the audio it hears, so a second pass may differ in a word.
   assert.ok(wer(clip.text, plain) <= 0.5, plain);
   assert.equal(typeof plain, 'string');
+});
+
+test('segments: verbose_json, srt and vtt give the times of each stretch of speech', async () => {
+  // Two clips with two seconds of silence between them: two segments at least, the second
+  // starting after the silence.
+  const a = readWav(clips[0].wav), b = readWav(clips[2].wav);
+  assert.equal(a.rate, b.rate);
+  const gap = Buffer.alloc(a.rate * 2 * 2);
+  const pcm = Buffer.concat([a.pcm, gap, b.pcm]);
+  const wav = Buffer.alloc(44);
+  wav.write('RIFF', 0); wav.writeUInt32LE(36 + pcm.length, 4); wav.write('WAVEfmt ', 8);
+  wav.writeUInt32LE(16, 16); wav.writeUInt16LE(1, 20); wav.writeUInt16LE(1, 22); wav.writeUInt32LE(a.rate, 24);
+  wav.writeUInt32LE(a.rate * 2, 28); wav.writeUInt16LE(2, 32); wav.writeUInt16LE(16, 34); wav.write('data', 36); wav.writeUInt32LE(pcm.length, 40);
+  const file = Buffer.concat([wav, pcm]);
+  const aEnd = a.pcm.length / 2 / a.rate, bStart = aEnd + 2;
+  const v = await client.audio.transcriptions.create({ model: 'whisper-1', file: await toFile(file, 'two.wav'), response_format: 'verbose_json' });
+  assert.equal(v.task, 'transcribe');
+  assert.ok(Math.abs(v.duration - (bStart + b.pcm.length / 2 / b.rate)) < 0.01, `${v.duration}`);
+  assert.ok(v.segments.length >= 2, JSON.stringify(v.segments));
+  for (const seg of v.segments) assert.ok(seg.start < seg.end && seg.end <= v.duration + 0.01, JSON.stringify(seg));
+  const before = v.segments.filter((seg) => seg.end <= aEnd + 0.6), afterGap = v.segments.filter((seg) => seg.start >= bStart - 0.4);
+  assert.equal(before.length + afterGap.length, v.segments.length, `a segment inside the silence: ${JSON.stringify(v.segments)}`);
+  assert.ok(wer(clips[0].text + ' ' + clips[2].text, v.text) <= 0.5, v.text);
+  const srt = await client.audio.transcriptions.create({ model: 'whisper-1', file: await toFile(file, 'two.wav'), response_format: 'srt' });
+  assert.match(srt, /^1\n\d\d:\d\d:\d\d,\d{3} --> \d\d:\d\d:\d\d,\d{3}\n\S/);
+  const vtt = await client.audio.transcriptions.create({ model: 'whisper-1', file: await toFile(file, 'two.wav'), response_format: 'vtt' });
+  assert.match(vtt, /^WEBVTT\n\n\d\d:\d\d:\d\d\.\d{3} --> /);
+  await assert.rejects(client.audio.transcriptions.create({ model: 'whisper-1', file: await toFile(file, 'two.wav'), response_format: 'verbose_json', timestamp_granularities: ['word'] }), (e) => e.status === 400 && e.code === 'unsupported');
 });
 
 test('bad requests get OpenAI-shaped errors with the right status, and the server goes on', async () => {

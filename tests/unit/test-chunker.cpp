@@ -1,4 +1,5 @@
 #include "text/phrase-chunker.h"
+#include "text/subtitles.h"
 #include "text/utf8.h"
 
 #include <gtest/gtest.h>
@@ -151,4 +152,16 @@ TEST(utf8, invalid_bytes_are_replaced) {
     utf8_stream s;
     EXPECT_EQ(s.push("\xE2\x82"), "");
     EXPECT_EQ(s.flush(), "\xEF\xBF\xBD\xEF\xBF\xBD");
+}
+
+TEST(subtitles, srt_and_vtt_cues) {
+    std::vector<timed_text> s = {
+        {0.0, 2.5, "Hello there."}, {3.25, 3723.0456, "Line\nbreak --> arrow"}, {4, 5, "  "}};
+    EXPECT_EQ(subtitle_time(3723.0456, ','), "01:02:03,046");
+    EXPECT_EQ(subtitle_time(-1, '.'), "00:00:00.000");
+    EXPECT_EQ(to_srt(s), "1\n00:00:00,000 --> 00:00:02,500\nHello there.\n\n"
+                         "2\n00:00:03,250 --> 01:02:03,046\nLine break -> arrow\n\n");
+    EXPECT_EQ(to_vtt(s), "WEBVTT\n\n00:00:00.000 --> 00:00:02.500\nHello there.\n\n"
+                         "00:00:03.250 --> 01:02:03.046\nLine break -> arrow\n\n");
+    EXPECT_EQ(to_vtt({}), "WEBVTT\n\n");
 }
