@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <functional>
 #include <mutex>
 
 namespace parley {
@@ -105,9 +106,10 @@ std::string finish_reason(llm_stop s) {
 
 // The speech in 16 kHz audio, cut where the voice activity detector hears a pause, each piece
 // transcribed on its own: segments with the times of their speech.
-std::vector<timed_text> transcribe_segments(asr_engine &asr, std::shared_ptr<const vad_model> vad,
-                                            const vad_params &params,
-                                            const std::vector<int16_t> &s16k) {
+std::vector<timed_text>
+transcribe_segments(asr_engine &asr, std::shared_ptr<const vad_model> vad, const vad_params &params,
+                    const std::vector<int16_t> &s16k,
+                    const std::function<void(const timed_text &)> &each = {}) {
     vad_stream detector(std::move(vad), params);
     std::vector<vad_event> events = detector.process(s16k);
     for (vad_event &e : detector.finish())
@@ -127,6 +129,7 @@ std::vector<timed_text> transcribe_segments(asr_engine &asr, std::shared_ptr<con
         stream->accept(std::span<const int16_t>(s16k).subspan(size_t(from), size_t(to - from)));
         out.push_back({double(onset) / VAD_SAMPLE_RATE, double(e.sample) / VAD_SAMPLE_RATE,
                        stream->finish()});
+        if (each) each(out.back());
     }
     return out;
 }
@@ -292,7 +295,16 @@ void openai_rest::impl::chat(const rest_request &req, std::shared_ptr<http_answe
     if (j.contains("tools") && j["tools"].is_array() && !j["tools"].empty())
         return fail(*a, 400, "tools are not supported by /v1/chat/completions on this server yet",
                     "invalid_request_error", "tools", "unsupported");
-    bool stream = j.value("stream", false);
+    for (const char *key : {"stream", "logprobs"})
+        if (j.contains(key) && !j[key].is_null() && !j[key].is_boolean())
+            return fail(*a, 400, std::string(key) + " must be true or false",
+                        "invalid_request_error", key);
+    if (j.contains("stream_options") && !j["stream_options"].is_null() &&
+        (!j["stream_options"].is_object() || (j["stream_options"].contains("include_usage") &&
+                                              !j["stream_options"]["include_usage"].is_boolean())))
+        return fail(*a, 400, "stream_options must be an object; include_usage true or false",
+                    "invalid_request_error", "stream_options");
+    bool stream = j.contains("stream") && j["stream"].is_boolean() && j["stream"].get<bool>();
     bool usage_in_stream = stream && j.contains("stream_options") &&
                            j["stream_options"].is_object() &&
                            j["stream_options"].value("include_usage", false);
@@ -565,14 +577,18 @@ void openai_rest::impl::transcription(const rest_request &req, std::shared_ptr<h
                     "language " + quote_value(language) +
                         " is not available: this server's recogniser transcribes English (en)",
                     "invalid_request_error", "language", "unsupported_language");
-    if (field("stream") == "true")
-        return fail(*a, 400, "stream is not supported here yet", "invalid_request_error", "stream",
-                    "unsupported");
+    std::string stream_field = field("stream");
+    bool stream = stream_field == "true";
+    if (!stream_field.empty() && stream_field != "true" && stream_field != "false")
+        return fail(*a, 400, "stream must be true or false", "invalid_request_error", "stream");
+    if (stream && format != "json" && format != "text")
+        return fail(*a, 400, "stream takes response_format json or text", "invalid_request_error",
+                    "response_format");
     std::string_view audio = file->data;
     asr_engine *asr = eng.asr;
     std::shared_ptr<const vad_model> vad = eng.vad ? eng.vad : make_energy_vad();
     vad_params vp = cfg.vad;
-    uploads.post([a, body, audio, asr, format, vad, vp] {
+    uploads.post([a, body, audio, asr, format, vad, vp, stream] {
         pcm_audio pcm;
         try {
             pcm = parse_audio_file(audio);
@@ -584,6 +600,24 @@ void openai_rest::impl::transcription(const rest_request &req, std::shared_ptr<h
         try {
             std::vector<int16_t> s16k = resample(pcm.samples, pcm.sample_rate, ASR_SAMPLE_RATE);
             json usage = {{"type", "duration"}, {"seconds", int(std::ceil(pcm.seconds()))}};
+            if (stream) {
+                // Server-sent events: a delta as each stretch of speech is transcribed.
+                a->start_stream("text/event-stream");
+                std::string text;
+                transcribe_segments(*asr, vad, vp, s16k, [&](const timed_text &t) {
+                    if (t.text.empty()) return;
+                    std::string delta = (text.empty() ? "" : " ") + t.text;
+                    text += delta;
+                    a->send_chunk(
+                        "data: " + dump({{"type", "transcript.text.delta"}, {"delta", delta}}) +
+                        "\n\n");
+                });
+                a->send_chunk(
+                    "data: " +
+                    dump({{"type", "transcript.text.done"}, {"text", text}, {"usage", usage}}) +
+                    "\n\n");
+                return a->end_stream();
+            }
             if (format == "json" || format == "text") {
                 // The whole file in one pass, as the engine's own command line decodes it.
                 auto stream = asr->open();

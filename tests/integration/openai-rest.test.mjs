@@ -115,6 +115,14 @@ test('segments: verbose_json, srt and vtt give the times of each stretch of spee
   const vtt = await client.audio.transcriptions.create({ model: 'whisper-1', file: await toFile(file, 'two.wav'), response_format: 'vtt' });
   assert.match(vtt, /^WEBVTT\n\n\d\d:\d\d:\d\d\.\d{3} --> /);
   await assert.rejects(client.audio.transcriptions.create({ model: 'whisper-1', file: await toFile(file, 'two.wav'), response_format: 'verbose_json', timestamp_granularities: ['word'] }), (e) => e.status === 400 && e.code === 'unsupported');
+  // Streamed: a delta per stretch of speech, then the whole text.
+  const events = [];
+  for await (const e of await client.audio.transcriptions.create({ model: 'whisper-1', file: await toFile(file, 'two.wav'), stream: true })) events.push(e);
+  const deltas = events.filter((e) => e.type === 'transcript.text.delta');
+  assert.ok(deltas.length >= 2, JSON.stringify(events));
+  assert.equal(events.at(-1).type, 'transcript.text.done');
+  assert.equal(deltas.map((e) => e.delta).join(''), events.at(-1).text);
+  assert.equal(events.at(-1).text, v.text);
 });
 
 test('bad requests get OpenAI-shaped errors with the right status, and the server goes on', async () => {
@@ -130,6 +138,7 @@ test('bad requests get OpenAI-shaped errors with the right status, and the serve
   await expect(client.chat.completions.create({ model: 'x', messages: [] }), 400, null, 'messages');
   await expect(client.chat.completions.create({ model: 'x', messages: [{ role: 'wizard', content: 'hi' }] }), 400, null, 'messages[0].role');
   await expect(client.chat.completions.create({ model: 'x', messages: [{ role: 'user', content: 'hi' }], temperature: 7 }), 400, null, 'temperature');
+  await expect(client.chat.completions.create({ model: 'x', messages: [{ role: 'user', content: 'hi' }], stream: 'yes' }), 400, null, 'stream');
   await expect(client.audio.speech.create({ model: 'tts-1', voice: '../../etc/passwd', input: 'hi' }), 400, null, 'voice');
   await expect(client.audio.speech.create({ model: 'tts-1', voice: 'alloy', input: 'x'.repeat(5000) }), 400, 'string_too_long', 'input');
   await expect(client.audio.speech.create({ model: 'tts-1', voice: 'alloy', input: 'hi', response_format: 'aiff' }), 400, null, 'response_format');
