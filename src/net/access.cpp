@@ -1,33 +1,15 @@
 #include "net/access.h"
 
 #include "core/secret.h"
+#include "net/http-request.h"
 
 #include <algorithm>
 #include <cctype>
 
 namespace parley {
 
-namespace {
-
-std::string lower(std::string_view s) {
-    std::string out(s);
-    for (char &c : out)
-        c = char(std::tolower(static_cast<unsigned char>(c)));
-    return out;
-}
-
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
-        s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
-        s.remove_suffix(1);
-    return s;
-}
-
-} // namespace
-
 bool is_loopback(std::string_view host) {
-    std::string h = lower(host);
+    std::string h = ascii_lower(host);
     if (h == "localhost" || h == "::1" || h.ends_with(".localhost")) return true;
     // 127.0.0.0/8, written as a dotted quad.
     if (!h.starts_with("127.")) return false;
@@ -42,23 +24,23 @@ bool is_loopback(std::string_view host) {
 }
 
 std::string host_name(std::string_view host_header) {
-    std::string_view h = trim(host_header);
+    std::string_view h = trim_ows(host_header);
     if (h.starts_with('[')) { // [v6]:port
         size_t end = h.find(']');
-        return lower(end == std::string_view::npos ? h.substr(1) : h.substr(1, end - 1));
+        return ascii_lower(end == std::string_view::npos ? h.substr(1) : h.substr(1, end - 1));
     }
     size_t colon = h.rfind(':');
     if (colon != std::string_view::npos && h.find(':') == colon) h = h.substr(0, colon);
     if (h.ends_with('.')) h.remove_suffix(1); // "localhost." is "localhost"
-    return lower(h);
+    return ascii_lower(h);
 }
 
 bool host_allowed(std::string_view host_header, bool loopback_bind,
                   const std::vector<std::string> &allowed) {
-    if (trim(host_header).empty()) return true;
+    if (trim_ows(host_header).empty()) return true;
     std::string name = host_name(host_header);
     for (const std::string &a : allowed)
-        if (a == "*" || lower(a) == name) return true;
+        if (a == "*" || ascii_lower(a) == name) return true;
     if (is_loopback(name)) return true;
     return !loopback_bind && allowed.empty();
 }
@@ -68,14 +50,15 @@ bool origin_allowed(std::string_view origin, std::string_view host_header, bool 
     if (origin.empty()) return true;
     for (const std::string &a : allowed)
         if (a == "*" || a == origin) return true;
-    std::string own = std::string(tls ? "https://" : "http://") + lower(trim(host_header));
-    return lower(origin) == own;
+    std::string own =
+        std::string(tls ? "https://" : "http://") + ascii_lower(trim_ows(host_header));
+    return ascii_lower(origin) == own;
 }
 
 std::string bearer_token(std::string_view authorization) {
-    std::string_view a = trim(authorization);
-    if (a.size() < 7 || lower(a.substr(0, 7)) != "bearer ") return {};
-    return std::string(trim(a.substr(7)));
+    std::string_view a = trim_ows(authorization);
+    if (a.size() < 7 || ascii_lower(a.substr(0, 7)) != "bearer ") return {};
+    return std::string(trim_ows(a.substr(7)));
 }
 
 bool carries_key(std::string_view key, std::string_view authorization, std::string_view query_key,
@@ -88,7 +71,7 @@ bool carries_key(std::string_view key, std::string_view authorization, std::stri
     std::string_view rest = subprotocols;
     while (!rest.empty()) {
         size_t comma = rest.find(',');
-        std::string_view p = trim(rest.substr(0, comma));
+        std::string_view p = trim_ows(rest.substr(0, comma));
         if (p.starts_with("parley-key.")) found |= secrets_equal(p.substr(11), key);
         if (comma == std::string_view::npos) break;
         rest = rest.substr(comma + 1);

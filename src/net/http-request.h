@@ -34,6 +34,11 @@ std::string_view path_of(std::string_view target);
 // is a space); empty when absent or badly encoded. The first of repeated names wins.
 std::string query_param(std::string_view target, std::string_view name);
 
+// Header values: ASCII lowercase (names, schemes, tokens compare case-insensitively), and
+// without the optional white space (spaces, tabs) around them.
+std::string ascii_lower(std::string_view s);
+std::string_view trim_ows(std::string_view s);
+
 // Percent-decoding of one query component; nullopt for a bad escape ("%4", "%zz").
 std::optional<std::string> percent_decode(std::string_view s);
 

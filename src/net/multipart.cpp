@@ -1,4 +1,5 @@
 #include "net/multipart.h"
+#include "net/http-request.h"
 
 #include <algorithm>
 #include <cctype>
@@ -7,21 +8,6 @@ namespace parley {
 
 namespace {
 
-std::string lower(std::string_view s) {
-    std::string out(s);
-    std::transform(out.begin(), out.end(), out.begin(),
-                   [](unsigned char c) { return char(std::tolower(c)); });
-    return out;
-}
-
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
-        s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
-        s.remove_suffix(1);
-    return s;
-}
-
 // The value of `key` among "; key=value" parameters (quoted or not, \-escapes in quotes).
 std::string param(std::string_view header, std::string_view key) {
     size_t i = header.find(';');
@@ -29,7 +15,7 @@ std::string param(std::string_view header, std::string_view key) {
         std::string_view rest = header.substr(i + 1);
         size_t eq = rest.find('=');
         if (eq == std::string_view::npos) return {};
-        std::string name = lower(trim(rest.substr(0, eq)));
+        std::string name = ascii_lower(trim_ows(rest.substr(0, eq)));
         rest = rest.substr(eq + 1);
         while (!rest.empty() && (rest.front() == ' ' || rest.front() == '\t'))
             rest.remove_prefix(1);
@@ -44,7 +30,7 @@ std::string param(std::string_view header, std::string_view key) {
             used = std::min(k + 1, rest.size());
         } else {
             used = std::min(rest.find(';'), rest.size());
-            value = std::string(trim(rest.substr(0, used)));
+            value = std::string(trim_ows(rest.substr(0, used)));
         }
         if (name == key) return value;
         size_t next = rest.find(';', used);
@@ -57,7 +43,7 @@ std::string param(std::string_view header, std::string_view key) {
 } // namespace
 
 std::string multipart_boundary(std::string_view content_type) {
-    std::string type = lower(trim(content_type.substr(0, content_type.find(';'))));
+    std::string type = ascii_lower(trim_ows(content_type.substr(0, content_type.find(';'))));
     if (type != "multipart/form-data") return {};
     std::string b = param(content_type, "boundary");
     return b.size() <= 70 ? b : std::string();
@@ -96,10 +82,10 @@ std::string parse_multipart(std::string_view body, std::string_view boundary,
             headers = e == std::string_view::npos ? std::string_view() : headers.substr(e + 2);
             size_t colon = line.find(':');
             if (colon == std::string_view::npos) continue;
-            std::string name = lower(trim(line.substr(0, colon)));
-            std::string_view value = trim(line.substr(colon + 1));
+            std::string name = ascii_lower(trim_ows(line.substr(0, colon)));
+            std::string_view value = trim_ows(line.substr(colon + 1));
             if (name == "content-disposition") {
-                if (lower(trim(value.substr(0, value.find(';')))) != "form-data")
+                if (ascii_lower(trim_ows(value.substr(0, value.find(';')))) != "form-data")
                     return "multipart part is not form-data";
                 disposition = true;
                 part.name = param(value, "name");

@@ -326,7 +326,7 @@ void openai_rest::impl::chat(const rest_request &req, std::shared_ptr<http_answe
         std::mutex m;
         stop_filter filter;
         std::string text;
-        bool started = false;
+        int too_long = 0; // the prompt's tokens, when more than the context leaves room for
         explicit state(std::vector<std::string> s) : filter(std::move(s)) {}
     };
     auto st = std::make_shared<state>(stops);
@@ -348,7 +348,10 @@ void openai_rest::impl::chat(const rest_request &req, std::shared_ptr<http_answe
     };
     r.slot = slot;
     r.cancel = cancel;
-    r.messages = [messages](int, const auto &) { return messages; };
+    r.messages = [messages, st](int budget, const auto &count) {
+        if (int n = count(messages); n > budget) st->too_long = n;
+        return messages;
+    };
     r.on_piece = [st, a, cancel, stream, chunk](std::string_view piece) {
         std::lock_guard lock(st->m);
         std::string out = st->filter.push(piece);
@@ -365,10 +368,17 @@ void openai_rest::impl::chat(const rest_request &req, std::shared_ptr<http_answe
         if (slot >= 0 && slots) slots->release(slot);
         std::lock_guard lock(st->m);
         if (res.stop_reason == LLM_STOP_ERROR) {
-            if (!stream) return fail(*a, 500, "the model failed: " + res.error, "server_error");
-            a->send_chunk(
-                "data: " + openai_error("the model failed: " + res.error, "server_error", {}, {}) +
-                "\n\n");
+            // A prompt over the context is the request's fault (400), anything else the model's.
+            std::string body =
+                st->too_long
+                    ? openai_error("The messages (" + std::to_string(st->too_long) +
+                                       " tokens) and the reply do not fit this model's "
+                                       "context: " +
+                                       res.error,
+                                   "invalid_request_error", "messages", "context_length_exceeded")
+                    : openai_error("the model failed: " + res.error, "server_error", {}, {});
+            if (!stream) return a->reply(st->too_long ? 400 : 500, "application/json", body);
+            a->send_chunk("data: " + body + "\n\n");
             return a->end_stream();
         }
         if (std::string tail = st->filter.flush(); !tail.empty()) {

@@ -22,7 +22,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (ec || n == 0) break;
         used += n;
     }
-    if (!ec && !p.is_done()) p.put_eof(ec);
+    if (!ec && !p.is_done() && p.got_some()) p.put_eof(ec); // (nothing read: no message at all)
     if (ec) {
         (void)parse_error_status(ec);
         return 0;

@@ -139,6 +139,7 @@ test('bad requests get OpenAI-shaped errors with the right status, and the serve
   await expect(client.chat.completions.create({ model: 'x', messages: [{ role: 'wizard', content: 'hi' }] }), 400, null, 'messages[0].role');
   await expect(client.chat.completions.create({ model: 'x', messages: [{ role: 'user', content: 'hi' }], temperature: 7 }), 400, null, 'temperature');
   await expect(client.chat.completions.create({ model: 'x', messages: [{ role: 'user', content: 'hi' }], stream: 'yes' }), 400, null, 'stream');
+  await expect(client.chat.completions.create({ model: 'x', messages: [{ role: 'user', content: 'Once upon a time there was a dog. '.repeat(400) }] }), 400, 'context_length_exceeded', 'messages');
   await expect(client.audio.speech.create({ model: 'tts-1', voice: '../../etc/passwd', input: 'hi' }), 400, null, 'voice');
   await expect(client.audio.speech.create({ model: 'tts-1', voice: 'alloy', input: 'x'.repeat(5000) }), 400, 'string_too_long', 'input');
   await expect(client.audio.speech.create({ model: 'tts-1', voice: 'alloy', input: 'hi', response_format: 'aiff' }), 400, null, 'response_format');

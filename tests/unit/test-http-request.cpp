@@ -26,7 +26,7 @@ boost::beast::error_code parse(const std::string &bytes, http_request *out = nul
         if (ec || n == 0) break;
         used += n;
     }
-    if (!ec && !p.is_done()) p.put_eof(ec);
+    if (!ec && !p.is_done() && p.got_some()) p.put_eof(ec);
     if (!ec && out) *out = p.release();
     return ec;
 }
