@@ -166,6 +166,26 @@ test('bad requests get OpenAI-shaped errors with the right status, and the serve
   assert.ok((await client.chat.completions.create({ model: 'x', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 4 })).choices[0].message.content !== undefined);
 });
 
+test('a chat completion while voice sessions hold every slot runs beside them, and the line they wait in is untouched', async () => {
+  const t = await startServer(['--slots', '1']);
+  try {
+    const { Client } = await import('../lib/parley.mjs');
+    const holder = await Client.open(t.ws);
+    await holder.waitType('ready');
+    const waiting = await Client.open(t.ws);
+    assert.equal((await waiting.waitType('queued')).json.position, 1);
+    const c = new OpenAI({ baseURL: `${t.url}/v1`, apiKey: 'none', maxRetries: 0 });
+    const r = await c.chat.completions.create({ model: 'x', messages: [{ role: 'user', content: 'Hello' }], max_tokens: 8 });
+    assert.ok(r.choices[0].message.content.length > 0);
+    // The session in line is still first in line, and gets the slot when the holder leaves.
+    await holder.close();
+    await waiting.waitType('admitted');
+    await waiting.close();
+  } finally {
+    await t.stop();
+  }
+});
+
 test('over TLS: the SDK in a process trusting the self-signed certificate (NODE_EXTRA_CA_CERTS)', async () => {
   const dir = tempDir();
   const t = await startServer(['--tls', 'self-signed', '--tls-dir', join(dir, 'tls')]);

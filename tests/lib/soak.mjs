@@ -4,7 +4,8 @@
 // exactly once with the text the client got, and the server's memory, threads and file
 // descriptors are back where they were after warm-up. Used by `make soak` (tests/soak/run.mjs,
 // 8 clients x 100 turns) and, short, by tests/integration/soak.test.mjs.
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { startServer, fetchHistory, Client, clips, tempDir, voiceTurn, reportPlayedOut } from './parley.mjs';
 
@@ -36,17 +37,50 @@ const MALFORMED = [
 // What the process uses now: resident memory (KiB), threads, open file descriptors.
 export function processFigures(pid) {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const names = {};
+  for (const t of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const n = readFileSync(`/proc/${pid}/task/${t}/comm`, 'utf8').trim();
+      names[n] = (names[n] || 0) + 1;
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  const fdTargets = [];
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      fdTargets.push(readlinkSync(`/proc/${pid}/fd/${fd}`).replace(/\[\d+\]$/, ''));
+    } catch {
+      // closed meanwhile
+    }
+  }
   return {
     rssKiB: Number(/^VmRSS:\s+(\d+)/m.exec(status)[1]),
     threads: Number(/^Threads:\s+(\d+)/m.exec(status)[1]),
     fds: readdirSync(`/proc/${pid}/fd`).length,
+    threadNames: names,
+    fdKinds: fdTargets.sort().join(' '),
   };
+}
+
+// GET on a connection of its own that closes after the answer (a kept-alive one would count
+// among the server's descriptors).
+function getOnce(url) {
+  return new Promise((ok, fail) => {
+    const req = httpRequest(url, { agent: false, headers: { Connection: 'close' } }, (res) => {
+      let body = '';
+      res.on('data', (d) => (body += d));
+      res.on('end', () => ok(body));
+    });
+    req.on('error', fail);
+    req.end();
+  });
 }
 
 // Resolves once the server has no open session (and a moment more for their sockets).
 async function quiet(url) {
   for (let i = 0; i < 100; i++) {
-    const open = Number(/^parley_sessions (\S+)/m.exec(await (await fetch(`${url}/metrics`)).text())[1]);
+    const open = Number(/^parley_sessions (\S+)/m.exec(await getOnce(`${url}/metrics`))[1]);
     if (open === 0) break;
     await sleep(100);
   }
@@ -178,14 +212,14 @@ class Conversation {
     if (e.code !== m.code) this.unexpected.push(`malformed ${JSON.stringify(m.text || '<3 bytes>')}: ${e.code}`);
   }
 
-  async turn() {
+  async turn(forced) {
     this.attempted++;
     if (this.random() < 0.1) {
       this.counts.malformed++;
       await this.malformed();
     }
     const r = this.random();
-    const kind = r < 0.55 ? 'text' : r < 0.75 ? 'voice' : r < 0.9 ? 'barge' : 'disconnect';
+    const kind = forced || (r < 0.55 ? 'text' : r < 0.75 ? 'voice' : r < 0.9 ? 'barge' : 'disconnect');
     this.counts[kind]++;
     if (kind === 'text') await this.textTurn();
     else if (kind === 'voice') await this.voiceTurn();
@@ -193,12 +227,13 @@ class Conversation {
     else await this.disconnect();
   }
 
-  // `count` turns; a connection lost to a server restart is resumed and the cut turn counted.
-  async run(count) {
+  // `count` turns (the first of the kinds in `first`, in that order); a connection lost to a
+  // server restart is resumed and the cut turn counted.
+  async run(count, first = []) {
     for (let i = 0; i < count; i++) {
       if (!this.c || this.c.ws.readyState !== WebSocket.OPEN) await this.connect();
       try {
-        await this.turn();
+        await this.turn(first[i]);
       } catch (e) {
         if (!(e instanceof Closed) && !/timed out/.test(e.message)) throw e;
         this.counts.cut++;
@@ -222,7 +257,10 @@ export async function runSoak({ clients = 8, turns = 100, kills = 2, seed = 1, a
   const random = rng(seed);
   const people = Array.from({ length: clients }, (_, i) => new Conversation(i, rng(seed * 7919 + i), soak));
   // Phases: the kills fall in the middle of the first two; the third warms up; the last is measured.
-  const p1 = Math.max(1, Math.round(turns * 0.3)), p2 = p1, p3 = Math.max(1, Math.round(turns * 0.1));
+  // The warm-up does each kind of turn at least once, so that every pool the server starts on
+  // first use (the recogniser's end passes, ...) is running when the baseline is taken.
+  const WARM = ['text', 'voice', 'barge', 'disconnect'];
+  const p1 = Math.max(1, Math.round(turns * 0.3)), p2 = p1, p3 = Math.max(WARM.length, Math.round(turns * 0.1));
   const p4 = Math.max(1, turns - p1 - p2 - p3);
   if (kills >= 1) soak.killAt.push(Math.round(clients * p1 * (0.4 + 0.2 * random())));
   if (kills >= 2) soak.killAt.push(clients * p1 + Math.round(clients * p2 * (0.4 + 0.2 * random())));
@@ -240,8 +278,8 @@ export async function runSoak({ clients = 8, turns = 100, kills = 2, seed = 1, a
   const problems = [];
   const t0 = performance.now();
   try {
-    for (const [name, n] of [['first', p1], ['second', p2], ['warm-up', p3]]) {
-      await Promise.all(people.map((p) => p.run(n)));
+    for (const [name, n, first] of [['first', p1, []], ['second', p2, []], ['warm-up', p3, WARM]]) {
+      await Promise.all(people.map((p) => p.run(n, first)));
       log(`${name} phase done: ${soak.progress} turns`);
     }
     await Promise.all(people.map((p) => p.leave()));
@@ -288,8 +326,8 @@ export async function runSoak({ clients = 8, turns = 100, kills = 2, seed = 1, a
     if (dup.length) problems.push(`duplicate rows in the store: ${JSON.stringify(dup)}`);
     const rssChange = (end.rssKiB - baseline.rssKiB) / baseline.rssKiB;
     if (rssLimit && Math.abs(rssChange) > rssLimit) problems.push(`RSS ${baseline.rssKiB} KiB after warm-up, ${end.rssKiB} KiB at the end (${(rssChange * 100).toFixed(1)}%)`);
-    if (end.threads !== baseline.threads) problems.push(`threads ${baseline.threads} after warm-up, ${end.threads} at the end`);
-    if (end.fds !== baseline.fds) problems.push(`file descriptors ${baseline.fds} after warm-up, ${end.fds} at the end`);
+    if (end.threads !== baseline.threads) problems.push(`threads ${baseline.threads} after warm-up, ${end.threads} at the end: ${JSON.stringify(baseline.threadNames)} -> ${JSON.stringify(end.threadNames)}`);
+    if (end.fds !== baseline.fds) problems.push(`file descriptors ${baseline.fds} after warm-up, ${end.fds} at the end: ${baseline.fdKinds} -> ${end.fdKinds}`);
 
     const counts = {};
     for (const p of people) for (const [k, v] of Object.entries(p.counts)) counts[k] = (counts[k] || 0) + v;
