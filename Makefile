@@ -16,7 +16,7 @@ MIRROR ?= $(abspath $(wildcard ../shared/models))
 ARGS ?=
 RUN := scripts/run
 
-.PHONY: setup build serve test test-model unit integration e2e fuzz soak bench bench-memory bench-engines format clean
+.PHONY: setup build serve test test-model unit integration e2e fuzz soak bench bench-memory bench-engines bench-rest format clean
 
 setup:
 	@scripts/setup
@@ -83,6 +83,11 @@ bench: build node_modules/.parley-stamp
 bench-memory: build node_modules/.parley-stamp
 	@$(RUN) build/parley bench --clients 1 --turns 500 --pace 0 --mode push_to_talk --no-bare \
 		--out bench/out/memory.json --html bench/out/memory.html $(ARGS)
+
+# POST /v1/audio/transcriptions against whisper-server's /inference: the same Whisper model
+# (base.en-shaped, generated once), clips, threads and beam search; bench/out/rest-transcribe.json.
+bench-rest: build node_modules/.parley-stamp
+	@$(RUN) node bench/rest-transcribe.mjs $(ARGS)
 
 # Parley's engines against llama-bench, llama-server, whisper-cli, pocketsphinx and espeak-ng on
 # the same inputs, with realistic-shape generated models (0.5B/1.5B LLM, Whisper base.en).
