@@ -119,10 +119,6 @@ class asr_pocketsphinx : public asr_engine {
     // A decoder from the pool (made when the pool is empty); give it back when done.
     ps_decoder_t *borrow(bool live) { return live ? live_.take() : whole_.take(); }
     void give_back(ps_decoder_t *ps, bool live) { (live ? live_ : whole_).give_back(ps); }
-    // A new whole decoder's cepstral mean (the model's cmninit). A decoder moves its mean
-    // toward each utterance it decodes; set back to this before each one, a pooled decoder
-    // decodes every utterance as a new one does, whatever it decoded before.
-    const std::string &whole_cmn() const { return whole_cmn_; }
 
   private:
     // live: the narrowed first pass alone (about 2.3x less CPU per second of audio than the
@@ -145,14 +141,11 @@ class asr_pocketsphinx : public asr_engine {
         ps_decoder_t *ps = ps_init(cfg);
         ps_config_free(cfg);
         if (!ps) throw asr_error("pocketsphinx: cannot load the model in " + hmm_);
-        if (!live) std::call_once(whole_cmn_once_, [&] { whole_cmn_ = ps_get_cmn(ps, FALSE); });
         return ps;
     }
 
     bool fast_;
     std::string hmm_, lm_, dict_;
-    std::once_flag whole_cmn_once_;
-    std::string whole_cmn_;
     decoder_pool<ps_decoder_t> live_{[this] { return make_decoder(true); },
                                      [](ps_decoder_t *ps) { ps_free(ps); }};
     decoder_pool<ps_decoder_t> whole_{[this] { return make_decoder(false); },
@@ -164,8 +157,7 @@ std::string stream_pocketsphinx::decode_whole(asr_pocketsphinx *engine,
     if (audio.empty()) return {};
     ps_decoder_t *ps = engine->borrow(false);
     std::string text;
-    bool ok = ps_set_cmn(ps, engine->whole_cmn().c_str()) >= 0;
-    ok = ok && ps_start_utt(ps) >= 0;
+    bool ok = ps_start_utt(ps) >= 0;
     ok = ok && ps_process_raw(ps, audio.data(), audio.size(), FALSE, TRUE) >= 0;
     ok = ps_end_utt(ps) >= 0 && ok;
     if (ok) {
