@@ -508,7 +508,10 @@ void openai_rest::impl::speech(const rest_request &req, std::shared_ptr<http_ans
     auto step = std::make_shared<std::function<void()>>();
     worker *w = eng.tts_worker;
     if (sse) a->start_stream("text/event-stream");
-    *step = [work, step, w, a, tts, params, out_rate, format, sse] {
+    // The queued task holds the step; the step holds itself weakly (a strong hold would be a
+    // cycle, and the job with its audio would never be freed).
+    std::weak_ptr<std::function<void()>> self = step;
+    *step = [work, self, w, a, tts, params, out_rate, format, sse] {
         try {
             if (a->gone()) return;
             if (work->next < work->phrases.size()) {
@@ -523,7 +526,7 @@ void openai_rest::impl::speech(const rest_request &req, std::shared_ptr<http_ans
                         "\n\n");
                 else
                     work->pcm.insert(work->pcm.end(), pcm.begin(), pcm.end());
-                w->post([step] { (*step)(); });
+                if (auto next = self.lock()) w->post([next] { (*next)(); });
                 return;
             }
             if (sse) {

@@ -88,6 +88,14 @@ test('speech: every format holds the same speech, as long and as loud as the WAV
     const db = 20 * Math.log10(rms(pcm) / rms(ref));
     assert.ok(Math.abs(db) < 3, `${format}: ${db.toFixed(1)} dB against the WAV`);
   }
+  // Streamed as server-sent events: a delta per phrase, base64 of its audio, then done.
+  const sse = await fetch(`${s.url}/v1/audio/speech`, { method: 'POST', headers: { Authorization: 'Bearer sk-test-key', 'Content-Type': 'application/json' }, body: JSON.stringify({ input: 'One phrase. And another one after it.', voice: 'alloy', response_format: 'pcm', stream_format: 'sse' }) });
+  assert.equal(sse.status, 200);
+  assert.match(sse.headers.get('content-type'), /text\/event-stream/);
+  const events = (await sse.text()).split('\n\n').filter((x) => x.startsWith('data: ')).map((x) => JSON.parse(x.slice(6)));
+  const audio = events.filter((e) => e.type === 'speech.audio.delta').map((e) => Buffer.from(e.audio, 'base64'));
+  assert.ok(audio.length >= 2 && audio.every((b) => b.length > 4800 && b.length % 2 === 0), JSON.stringify(events.map((e) => e.type)));
+  assert.equal(events.at(-1).type, 'speech.audio.done');
   // pcm: raw s16le at 24 kHz, as OpenAI's; the same speech resampled.
   const raw = await get('pcm');
   assert.ok(Math.abs(raw.length / 2 / 24000 - seconds) < 0.05, `pcm ${raw.length / 48000} s vs wav ${seconds} s`);
