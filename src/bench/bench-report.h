@@ -71,6 +71,7 @@ struct voice_turn {
 
 struct voice_run {
     int clients = 1;
+    std::string protocol = "native"; // or "realtime" (OpenAI Realtime API)
     bool push_to_talk = false; // the user's speech ends at the release (stop), not at its last word
     std::vector<voice_turn> turns; // in the order they ended
     double wall_s = std::numeric_limits<double>::quiet_NaN();

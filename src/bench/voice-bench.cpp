@@ -9,8 +9,10 @@
 
 #include "app/config.h"
 #include "audio/audio-file.h"
+#include "audio/resampler.h"
 #include "bench/bench-report.h"
 #include "bench/bench-util.h"
+#include "core/base64.h"
 #include "core/worker.h"
 #include "net/ws-client.h"
 
@@ -64,6 +66,7 @@ const char *const CLIP_PREFIX = "sense_and_sensibility_01_austen_64kb-";
 struct voice_bench_options {
     std::vector<int> clients = {1, 4};
     std::string mode = "hands_free";
+    std::string protocol = "native"; // realtime: each run also over the OpenAI Realtime API
     bool sync = false;
     int rounds = 2;
     int turns = 0; // per client, counted; 0: the clips `rounds` times
@@ -90,6 +93,9 @@ Simulated clients speak recorded LibriVox clips to a real server over the WebSoc
 turn after turn, and time every stage; then the bare engines on the same inputs.
   --clients LIST        client counts, run one after another (default 1,4)
   --mode M              hands_free (default: the server's VAD ends each turn) or push_to_talk
+  --protocol P          native (default), or realtime: each client count runs over Parley's
+                        protocol and then over the OpenAI Realtime API (/v1/realtime: 24 kHz
+                        base64 audio in JSON, server VAD or commits), and the two are compared
   --sync                all clients play the same clip at the same instant (worst case)
   --rounds N            each client plays the 5 clips N times (default 2)
   --turns N             counted turns per client instead of --rounds
@@ -138,6 +144,12 @@ std::string parse_options(const std::vector<std::string> &args, voice_bench_opti
              if (v != "hands_free" && v != "push_to_talk")
                  throw bench_option_error("--mode is hands_free or push_to_talk, not " + v);
              o.mode = v;
+         }},
+        {"--protocol",
+         [&](value v) {
+             if (v != "native" && v != "realtime")
+                 throw bench_option_error("--protocol is native or realtime, not " + v);
+             o.protocol = v;
          }},
         {"--rounds",
          [&](value v) {
@@ -476,6 +488,53 @@ double machine_busy_s() {
 // --- the clients ---
 
 // A hands-free microphone: sends 20 ms frames all the time, the queued clip's or silence.
+// The OpenAI Realtime API's events in the native protocol's words, so that one turn loop
+// times both: session.created is `ready`, the transcription's completion the final
+// `transcript`, each transcript delta a `text_chunk`, each audio delta an audio message of its
+// decoded size, response.done `response_done` (or `interrupted` when cancelled).
+constexpr int REALTIME_RATE = 24000;
+
+void realtime_to_native(ws_message &m) {
+    if (m.binary || !m.j.is_object()) return;
+    const std::string t = m.type;
+    auto str = [](const json &j, const char *k) {
+        return j.contains(k) && j[k].is_string() ? j[k].get<std::string>() : std::string();
+    };
+    if (t == "session.created") {
+        m.type = "ready";
+        m.j = {{"type", "ready"}, {"audio_format", {{"sample_rate", REALTIME_RATE}}}};
+    } else if (t == "input_audio_buffer.speech_started" ||
+               t == "input_audio_buffer.speech_stopped") {
+        m.type = t.substr(strlen("input_audio_buffer."));
+    } else if (t == "conversation.item.input_audio_transcription.completed") {
+        m.type = "transcript";
+        m.j = {{"type", "transcript"}, {"is_final", true}, {"text", str(m.j, "transcript")}};
+    } else if (t == "response.output_audio_transcript.delta" || t == "response.output_text.delta") {
+        m.type = "text_chunk";
+        m.j = {{"type", "text_chunk"}, {"text", str(m.j, "delta")}, {"has_audio", true}};
+    } else if (t == "response.output_audio.delta") {
+        std::string b64 = str(m.j, "delta");
+        size_t pad = b64.ends_with("==") ? 2 : b64.ends_with("=") ? 1 : 0;
+        m.binary = true;
+        m.bytes = b64.size() / 4 * 3 - pad;
+        m.type = "audio";
+        m.j = nullptr;
+    } else if (t == "response.done") {
+        const json &r = m.j["response"];
+        std::string text;
+        if (r.contains("output") && r["output"].is_array() && !r["output"].empty()) {
+            const json &c = r["output"][0]["content"];
+            if (c.is_array() && !c.empty())
+                text = c[0].contains("transcript") ? str(c[0], "transcript") : str(c[0], "text");
+        }
+        m.type = str(r, "status") == "cancelled" ? "interrupted" : "response_done";
+        m.j = {{"type", m.type}, {"text", text}, {"timings", json::object()}};
+    } else if (t == "error") {
+        const json &e = m.j["error"];
+        m.j = {{"type", "error"}, {"code", str(e, "code")}, {"message", str(e, "message")}};
+    }
+}
+
 struct mic_state {
     const bench_clip *clip = nullptr; // playing now
     size_t pos = 0;
@@ -628,6 +687,7 @@ awaitable<voice_turn> run_turn(run_state &rs, ws_connection &c, mic_state *mic,
                                const bench_clip &clip, int out_rate) {
     const voice_bench_options &o = rs.o;
     const milliseconds timeout(o.timeout_ms);
+    const bool realtime = rs.run.protocol == "realtime";
     voice_turn t;
     t.clip = clip.name;
     t.reference = clip.text;
@@ -674,8 +734,9 @@ awaitable<voice_turn> run_turn(run_state &rs, ws_connection &c, mic_state *mic,
         }
     } else {
         mark("start");
-        bool ok =
-            co_await c.write_json({{"type", "start"}, {"sample_rate", SAMPLE_RATE}, {"tts", true}});
+        // (The Realtime API's utterance starts with its first append.)
+        bool ok = realtime || co_await c.write_json(
+                                  {{"type", "start"}, {"sample_rate", SAMPLE_RATE}, {"tts", true}});
         asio::steady_timer timer(co_await asio::this_coro::executor);
         auto next = bench_clock::now();
         const auto frame_dt = std::chrono::duration_cast<bench_clock::duration>(
@@ -696,7 +757,11 @@ awaitable<voice_turn> run_turn(run_state &rs, ws_connection &c, mic_state *mic,
                 co_await timer.async_wait(use_nothrow);
             }
         }
-        ok = ok && co_await c.write_json({{"type", "stop"}});
+        if (realtime)
+            ok = ok && co_await c.write_json({{"type", "input_audio_buffer.commit"}}) &&
+                 co_await c.write_json({{"type", "response.create"}});
+        else
+            ok = ok && co_await c.write_json({{"type", "stop"}});
         t.at[VOICE_EVENT_DECISION] = rs.now_ms();
         mark("stop");
         if (!ok) fail = "connection closed while speaking";
@@ -760,7 +825,7 @@ awaitable<voice_turn> run_turn(run_state &rs, ws_connection &c, mic_state *mic,
         t.overhead_ms = t.since_decision(VOICE_EVENT_FIRST_AUDIO) - t.engines_ms;
         // The reply has played out (as a page reports after its last chunk), so the next
         // turn does not count as talking over it.
-        if (last_audio_chunk >= 0) {
+        if (last_audio_chunk >= 0 && !realtime) {
             const ws_message &chunk = c.inbox[size_t(last_audio_chunk)];
             double played =
                 double(c.inbox[size_t(last_audio_chunk) + 1].bytes) / 2 / out_rate * 1000;
@@ -774,7 +839,7 @@ awaitable<voice_turn> run_turn(run_state &rs, ws_connection &c, mic_state *mic,
         t.error = fail;
         if (c.is_open()) {
             mark("interrupt");
-            co_await c.write_json({{"type", "interrupt"}});
+            co_await c.write_json({{"type", realtime ? "response.cancel" : "interrupt"}});
         }
     }
     if (mic && mic->turn == &t) mic->turn = nullptr;
@@ -833,6 +898,21 @@ awaitable<void> client_loop(run_state &rs, int k) {
     auto next_clip = [&] { clip = (clip + 1) % rs.clips.size(); };
     while (index < per_client && rs.aborted.empty()) {
         ws_connection c(ex, rs.events, rs.t0, milliseconds(o.timeout_ms));
+        const bool realtime = rs.run.protocol == "realtime";
+        if (realtime) {
+            c.adapt_in = realtime_to_native;
+            c.adapt_audio =
+                [up = std::make_shared<resampler>(SAMPLE_RATE, REALTIME_RATE)](std::string frame) {
+                    std::vector<int16_t> pcm(frame.size() / 2);
+                    std::memcpy(pcm.data(), frame.data(), pcm.size() * 2);
+                    std::vector<int16_t> out = up->process(pcm);
+                    return json{
+                        {"type", "input_audio_buffer.append"},
+                        {"audio", base64_encode(std::string_view(
+                                      reinterpret_cast<const char *>(out.data()), out.size() * 2))}}
+                        .dump();
+                };
+        }
         std::string err = co_await c.open(rs.target, milliseconds(10000));
         if (err.empty() &&
             !co_await rs.events.wait_until([&] { return !c.inbox.empty() || !c.is_open(); },
@@ -865,7 +945,21 @@ awaitable<void> client_loop(run_state &rs, int k) {
         if (ready.contains("audio_format") && ready["audio_format"].is_object())
             out_rate = ready["audio_format"].value("sample_rate", 22050);
         mic_state mic;
-        if (hands_free) {
+        if (realtime) {
+            json td = hands_free ? json{{"type", "server_vad"}} : json(nullptr);
+            co_await c.write_json(
+                {{"type", "session.update"},
+                 {"session",
+                  {{"type", "realtime"},
+                   {"audio",
+                    {{"input",
+                      {{"format", {{"type", "audio/pcm"}, {"rate", REALTIME_RATE}}},
+                       {"turn_detection", td}}}}}}}});
+        }
+        if (hands_free && realtime) {
+            mic.active = true;
+            asio::co_spawn(ex, mic_loop(rs, c, mic), asio::detached);
+        } else if (hands_free) {
             co_await c.write_json({{"type", "start"},
                                    {"sample_rate", SAMPLE_RATE},
                                    {"mode", "hands_free"},
@@ -909,6 +1003,7 @@ voice_run run_clients(const voice_bench_options &o, const std::vector<bench_clip
     rs.pid = pid;
     rs.server_alive = server_alive;
     rs.run.clients = n;
+    rs.run.protocol = o.protocol;
     rs.run.push_to_talk = o.mode == "push_to_talk";
     rs.clients_active = n;
     rs.total_turns = n * (o.warmup + o.turns);
@@ -993,9 +1088,10 @@ const char *OVERHEAD_HOW =
 
 void print_run(const voice_run &run, const voice_bench_options &o, int cores) {
     voice_run_summary s = summarize_run(run);
-    std::printf("\n== %d client%s: %d turns (%d counted, %d warm-up, %d failed) in %.1f s\n",
-                run.clients, run.clients == 1 ? "" : "s", s.turns, s.counted,
-                run.clients * o.warmup, s.failed, run.wall_s);
+    std::printf("\n== %d client%s%s: %d turns (%d counted, %d warm-up, %d failed) in %.1f s\n",
+                run.clients, run.clients == 1 ? "" : "s",
+                run.protocol == "realtime" ? " over the OpenAI Realtime API" : "", s.turns,
+                s.counted, run.clients * o.warmup, s.failed, run.wall_s);
     if (const stage_stats *w = s.stage("end_of_speech_to_first_audio"))
         std::printf("%s: median %s ms, p95 %s ms (what the user waits)\n", w->label.c_str(),
                     fmt(w->median).c_str(), fmt(w->p95).c_str());
@@ -1328,6 +1424,7 @@ json run_json(const voice_run &run) {
     for (const auto &t : run.turns)
         turns.push_back(turn_json(t));
     return {{"clients", run.clients},
+            {"protocol", run.protocol},
             {"wall_s", json_number(run.wall_s)},
             {"summary",
              {{"stages_ms", stages},
@@ -1513,36 +1610,63 @@ int voice_bench_main(const std::vector<std::string> &args) {
     std::fflush(stdout);
     auto t0 = bench_clock::now();
     bool server_died = false;
+    json protocol_ratios = json::object();
     for (int n : o.clients) {
-        std::fprintf(stderr, "parley bench: %d client(s)...\n", n);
-        voice_bench_options one = o;
-        one.clients = {n};
-        std::string aborted;
-        voice_run run = run_clients(one, clips, target, pid, t0, alive, &aborted);
-        print_run(run, o, cores);
-        rep.runs.push_back(std::move(run));
-        if (!aborted.empty()) {
-            std::printf("run stopped early: %s\n", aborted.c_str());
-            rep.notes.push_back("run with " + std::to_string(n) +
-                                " clients stopped early: " + aborted);
+        for (const char *protocol : {"native", "realtime"}) {
+            if (protocol != o.protocol && std::string(protocol) == "realtime") continue;
+            std::fprintf(stderr, "parley bench: %d client(s), %s protocol...\n", n, protocol);
+            voice_bench_options one = o;
+            one.clients = {n};
+            one.protocol = protocol;
+            ws_target to = target;
+            if (one.protocol == "realtime") to.path = "/v1/realtime";
+            std::string aborted;
+            voice_run run = run_clients(one, clips, to, pid, t0, alive, &aborted);
+            print_run(run, o, cores);
+            if (one.protocol == "realtime" && !rep.runs.empty()) {
+                // The same clients over both protocols: what the Realtime API's codec costs.
+                voice_run_summary native = summarize_run(rep.runs.back());
+                voice_run_summary realtime = summarize_run(run);
+                const stage_stats *a = native.stage("end_of_speech_to_first_audio");
+                const stage_stats *b = realtime.stage("end_of_speech_to_first_audio");
+                if (a && b && a->n > 0 && b->n > 0) {
+                    double r = b->median / a->median;
+                    protocol_ratios[std::to_string(n)] = json_number(r);
+                    std::printf("%d client(s): end of speech -> first audio, Realtime API / native "
+                                "protocol = %s (median %s / %s ms; p95 %s / %s ms)\n",
+                                n, fmt(r, 3).c_str(), fmt(b->median).c_str(),
+                                fmt(a->median).c_str(), fmt(b->p95).c_str(), fmt(a->p95).c_str());
+                }
+            }
+            rep.runs.push_back(std::move(run));
+            if (!aborted.empty()) {
+                std::printf("run stopped early: %s\n", aborted.c_str());
+                rep.notes.push_back("run with " + std::to_string(n) +
+                                    " clients stopped early: " + aborted);
+            }
+            if (!alive() && o.url.empty()) {
+                std::fprintf(stderr, "parley bench: the server ended (%s); its log ends:\n%s\n",
+                             srv.how_it_ended().c_str(), srv.log_tail(30).c_str());
+                rep.notes.push_back("the server ended during the run (" + srv.how_it_ended() + ")");
+                server_died = true;
+                break;
+            }
         }
-        if (!alive() && o.url.empty()) {
-            std::fprintf(stderr, "parley bench: the server ended (%s); its log ends:\n%s\n",
-                         srv.how_it_ended().c_str(), srv.log_tail(30).c_str());
-            rep.notes.push_back("the server ended during the run (" + srv.how_it_ended() + ")");
-            server_died = true;
-            break;
-        }
+        if (server_died) break;
     }
     // The ratio of the 4-client (or any other) run's p95 to the 1-client run's.
     json ratios = json::object();
     double p95_one = NO_VALUE;
-    for (const auto &run : rep.runs)
-        if (run.clients == 1)
-            if (const stage_stats *a = summarize_run(run).stage("first_audio")) p95_one = a->p95;
+    // (A summary's stages live as long as the summary: keep it, not just the pointer.)
     for (const auto &run : rep.runs) {
-        if (run.clients == 1 || !std::isfinite(p95_one)) continue;
-        const stage_stats *a = summarize_run(run).stage("first_audio");
+        if (run.clients != 1 || run.protocol != "native") continue;
+        voice_run_summary s = summarize_run(run);
+        if (const stage_stats *a = s.stage("first_audio")) p95_one = a->p95;
+    }
+    for (const auto &run : rep.runs) {
+        if (run.clients == 1 || !std::isfinite(p95_one) || run.protocol != "native") continue;
+        voice_run_summary s = summarize_run(run);
+        const stage_stats *a = s.stage("first_audio");
         if (!a) continue;
         double r = a->p95 / p95_one;
         ratios[std::to_string(run.clients)] = json_number(r);
@@ -1598,6 +1722,7 @@ int voice_bench_main(const std::vector<std::string> &args) {
     json j = {{"title", rep.title},
               {"settings",
                {{"mode", o.mode},
+                {"protocol", o.protocol},
                 {"pace", o.pace},
                 {"sync", o.sync},
                 {"turns_per_client", o.turns},
@@ -1611,6 +1736,7 @@ int voice_bench_main(const std::vector<std::string> &args) {
                 {"cores", cores}}},
               {"runs", runs},
               {"p95_ratio_to_1_client", ratios},
+              {"realtime_to_native_median", protocol_ratios},
               {"bare", bare_rows},
               {"bare_details", bare_details},
               {"notes", rep.notes},

@@ -61,6 +61,16 @@ std::string bearer_token(std::string_view authorization) {
     return std::string(trim_ows(a.substr(7)));
 }
 
+bool offers_subprotocol(std::string_view offered, std::string_view name) {
+    while (!offered.empty()) {
+        size_t comma = offered.find(',');
+        if (trim_ows(offered.substr(0, comma)) == name) return true;
+        if (comma == std::string_view::npos) break;
+        offered = offered.substr(comma + 1);
+    }
+    return false;
+}
+
 bool carries_key(std::string_view key, std::string_view authorization, std::string_view query_key,
                  std::string_view subprotocols) {
     if (key.empty()) return false;
@@ -72,7 +82,8 @@ bool carries_key(std::string_view key, std::string_view authorization, std::stri
     while (!rest.empty()) {
         size_t comma = rest.find(',');
         std::string_view p = trim_ows(rest.substr(0, comma));
-        if (p.starts_with("parley-key.")) found |= secrets_equal(p.substr(11), key);
+        for (std::string_view prefix : {"parley-key.", "openai-insecure-api-key."})
+            if (p.starts_with(prefix)) found |= secrets_equal(p.substr(prefix.size()), key);
         if (comma == std::string_view::npos) break;
         rest = rest.substr(comma + 1);
     }

@@ -35,8 +35,12 @@ bool origin_allowed(std::string_view origin, std::string_view host_header, bool 
 // The token of "Authorization: Bearer TOKEN" (empty when there is none).
 std::string bearer_token(std::string_view authorization);
 
-// Does the request carry `key`: as a bearer token, ?api_key=, or the WebSocket subprotocol
-// parley-key.KEY? Constant time in the key (secrets_equal). An empty key matches nothing.
+// Does the request carry `key`: as a bearer token, ?api_key=, or a WebSocket subprotocol
+// parley-key.KEY or openai-insecure-api-key.KEY (browsers cannot set headers on a WebSocket)?
+// Constant time in the key (secrets_equal). An empty key matches nothing.
+// Is `name` one of the subprotocols in a Sec-WebSocket-Protocol list?
+bool offers_subprotocol(std::string_view offered, std::string_view name);
+
 bool carries_key(std::string_view key, std::string_view authorization, std::string_view query_key,
                  std::string_view subprotocols);
 

@@ -11,12 +11,14 @@ namespace {
 // The session's events, encoded for the connection's output.
 class native_encoder : public session_sink {
   public:
-    explicit native_encoder(std::shared_ptr<native_output> out) : out_(std::move(out)) {}
+    explicit native_encoder(std::shared_ptr<ws_output> out) : out_(std::move(out)) {}
     void on_event(session_event e) override {
         // What to send instead, in this protocol's words.
         if (auto *err = std::get_if<error_event>(&e); err && err->code == "not_started")
             err->message += ": send {\"type\":\"start\",\"sample_rate\":...} first";
-        out_->send_text(encode_event(e));
+        std::string message = encode_event(e);
+        if (message.empty()) return;
+        out_->send_text(std::move(message));
         if (auto *c = std::get_if<reply_chunk_event>(&e); c && c->has_audio)
             out_->send_binary(encode_pcm(c->pcm));
     }
@@ -25,13 +27,13 @@ class native_encoder : public session_sink {
     void end(const std::string &reason) override { out_->end(reason); }
 
   private:
-    std::shared_ptr<native_output> out_;
+    std::shared_ptr<ws_output> out_;
 };
 
 } // namespace
 
 native_connection::native_connection(const session_engines &engines, const session_config &config,
-                                     std::shared_ptr<native_output> out)
+                                     std::shared_ptr<ws_output> out)
     : session_(std::make_shared<session>(engines, config,
                                          std::make_shared<native_encoder>(std::move(out)))) {}
 
@@ -53,6 +55,10 @@ std::string native_connection::id() const {
 
 void native_connection::store_changed() {
     session_->store_changed();
+}
+
+std::string native_connection::error_message(const std::string &code, const std::string &message) {
+    return encode_error(code, message);
 }
 
 void native_connection::on_text(std::string_view message) {

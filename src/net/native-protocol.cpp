@@ -199,6 +199,10 @@ json encode(const reply_chunk_event &c) {
     return j;
 }
 
+json encode(const reply_started_event &) {
+    return nullptr; // the first text_chunk says it
+}
+
 json encode(const reply_done_event &e) {
     return {{"type", "response_done"},
             {"turn_id", e.turn_id},
@@ -224,7 +228,8 @@ json encode(const error_event &e) {
 } // namespace
 
 std::string encode_event(const session_event &e) {
-    return dump(std::visit([](const auto &x) { return encode(x); }, e));
+    json j = std::visit([](const auto &x) { return encode(x); }, e);
+    return j.is_null() ? std::string() : dump(j);
 }
 
 std::string encode_pcm(const std::vector<int16_t> &pcm) {

@@ -8,10 +8,11 @@
 //
 // native_connection ties one WebSocket to one session: the network layer calls on_text() and
 // on_binary() from its I/O thread (they validate, decode and hand on; they never wait on a
-// model) and close() once when the connection ends. Encoded messages go to native_output in
+// model) and close() once when the connection ends. Encoded messages go to its ws_output in
 // the order of the session's events.
 #pragma once
 
+#include "net/ws-session.h"
 #include "pipeline/session-events.h"
 #include "pipeline/session.h"
 
@@ -55,37 +56,25 @@ std::variant<client_message, protocol_error> parse_client_message(std::string_vi
 std::string check_audio_frame(size_t bytes, protocol_error *err);
 
 // One JSON text message per event (a reply chunk's audio is its own binary message:
-// encode_pcm).
+// encode_pcm); empty for an event this protocol does not send.
 std::string encode_event(const session_event &e);
 std::string encode_pcm(const std::vector<int16_t> &pcm);
 std::string encode_error(const std::string &code, const std::string &message);
 
-// Where the encoded messages go (the WebSocket connection). Thread-safe; messages go out in
-// the order of the calls. Between hold() and flush() they wait and are written together.
-class native_output {
-  public:
-    virtual ~native_output() = default;
-    virtual void send_text(std::string message) = 0;
-    virtual void send_binary(std::string bytes) = 0;
-    virtual void hold() {}
-    virtual void flush() {}
-    // Close the connection once what is queued has gone out (a WebSocket close with `reason`).
-    virtual void end(const std::string &reason) { (void)reason; }
-};
-
-class native_connection {
+class native_connection : public ws_session {
   public:
     native_connection(const session_engines &engines, const session_config &config,
-                      std::shared_ptr<native_output> out);
-    ~native_connection();
+                      std::shared_ptr<ws_output> out);
+    ~native_connection() override;
 
     // Sends `ready` with a new session id (or resumes `resume_id` when it exists).
-    void open(const std::string &resume_id = {});
-    void on_text(std::string_view message);
-    void on_binary(std::string_view bytes);
-    void close();
+    void open(const std::string &resume_id = {}) override;
+    void on_text(std::string_view message) override;
+    void on_binary(std::string_view bytes) override;
+    void close() override;
+    void store_changed() override;
+    std::string error_message(const std::string &code, const std::string &message) override;
     std::string id() const;
-    void store_changed(); // session::store_changed()
 
   private:
     std::shared_ptr<session> session_;

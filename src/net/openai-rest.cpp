@@ -136,6 +136,11 @@ transcribe_segments(asr_engine &asr, std::shared_ptr<const vad_model> vad, const
 
 } // namespace
 
+bool is_openai_voice(std::string_view name) {
+    return std::find(std::begin(OPENAI_VOICES), std::end(OPENAI_VOICES), name) !=
+           std::end(OPENAI_VOICES);
+}
+
 std::string openai_error(const std::string &message, const std::string &type,
                          const std::string &param, const std::string &code) {
     return dump({{"error",
@@ -448,9 +453,7 @@ void openai_rest::impl::speech(const rest_request &req, std::shared_ptr<http_ans
         std::string voice = j["voice"].is_string() ? j["voice"].get<std::string>() : "";
         if (j["voice"].is_object() && j["voice"].contains("id") && j["voice"]["id"].is_string())
             voice = j["voice"]["id"];
-        bool openai_voice = std::find(std::begin(OPENAI_VOICES), std::end(OPENAI_VOICES), voice) !=
-                            std::end(OPENAI_VOICES);
-        if (!openai_voice) {
+        if (!is_openai_voice(voice)) {
             // One of the engine's own voices, checked by name against its list.
             if (voice.empty() || voice.size() > 64 || !eng.tts->knows_voice(voice))
                 return fail(*a, 400,

@@ -39,6 +39,9 @@ struct rest_request {
 std::string openai_error(const std::string &message, const std::string &type,
                          const std::string &param, const std::string &code);
 
+// One of the voice names OpenAI's clients send (each speaks with the server's own voice)?
+bool is_openai_voice(std::string_view name);
+
 class openai_rest {
   public:
     openai_rest(const session_engines &engines, const session_config &config,

@@ -9,6 +9,7 @@
 #include "net/http-request.h"
 #include "net/native-protocol.h"
 #include "net/openai-rest.h"
+#include "net/realtime-protocol.h"
 #include "net/tls.h"
 #include "net/web-assets.h"
 #include "store/store.h"
@@ -47,6 +48,12 @@ constexpr size_t WS_READ_MAX = 8 << 20;   // larger frames close the connection
 constexpr size_t WS_QUEUE_MAX = 64 << 20; // a client that stops reading is dropped
 // With --log-level debug, a message that takes longer than this from queue to socket is logged.
 constexpr auto WS_SLOW_WRITE = std::chrono::milliseconds(1);
+
+// What a WebSocket connection speaks, chosen by its path.
+enum ws_protocol {
+    WS_PROTOCOL_NATIVE,   // /ws
+    WS_PROTOCOL_REALTIME, // /v1/realtime
+};
 
 } // namespace
 
@@ -113,11 +120,11 @@ struct server::impl {
 // One WebSocket connection over Stream (beast::tcp_stream, or tls_stream over it).
 template <class Stream>
 class ws_conn : public ws_conn_base,
-                public native_output,
+                public ws_output,
                 public std::enable_shared_from_this<ws_conn<Stream>> {
   public:
-    ws_conn(server::impl *srv, Stream &&stream, std::string ip)
-        : srv_(srv), ws_(std::move(stream)), ip_(std::move(ip)) {}
+    ws_conn(server::impl *srv, Stream &&stream, std::string ip, ws_protocol protocol)
+        : srv_(srv), ws_(std::move(stream)), ip_(std::move(ip)), protocol_(protocol) {}
     ~ws_conn() override { srv_->leave(ip_); }
     using std::enable_shared_from_this<ws_conn<Stream>>::shared_from_this;
 
@@ -131,15 +138,17 @@ class ws_conn : public ws_conn_base,
     // told why, and the connection closes after that.
     void idle_close(int timeout_s) override {
         if (idle_closed_.exchange(true)) return;
-        std::shared_ptr<native_connection> s;
+        std::shared_ptr<ws_session> s;
         {
             std::lock_guard lock(qm_);
             s = std::move(sess_);
         }
-        if (s) s->close();
-        send_text(encode_error("idle_timeout", "nothing from the client for " +
-                                                   std::to_string(timeout_s) +
-                                                   " s: this session is closed"));
+        if (s) {
+            s->close();
+            send_text(s->error_message("idle_timeout", "nothing from the client for " +
+                                                           std::to_string(timeout_s) +
+                                                           " s: this session is closed"));
+        }
         end("idle_timeout");
     }
 
@@ -151,13 +160,14 @@ class ws_conn : public ws_conn_base,
         // A message goes out as one frame, in one write: Beast's default cuts it in 4 KiB frames,
         // each its own write (a phrase's audio is 50-200 KB).
         ws_.auto_fragment(false);
-        ws_.set_option(websocket::stream_base::decorator([offered](websocket::response_type &res) {
-            res.set(http::field::server, "parley");
-            if (offered.find("parley") != std::string::npos &&
-                (offered.find("parley,") != std::string::npos || offered == "parley" ||
-                 offered.ends_with(" parley") || offered.ends_with(",parley")))
-                res.set(http::field::sec_websocket_protocol, "parley");
-        }));
+        // The protocol's own subprotocol name, when the client offers it.
+        const char *name = protocol_ == WS_PROTOCOL_REALTIME ? "realtime" : "parley";
+        bool select = offers_subprotocol(offered, name);
+        ws_.set_option(
+            websocket::stream_base::decorator([select, name](websocket::response_type &res) {
+                res.set(http::field::server, "parley");
+                if (select) res.set(http::field::sec_websocket_protocol, name);
+            }));
         ws_.async_accept(req, beast::bind_front_handler(&ws_conn::on_accept, shared_from_this()));
     }
 
@@ -200,7 +210,7 @@ class ws_conn : public ws_conn_base,
     }
 
     void store_changed() override {
-        std::shared_ptr<native_connection> s;
+        std::shared_ptr<ws_session> s;
         {
             std::lock_guard lock(qm_);
             s = sess_;
@@ -209,7 +219,7 @@ class ws_conn : public ws_conn_base,
     }
 
     void close_session() override {
-        std::shared_ptr<native_connection> s;
+        std::shared_ptr<ws_session> s;
         {
             std::lock_guard lock(qm_);
             closed_ = true;
@@ -225,14 +235,22 @@ class ws_conn : public ws_conn_base,
         touch();
         srv_->add(shared_from_this());
         std::string err = run_guarded("ws: opening a session", [&] {
-            auto s = std::make_shared<native_connection>(srv_->eng, srv_->cfg, shared_from_this());
+            std::shared_ptr<ws_session> s;
+            if (protocol_ == WS_PROTOCOL_REALTIME)
+                s = std::make_shared<realtime_connection>(srv_->eng, srv_->cfg, srv_->info,
+                                                          shared_from_this());
+            else
+                s = std::make_shared<native_connection>(srv_->eng, srv_->cfg, shared_from_this());
             {
                 std::lock_guard lock(qm_);
                 sess_ = s;
             }
             s->open(resume_id_);
         });
-        if (!err.empty()) send_text(encode_error("internal", "the session could not open"));
+        if (!err.empty())
+            send_text(protocol_ == WS_PROTOCOL_REALTIME
+                          ? realtime_error_message("server_error", "the session could not open")
+                          : encode_error("internal", "the session could not open"));
         do_read();
     }
 
@@ -252,7 +270,7 @@ class ws_conn : public ws_conn_base,
         touch();
         std::string msg = beast::buffers_to_string(buf_.data());
         buf_.consume(buf_.size());
-        std::shared_ptr<native_connection> s;
+        std::shared_ptr<ws_session> s;
         {
             std::lock_guard lock(qm_);
             s = sess_;
@@ -266,8 +284,8 @@ class ws_conn : public ws_conn_base,
                     s->on_text(msg);
             });
             if (!err.empty())
-                send_text(encode_error("internal", "this message failed inside the server; the "
-                                                   "session goes on"));
+                send_text(s->error_message("internal", "this message failed inside the server; "
+                                                       "the session goes on"));
         }
         do_read();
     }
@@ -349,6 +367,7 @@ class ws_conn : public ws_conn_base,
     bool writing_ = false;
     std::string end_reason_; // end(): close once the queue is empty
     std::string ip_;         // the client's address (admission)
+    ws_protocol protocol_;
     std::atomic<double> last_input_s_{0};
     std::atomic<bool> idle_closed_{false};
 
@@ -359,7 +378,7 @@ class ws_conn : public ws_conn_base,
     }
     bool held_ = false; // hold(): messages queue, the writer starts at flush()
     bool closed_ = false;
-    std::shared_ptr<native_connection> sess_;
+    std::shared_ptr<ws_session> sess_;
 };
 
 // One HTTP connection over Stream (beast::tcp_stream, or tls_stream over it), until it
@@ -473,10 +492,16 @@ template <class Stream> class http_conn : public std::enable_shared_from_this<ht
             return reply(error_response(req, http::status::forbidden,
                                         "host not allowed: this server answers to loopback "
                                         "names (more with --allow-host)"));
-        if (openai_rest::handles(path_of(req.target())) && srv_->rest) return rest(std::move(req));
-        if (websocket::is_upgrade(req) && path_of(req.target()) == "/ws") {
+        std::string_view path = path_of(req.target());
+        bool realtime = path == "/v1/realtime";
+        if (websocket::is_upgrade(req) && (path == "/ws" || realtime)) {
             if (!srv_->authorized(req))
-                return reply(error_response(req, http::status::unauthorized, "API key required"));
+                return reply(
+                    realtime ? text_response(http::status::unauthorized, "application/json",
+                                             openai_error("Incorrect API key provided.",
+                                                          "invalid_request_error", {},
+                                                          "invalid_api_key"))
+                             : error_response(req, http::status::unauthorized, "API key required"));
             if (!srv_->origin_ok(req, over_tls))
                 return reply(error_response(req, http::status::forbidden, "origin not allowed"));
             beast::error_code ec2;
@@ -484,9 +509,12 @@ template <class Stream> class http_conn : public std::enable_shared_from_this<ht
             std::string ip = ec2 ? std::string() : peer.address().to_string();
             if (int refused = srv_->admit(ip)) return reply(busy_response(req, refused));
             beast::get_lowest_layer(stream_).expires_never();
-            std::make_shared<ws_conn<Stream>>(srv_, std::move(stream_), ip)->run(std::move(req));
+            std::make_shared<ws_conn<Stream>>(srv_, std::move(stream_), ip,
+                                              realtime ? WS_PROTOCOL_REALTIME : WS_PROTOCOL_NATIVE)
+                ->run(std::move(req));
             return;
         }
+        if (openai_rest::handles(path) && srv_->rest) return rest(std::move(req));
         std::optional<http::response<http::string_body>> res;
         std::string err = run_guarded("http", [&] { res.emplace(srv_->handle(req)); });
         if (!err.empty() || !res)

@@ -128,6 +128,10 @@ class ws_connection {
 
     // Waits for the writes before it; false when the connection is gone.
     awaitable<bool> write(std::string data, bool binary) {
+        if (binary && adapt_audio) {
+            data = adapt_audio(std::move(data));
+            binary = false;
+        }
         co_await writes_.wait_until([&] { return !writing_ || !open_; }, after(FOREVER));
         if (!open_) co_return false;
         writing_ = true;
@@ -164,6 +168,11 @@ class ws_connection {
     }
 
     std::vector<ws_message> inbox;
+    // Another protocol's words: every message read passes through adapt_in before it joins
+    // the inbox (it may rename and rewrite it), and every audio frame written through
+    // adapt_audio (the text message that carries it).
+    std::function<void(ws_message &)> adapt_in;
+    std::function<std::string(std::string)> adapt_audio;
 
   private:
     awaitable<void> read_loop() {
@@ -184,6 +193,7 @@ class ws_connection {
                              : "?";
             }
             buf.consume(buf.size());
+            if (adapt_in) adapt_in(m);
             inbox.push_back(std::move(m));
             events_.notify();
         }

@@ -145,6 +145,16 @@ std::string reply_playout::cut(mono_time now) {
     return heard_;
 }
 
+int reply_playout::heard_ms() const {
+    if (!cut_ || cut_chunk_ < 0) return 0;
+    double ms = 0;
+    for (size_t i = 0; i < chunks_.size() && i <= size_t(cut_chunk_); i++)
+        if (chunks_[i].has_audio)
+            ms += i == size_t(cut_chunk_) ? std::min(cut_played_ms_, double(chunks_[i].audio_ms))
+                                          : chunks_[i].audio_ms;
+    return int(ms);
+}
+
 std::string reply_playout::report_cut(size_t chunk, double played_ms) {
     cut_chunk_ = int(chunk);
     cut_played_ms_ = played_ms;

@@ -55,6 +55,8 @@ class reply_playout {
     // The reply stops here for the client: remembers where and returns the words heard.
     std::string cut(mono_time now);
     bool is_cut() const { return cut_; }
+    // Of the reply's audio, how much was played before the cut (0: none, or not cut).
+    int heard_ms() const;
     const std::string &heard_text() const { return heard_; }
     void set_heard_text(std::string heard) { heard_ = std::move(heard); }
     // The client's own account of where a cut reply stopped (chunk, played_ms) beats the

@@ -44,6 +44,35 @@ struct session_start {
     client_echo echo = CLIENT_ECHO_UNKNOWN;
 };
 
+// Settings a client changes during the session; an unset field stays as it is.
+struct session_settings {
+    std::optional<std::string> instructions; // the system prompt
+    std::optional<int> max_tokens;           // of a reply
+    // A finished user turn starts a reply by itself (off: the turn is added to the
+    // conversation and a reply waits for respond()).
+    std::optional<bool> auto_respond;
+    // Speech over a reply cuts it (barge-in).
+    std::optional<bool> interrupt_on_speech;
+};
+
+// A message added to the conversation without a reply (a reply follows on respond()).
+enum message_role {
+    MESSAGE_ROLE_USER,      // joins the next turn's user message
+    MESSAGE_ROLE_ASSISTANT, // a turn of its own, after the user's messages added before it
+};
+
+// A reply the client asks for.
+struct response_request {
+    std::optional<std::string> instructions; // this reply's system prompt
+    // Out of band: the reply is not part of the conversation (the history stays as it is).
+    bool out_of_band = false;
+    // The prompt's messages instead of the conversation's (system prompt first).
+    std::optional<std::vector<chat_message>> input;
+    std::optional<int> max_tokens;
+    std::optional<bool> audio; // speak it (unset: as the session does)
+    std::string tag;           // given back in reply_started_event
+};
+
 // The client's account of where it is playing a reply's audio.
 struct playback_report {
     int64_t turn_id = 0; // 0: not given
@@ -62,7 +91,7 @@ struct chunk_word {
 struct ready_event {
     std::string session_id;
     std::string resume_token; // a new session's: reads its history (empty when resumed)
-    int audio_rate = 0; // of the reply audio
+    int audio_rate = 0;       // of the reply audio
     bool resumed = false;
     int64_t turns = 0; // in the history
     bool llm = false, tts = false;
@@ -98,6 +127,14 @@ struct reply_chunk_event {
     std::vector<int16_t> pcm;      // mono s16, ready_event::audio_rate
 };
 
+// A reply starts going out (its chunks follow); `tag`: its response_request's, or empty for
+// a reply the session started by itself.
+struct reply_started_event {
+    int64_t turn_id = 0;
+    std::string tag;
+    bool out_of_band = false;
+};
+
 // A reply that went out whole.
 struct reply_done_event {
     int64_t turn_id = 0;
@@ -110,6 +147,7 @@ struct reply_done_event {
 struct interrupted_event {
     int64_t turn_id = 0;
     std::string heard;
+    int heard_ms = 0; // of the reply's audio, played before the cut
 };
 
 // A false start cut the reply; its unheard rest follows again as chunks of the same turn.
@@ -133,8 +171,8 @@ struct error_event {
 
 using session_event =
     std::variant<ready_event, transcript_event, speech_started_event, speech_stopped_event,
-                 reply_chunk_event, reply_done_event, interrupted_event, resumed_event,
-                 queued_event, admitted_event, error_event>;
+                 reply_started_event, reply_chunk_event, reply_done_event, interrupted_event,
+                 resumed_event, queued_event, admitted_event, error_event>;
 
 // Where a session's events go. Thread-safe: events are delivered in the order of the calls.
 class session_sink {

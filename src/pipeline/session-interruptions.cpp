@@ -1,16 +1,16 @@
 // The session's interruptions: barge-in, what the history keeps of a cut reply, the client's
 // playback reports, and the resume after a false start.
-#include "pipeline/session.h"
 #include "pipeline/session-turn.h"
+#include "pipeline/session.h"
 
 #include "audio/echo-canceller.h"
 #include "audio/resampler.h"
+#include "core/actor.h"
 #include "core/log.h"
 #include "core/metrics.h"
-#include "core/actor.h"
 #include "core/worker.h"
-#include "store/store.h"
 #include "pipeline/turn-record.h"
+#include "store/store.h"
 
 #include <chrono>
 #include <cmath>
@@ -22,8 +22,7 @@ namespace parley {
 
 // A reply that was generated in full but whose audio was still playing: it keeps only what
 // was heard.
-void session::amend_turn(std::shared_ptr<turn> t, const std::string &heard,
-                         bool interrupted) {
+void session::amend_turn(std::shared_ptr<turn> t, const std::string &heard, bool interrupted) {
     t->playout.set_heard_text(heard);
     auto it = std::find_if(history_.begin(), history_.end(),
                            [&](const turn_record &r) { return r.turn_id == t->id; });
@@ -43,7 +42,7 @@ bool session::reply_active(mono_time now) {
 void session::cut_playing(std::shared_ptr<turn> t, mono_time now) {
     std::string heard = t->playout.cut(now);
     amend_turn(t, heard);
-    out_->on_event(interrupted_event{t->id, heard});
+    out_->on_event(interrupted_event{t->id, heard, t->playout.heard_ms()});
     if (speaking_ == t) speaking_.reset();
     clock_.stop(now);
 }
@@ -87,6 +86,33 @@ void session::resume_turn(std::shared_ptr<turn> t) {
     amend_turn(t, t->playout.text(), !complete);
     if (eng_.stats) --eng_.stats->interruptions;
     log_debug("session %s: false start; turn %lld goes on", id().c_str(), (long long)t->id);
+}
+
+void session::truncate(int64_t turn_id, std::string heard) {
+    post_control([this, turn_id, heard = std::move(heard)] { truncate_now(turn_id, heard); });
+}
+
+void session::truncate_now(int64_t turn_id, const std::string &heard) {
+    mono_time now = mono_now();
+    std::shared_ptr<turn> t;
+    for (const auto &c : {current_, speaking_, cut_})
+        if (c && c->id == turn_id) {
+            t = c;
+            break;
+        }
+    if (t && !t->finished()) cancel_turn(t, true); // still being made: it stops here
+    if (t && speaking_ == t) {
+        speaking_.reset();
+        clock_.stop(now);
+        if (aec_) aec_->clear_far_end();
+    }
+    if (t) t->playout.set_heard_text(heard);
+    auto it = std::find_if(history_.begin(), history_.end(),
+                           [&](const turn_record &r) { return r.turn_id == turn_id; });
+    if (it == history_.end() || (it->assistant == heard && it->interrupted)) return;
+    it->assistant = heard;
+    it->interrupted = true;
+    save_turn(*it);
 }
 
 void session::playback(const playback_report &r) {

@@ -1,16 +1,16 @@
 // The session's replies: the prompt, the LLM's tokens through the phrase chunker and the TTS
 // to ordered reply chunks, held and released, finished and recorded.
-#include "pipeline/session.h"
 #include "pipeline/session-turn.h"
+#include "pipeline/session.h"
 
 #include "audio/echo-canceller.h"
 #include "audio/resampler.h"
+#include "core/actor.h"
 #include "core/log.h"
 #include "core/metrics.h"
-#include "core/actor.h"
 #include "core/worker.h"
-#include "store/store.h"
 #include "pipeline/turn-record.h"
+#include "store/store.h"
 
 #include <chrono>
 #include <cmath>
@@ -26,7 +26,7 @@ bool session::direct_audio() const {
 
 void session::prefill(const std::string &partial) {
     if (!eng_.llm || current_ || slot_ < 0) return; // a reply is running: leave its cache alone
-    if (prefill_busy_->exchange(true)) return;       // one at a time per session
+    if (prefill_busy_->exchange(true)) return;      // one at a time per session
     llm_request req;
     req.slot = slot_;
     req.max_tokens = 0;
@@ -43,7 +43,8 @@ void session::prefill(const std::string &partial) {
 
 std::shared_ptr<session::turn> session::start_turn(const std::string &user_text, mono_time t0,
                                                    mono_time t_transcript, bool held,
-                                                   std::vector<int16_t> audio) {
+                                                   std::vector<int16_t> audio,
+                                                   const response_request *asked) {
     if (!eng_.llm) {
         error("no_model", "no language model is loaded; start the server with --model FILE.gguf "
                           "(make serve MODEL=FILE.gguf)");
@@ -69,44 +70,125 @@ std::shared_ptr<session::turn> session::start_turn(const std::string &user_text,
     mono_time now = mono_now();
     if (old && !(held && old->held())) cancel_turn(old, true); // a new user turn cuts the old reply
     if (old && held && old->held()) discard_turn(old);
-    // The last reply was still being played: the history keeps what was heard of it.
-    if (speaking_ && speaking_ != old && clock_.playing(now) && !held) cut_playing(speaking_, now);
+    // The last reply was still being played: the history keeps what was heard of it. (A reply
+    // the client asked for goes after it: the client cuts what it wants cut.)
+    if (speaking_ && speaking_ != old && clock_.playing(now) && !held && !asked)
+        cut_playing(speaking_, now);
     t->id = next_turn_id_++;
     t->want_audio = tts_wanted_ && eng_.tts != nullptr;
+    if (asked) {
+        t->out_of_band = asked->out_of_band;
+        t->tag = asked->tag;
+        if (asked->audio) t->want_audio = *asked->audio && eng_.tts != nullptr;
+        t->system = asked->instructions;
+        t->input = asked->input;
+        if (asked->max_tokens) t->max_tokens = *asked->max_tokens;
+    }
     current_ = t;
     if (eng_.stats) ++eng_.stats->turns;
     submit_reply(t, std::move(audio));
-    if (!held) save_started(*t);
+    if (!held) {
+        out_->on_event(reply_started_event{t->id, t->tag, t->out_of_band});
+        if (!t->out_of_band) save_started(*t);
+    }
     return t;
+}
+
+void session::respond(response_request r, mono_time t0) {
+    post([this, r = std::move(r), t0] {
+        if (end_passes_pending_ > 0) {
+            // The utterance that just ended is still being recognised: its words come first.
+            waiting_response_.emplace(r, t0);
+            return;
+        }
+        respond_now(r, t0);
+    });
+}
+
+void session::respond_now(const response_request &r, mono_time t0) {
+    if (current_ && current_->state == REPLY_STATE_LIVE) {
+        error("reply_active", "a reply is going: cancel it first, or ask again after its end");
+        return;
+    }
+    if (current_) discard_turn(current_); // a reply held for the end of a turn
+    std::string user = r.input ? std::string() : pending_user_;
+    auto t = start_turn(user, t0, t0, false, {}, &r);
+    if (t && !r.out_of_band && !r.input) pending_user_.clear();
+}
+
+void session::hold_user_text(const std::string &text) {
+    if (text.empty()) return;
+    if (!pending_user_.empty()) pending_user_ += "\n";
+    pending_user_ += text;
+}
+
+void session::configure(const session_settings &s) {
+    post([this, s] {
+        if (s.instructions) cfg_.system_prompt = *s.instructions;
+        if (s.max_tokens) cfg_.max_tokens = *s.max_tokens;
+        if (s.auto_respond) cfg_.auto_respond = *s.auto_respond;
+        if (s.interrupt_on_speech) cfg_.interrupt_on_speech = *s.interrupt_on_speech;
+    });
+}
+
+void session::add_message(message_role role, std::string text) {
+    post([this, role, text = std::move(text)] {
+        if (role == MESSAGE_ROLE_USER) {
+            hold_user_text(text);
+            return;
+        }
+        // The assistant's words: a turn of its own, after the user's words added before it.
+        turn_record rec;
+        rec.turn_id = next_turn_id_++;
+        rec.user = std::exchange(pending_user_, {});
+        rec.assistant = text;
+        rec.timings_json = "{}";
+        rec.created_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+        history_.push_back(rec);
+        save_turn(rec);
+    });
 }
 
 void session::submit_reply(std::shared_ptr<turn> t, std::vector<int16_t> audio) {
     llm_request req;
     req.slot = slot_;
     req.sampling = cfg_.sampling;
-    req.max_tokens = cfg_.max_tokens;
+    req.max_tokens = t->max_tokens >= 0 ? t->max_tokens : cfg_.max_tokens;
     req.cancel = t->cancel;
     req.pause = t->pause;
     req.urgent = t->urgent;
     auto self = shared_from_this();
     // A message longer than the model's context is cut to what fits, and the client told once.
-    req.messages = [self, history = history_, system = cfg_.system_prompt, user = t->user,
+    std::string system = t->system.value_or(cfg_.system_prompt);
+    req.messages = [self, history = history_, system, user = t->user,
                     warned = std::make_shared<std::atomic<bool>>(false)](
                        int budget, const token_counter &count) {
         bool cut = false;
         auto msgs = fit_history(system, history, user, budget, count, HISTORY_DROP_STEP, &cut);
+        // Asked to reply with no new words from the user: the conversation as it stands.
+        if (user.empty() && !msgs.empty() && msgs.back().role == "user") msgs.pop_back();
         if (cut && !warned->exchange(true))
             self->error("text_cut", "the message is longer than the model's context (" +
                                         std::to_string(budget) +
                                         " tokens for the prompt): its beginning is answered");
         return msgs;
     };
+    if (t->input) {
+        // The client's own prompt for this reply.
+        req.messages = [system, input = *t->input](int, const token_counter &) {
+            std::vector<chat_message> msgs{{"system", system}};
+            msgs.insert(msgs.end(), input.begin(), input.end());
+            return msgs;
+        };
+    }
     if (!audio.empty()) {
         // Direct audio: the model hears the utterance and writes its transcript, then replies.
         req.audio = pcm16_to_float(audio);
         req.audio_mode = LLM_AUDIO_DIRECT;
-        req.messages = [history = history_, system = cfg_.system_prompt](
-                           int budget, const token_counter &count) {
+        req.messages = [history = history_,
+                        system = cfg_.system_prompt](int budget, const token_counter &count) {
             auto msgs = fit_history(system, history, "", budget, count, HISTORY_DROP_STEP);
             if (!msgs.empty() && msgs.back().role == "user" && msgs.back().content.empty())
                 msgs.pop_back(); // the engine adds the user's turn with the audio
@@ -234,8 +316,8 @@ void session::speech_made(std::shared_ptr<turn> t, speech s) {
     pump(t);
 }
 
-void session::emit_chunk(std::shared_ptr<turn> t, std::string text,
-                         std::vector<int16_t> pcm, const tts_result *speech) {
+void session::emit_chunk(std::shared_ptr<turn> t, std::string text, std::vector<int16_t> pcm,
+                         const tts_result *speech) {
     reply_chunk_event c;
     c.chunk_id = "chunk_id_" + std::to_string(t->next_chunk++);
     c.text = text;
@@ -309,6 +391,7 @@ void session::release_turn(std::shared_ptr<turn> t, const std::string &final_tex
     t->pause->store(false);
     t->t_transcript = mono_now();
     out_->on_event(transcript_event{final_text, true, t->id});
+    out_->on_event(reply_started_event{t->id, t->tag, t->out_of_band});
     for (auto &[chunk, index] : t->held_out)
         emit(t, std::move(chunk), index);
     t->held_out.clear();
@@ -372,7 +455,8 @@ void session::cancel_turn(std::shared_ptr<turn> t, bool notify) {
     if (t->finished()) return;
     t->state = REPLY_STATE_DONE;
     t->playout.cut(now);
-    if (notify) out_->on_event(interrupted_event{t->id, t->playout.heard_text()});
+    if (notify)
+        out_->on_event(interrupted_event{t->id, t->playout.heard_text(), t->playout.heard_ms()});
     if (eng_.stats) ++eng_.stats->interruptions;
     record_turn(t, true);
     if (speaking_ == t) {
@@ -386,16 +470,19 @@ void session::record_turn(std::shared_ptr<turn> t, bool interrupted) {
     turn_timings tt = turn_timings_of(*t, mono_now(), eng_.stats);
     turn_record rec = turn_record_of(*t, tt, interrupted, t->playout.heard_text());
     std::string sid = id();
-    history_.push_back(rec);
     if (current_ == t) current_.reset();
-    save_turn(rec);
+    if (!t->out_of_band) {
+        history_.push_back(rec);
+        save_turn(rec);
+    }
     if (eng_.stats && !interrupted) observe_turn(*eng_.stats, *t, tt);
-    if (!interrupted) out_->on_event(reply_done_event{t->id, rec.assistant, tt, t->llm.stop_reason});
+    if (!interrupted)
+        out_->on_event(reply_done_event{t->id, rec.assistant, tt, t->llm.stop_reason});
     log_info("turn %s/%lld: end of speech to first audio %.1f ms (after the end of the turn: "
              "first text %.1f ms, first audio %.1f ms), %d tokens%s",
              sid.c_str(), (long long)t->id, tt.speech_end_to_audio_ms,
-             tt.first_text_ms.value_or(-1), tt.first_audio_ms.value_or(-1),
-             t->llm.generated_tokens, interrupted ? " (interrupted)" : "");
+             tt.first_text_ms.value_or(-1), tt.first_audio_ms.value_or(-1), t->llm.generated_tokens,
+             interrupted ? " (interrupted)" : "");
 }
 
 } // namespace parley

@@ -1,16 +1,16 @@
 // The session's turn-taking: audio in, resampling, echo cancelling, the VAD, partial
 // transcripts, the speculative start and the end of each turn (push-to-talk and hands-free).
-#include "pipeline/session.h"
 #include "pipeline/session-turn.h"
+#include "pipeline/session.h"
 
 #include "audio/echo-canceller.h"
 #include "audio/resampler.h"
+#include "core/actor.h"
 #include "core/log.h"
 #include "core/metrics.h"
-#include "core/actor.h"
 #include "core/worker.h"
-#include "store/store.h"
 #include "pipeline/turn-record.h"
+#include "store/store.h"
 
 #include <chrono>
 #include <cmath>
@@ -166,7 +166,7 @@ void session::check_barge_in(mono_time now, const echo_gate &g) {
     int need_ms = aec && aec->far_level() > ECHO_GATE_RMS ? 2 * cfg_.barge_in_ms : cfg_.barge_in_ms;
     bool speech = vad_->in_speech() || vad_->pending_speech_ms() >= need_ms;
     if (!speech && !vad_->in_speech()) barging_ = false;
-    if (speech && !barging_ && reply_active(now)) {
+    if (speech && !barging_ && cfg_.interrupt_on_speech && reply_active(now)) {
         barging_ = true;
         if (aec)
             log_debug("session %s: speech over the reply: after the echo canceller RMS %.0f "
@@ -179,7 +179,7 @@ void session::check_barge_in(mono_time now, const echo_gate &g) {
         vad_->pending_speech_ms() == 0) {
         std::shared_ptr<turn> t = std::move(cut_by_speech_);
         cut_by_speech_.reset();
-        resume_turn(t);
+        if (cfg_.resume_after_false_start) resume_turn(t);
     }
 }
 
@@ -255,7 +255,9 @@ void session::begin_utterance() {
 // A recogniser with an end pass (the transcript is not the partial) starts that pass in the
 // pause instead, and the reply starts from its result if the pause lasts.
 void session::maybe_speculate(mono_time now) {
-    if (cfg_.speculative_silence_ms <= 0 || !eng_.llm || !asr_ || !vad_->in_speech()) return;
+    if (cfg_.speculative_silence_ms <= 0 || !eng_.llm || !asr_ || !vad_->in_speech() ||
+        !cfg_.auto_respond)
+        return;
     int silence = vad_->trailing_silence_ms();
     if (silence == 0) { // the user went on
         if (spec_) discard_turn(spec_);
@@ -264,8 +266,7 @@ void session::maybe_speculate(mono_time now) {
         early_end_.reset();
         return;
     }
-    if (spec_ || early_end_ || silence < cfg_.speculative_silence_ms || cfg_.asr_final_pass)
-        return;
+    if (spec_ || early_end_ || silence < cfg_.speculative_silence_ms || cfg_.asr_final_pass) return;
     if (!asr_->partial_is_final()) {
         start_early_end_pass();
         return;
@@ -375,8 +376,7 @@ void session::run_end_pass(std::function<std::string()> end_pass, std::shared_pt
                            std::shared_ptr<early_end_pass> early) {
     ++end_passes_pending_;
     auto self = shared_from_this();
-    post_end_pass([self, end_pass = std::move(end_pass), spec, t_decided, speech_end_ms,
-                   early] {
+    post_end_pass([self, end_pass = std::move(end_pass), spec, t_decided, speech_end_ms, early] {
         mono_time t = mono_now();
         std::string text, err;
         try {
@@ -391,6 +391,7 @@ void session::run_end_pass(std::function<std::string()> end_pass, std::shared_pt
             if (!err.empty()) {
                 if (spec) self->discard_turn(spec);
                 self->error("asr_failed", err);
+                self->run_waiting_response();
                 return;
             }
             self->utt_asr_ms_ += ms;
@@ -418,12 +419,27 @@ void session::utterance_transcript(const std::string &text, std::shared_ptr<turn
         // A noise, or nothing the recogniser knew: no turn, and a reply it cut goes on.
         if (std::shared_ptr<turn> cut = std::move(cut_by_speech_)) {
             cut_by_speech_.reset();
-            resume_turn(cut);
+            if (cfg_.resume_after_false_start) resume_turn(cut);
         }
+        run_waiting_response();
+        return;
+    }
+    if (!cfg_.auto_respond) {
+        // The turn joins the conversation; its reply waits for respond().
+        cut_by_speech_.reset();
+        hold_user_text(text);
+        run_waiting_response();
         return;
     }
     auto t = start_turn(text, t_decided, mono_now());
     if (t) t->speech_end_ms = speech_end_ms;
+}
+
+void session::run_waiting_response() {
+    if (!waiting_response_ || end_passes_pending_ > 0) return;
+    auto [r, t0] = std::move(*waiting_response_);
+    waiting_response_.reset();
+    respond_now(r, t0);
 }
 
 // Direct audio: the utterance goes to the model, which writes its transcript.
@@ -469,7 +485,8 @@ void session::finish_utterance(mono_time t_stop) {
         // pass's, so the reply starts from that now and its output is held until the final
         // transcript confirms it (or is thrown away when it differs). The pass runs on the
         // end-pass actor, so the session's actor takes the reply's phrases meanwhile.
-        if (!guess.empty() && eng_.llm) spec = start_turn(guess, t_stop, mono_time{}, true);
+        if (!guess.empty() && eng_.llm && cfg_.auto_respond)
+            spec = start_turn(guess, t_stop, mono_time{}, true);
         mono_time t = mono_now();
         end_pass = asr_->finish_deferred();
         utt_asr_ms_ += ms_between(t, mono_now());

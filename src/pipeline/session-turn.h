@@ -52,12 +52,17 @@ struct session::turn : turn_account {
     } llm_side;
 
     bool want_audio = false;
-    std::deque<std::string> pending; // phrases not yet sent
-    bool tts_busy = false;           // a phrase's audio is being made
+    bool out_of_band = false;                       // not recorded in the history
+    std::string tag;                                // the response_request's
+    std::optional<std::string> system;              // this reply's system prompt
+    std::optional<std::vector<chat_message>> input; // this reply's prompt after it
+    int max_tokens = -1;                            // -1: the session's
+    std::deque<std::string> pending;                // phrases not yet sent
+    bool tts_busy = false;                          // a phrase's audio is being made
     bool llm_done = false;
     bool final_sent = false;
     int next_chunk = 0;
-    std::string sent_text; // text of the chunks sent so far
+    std::string sent_text;                                   // text of the chunks sent so far
     std::vector<std::pair<reply_chunk_event, int>> held_out; // with their chunks' indexes
     reply_playout playout; // the chunks sent, where the client plays them, what was heard
 };

@@ -22,10 +22,10 @@
 #include "asr/asr.h"
 #include "audio/vad.h"
 #include "core/clock.h"
-#include "pipeline/playout.h"
-#include "pipeline/session-events.h"
 #include "llm/conversation.h"
 #include "llm/llm.h"
+#include "pipeline/playout.h"
+#include "pipeline/session-events.h"
 #include "text/phrase-chunker.h"
 #include "tts/tts.h"
 
@@ -33,6 +33,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -54,10 +55,10 @@ struct session_engines {
     llm_engine *llm = nullptr; // null: no model (transcription still works)
     tts_engine *tts = nullptr; // null: text-only replies
     worker *tts_worker = nullptr;
-    store *db = nullptr;                  // null: history in memory only
+    store *db = nullptr;                   // null: history in memory only
     session_directory *sessions = nullptr; // null: no check that one connection holds a session
-    metrics *stats = nullptr;             // null: not counted
-    std::shared_ptr<const vad_model> vad; // hands-free turn-taking; null: the energy detector
+    metrics *stats = nullptr;              // null: not counted
+    std::shared_ptr<const vad_model> vad;  // hands-free turn-taking; null: the energy detector
     // Where the sessions' queues run (null: actor_pool::sessions() and end_passes()).
     actor_pool *session_pool = nullptr;
     actor_pool *end_pass_pool = nullptr;
@@ -108,6 +109,13 @@ struct session_config {
     // sends the utterance's audio to the model, which writes the transcript and then the reply
     // in one pass.
     bool direct_audio = false;
+    // A finished user turn starts a reply by itself (off: it waits for respond()).
+    bool auto_respond = true;
+    // Speech over a reply cuts it.
+    bool interrupt_on_speech = true;
+    // A reply cut by a sound that turned out not to be words (a cough) goes on from where it
+    // was cut (off: it stays cut).
+    bool resume_after_false_start = true;
 };
 
 // Registers the conversation's settings (replies, sampling, hands-free turn-taking) in the
@@ -133,6 +141,15 @@ class session : public std::enable_shared_from_this<session> {
     void text(std::string text, mono_time t0);
     void interrupt(mono_time now);
     void playback(const playback_report &r);
+    void configure(const session_settings &s);
+    // Adds a message to the conversation without replying.
+    void add_message(message_role role, std::string text);
+    // Starts a reply to the conversation so far (after the transcript of an utterance that
+    // has ended, when one is still being recognised).
+    void respond(response_request r, mono_time t0);
+    // The reply `turn_id` was heard up to `heard` (the client cut it there): it stops if it is
+    // still going, and the history keeps those words.
+    void truncate(int64_t turn_id, std::string heard);
     // An input the codec refused: reported as an error event (and counted).
     void reject(const std::string &code, const std::string &message);
     void close();
@@ -200,7 +217,13 @@ class session : public std::enable_shared_from_this<session> {
     void prefill(const std::string &partial);
     std::shared_ptr<turn> start_turn(const std::string &user_text, mono_time t0,
                                      mono_time t_transcript, bool held = false,
-                                     std::vector<int16_t> audio = {});
+                                     std::vector<int16_t> audio = {},
+                                     const response_request *asked = nullptr);
+    void respond_now(const response_request &r, mono_time t0);
+    void truncate_now(int64_t turn_id, const std::string &heard);
+    // The user's words of a turn that waits for respond() (auto_respond off).
+    void hold_user_text(const std::string &text);
+    void run_waiting_response();
     void submit_reply(std::shared_ptr<turn> t, std::vector<int16_t> audio);
     bool direct_audio() const;
     // On the LLM's worker: the turn's tokens through its chunker; whole phrases are posted.
@@ -221,8 +244,7 @@ class session : public std::enable_shared_from_this<session> {
     // Returns the reply it cut (null: none).
     std::shared_ptr<turn> barge_in(mono_time now);
     void cut_playing(std::shared_ptr<turn> t, mono_time now);
-    void amend_turn(std::shared_ptr<turn> t, const std::string &heard,
-                    bool interrupted = true);
+    void amend_turn(std::shared_ptr<turn> t, const std::string &heard, bool interrupted = true);
     void resume_turn(std::shared_ptr<turn> t);
     void release_turn(std::shared_ptr<turn> t, const std::string &final_text);
     void discard_turn(std::shared_ptr<turn> t);
@@ -270,6 +292,11 @@ class session : public std::enable_shared_from_this<session> {
 
     // The actor's (and close()'s, once the actor is gone).
     std::vector<turn_record> history_;
+    // Messages added without a reply (add_message, or turns with auto_respond off): the next
+    // reply's user message.
+    std::string pending_user_;
+    // respond() came while an utterance was still being recognised: it runs after.
+    std::optional<std::pair<response_request, mono_time>> waiting_response_;
     int64_t next_turn_id_ = 1;
     std::shared_ptr<turn> current_;
     // The store: a new session's row is written with its first turn (a session where nothing
@@ -323,7 +350,7 @@ class session : public std::enable_shared_from_this<session> {
     int64_t utt_samples_ = 0;        // the utterance's length so far (16 kHz)
     bool utterance_cut_ = false;     // push-to-talk: ended at --max-turn-seconds, before stop
     bool turn_too_long(size_t more);
-    int end_passes_pending_ = 0;     // utterances whose end pass is at work
+    int end_passes_pending_ = 0; // utterances whose end pass is at work
     // The recogniser's end pass started in a pause, on the audio up to the pause: if the turn
     // ends there, its result is the transcript (and a reply may start from it before the end).
     struct early_end_pass {

@@ -55,6 +55,27 @@ test('push-to-talk, as fast as possible, new session after 2 turns: every stage 
   assert.ok(page.includes('<svg') && !page.includes('<script') && !page.includes('<link'));
 });
 
+test('--protocol realtime: the same clients over the native protocol, then over /v1/realtime, compared', () => {
+  const dir = tempDir();
+  const out = join(dir, 'voice.json');
+  const r = bench(['--clients', '1', '--turns', '2', '--warmup', '0', '--protocol', 'realtime', '--no-bare',
+    '--out', out, '--html', join(dir, 'voice.html'), '--', '--model', model], 180000);
+  assert.equal(r.code, 0, r.out + r.err);
+  assert.match(r.out, /\n== 1 client over the OpenAI Realtime API: 2 turns/);
+  const m = /end of speech -> first audio, Realtime API \/ native protocol = ([\d.]+) \(median ([\d.]+) \/ ([\d.]+) ms/.exec(r.out);
+  assert.ok(m, r.out);
+  assert.ok(Math.abs(Number(m[1]) - Number(m[2]) / Number(m[3])) < 0.01, m[0]);
+  const j = JSON.parse(readFileSync(out, 'utf8'));
+  assert.deepEqual(j.runs.map((run) => run.protocol), ['native', 'realtime']);
+  const rt = j.runs[1];
+  for (const t of rt.turns) {
+    assert.ok(t.ok, t.error);
+    assert.ok(t.transcript.length > 0 && t.wer <= 0.6, `${t.transcript} (WER ${t.wer})`);
+    assert.ok(t.from_decision_ms.first_audio > 0 && t.reply.length > 0);
+  }
+  assert.equal(typeof j.realtime_to_native_median['1'], 'number');
+});
+
 test('hands-free at real-time pace: the server VAD decides each turn end after the speech', () => {
   const dir = tempDir();
   const out = join(dir, 'voice.json');

@@ -29,7 +29,7 @@ struct out_msg {
     int burst = 0; // sent between hold() and flush(): the burst's number (from 1)
 };
 
-class recording_output : public native_output {
+class recording_output : public ws_output {
   public:
     void send_text(std::string m) override { push({false, m, json::parse(m)}); }
     void send_binary(std::string b) override { push({true, std::move(b), {}}); }
