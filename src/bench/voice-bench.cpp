@@ -902,7 +902,8 @@ awaitable<void> client_loop(run_state &rs, int k) {
         if (realtime) {
             c.adapt_in = realtime_to_native;
             c.adapt_audio =
-                [up = std::make_shared<resampler>(SAMPLE_RATE, REALTIME_RATE)](std::string frame) {
+                [up = std::make_shared<resampler>(SAMPLE_RATE, REALTIME_RATE,
+                                                  RESAMPLER_MINIMUM_PHASE)](std::string frame) {
                     std::vector<int16_t> pcm(frame.size() / 2);
                     std::memcpy(pcm.data(), frame.data(), pcm.size() * 2);
                     std::vector<int16_t> out = up->process(pcm);
@@ -1586,6 +1587,12 @@ int voice_bench_main(const std::vector<std::string> &args) {
                  ? "; a new session every " + std::to_string(o.turns_per_session) + " turns"
                  : ""),
         "machine: " + std::to_string(cores) + " cores"};
+    if (o.protocol == "realtime")
+        rep.notes.push_back(
+            "Over the Realtime API each client sends its 16 kHz clips as 24 kHz PCM "
+            "(a minimum-phase resampler: its audio leaves 6 ms after the frame "
+            "it comes from), base64 in input_audio_buffer.append events; the "
+            "server's turn detection is server_vad with its own settings.");
     rep.notes.push_back("Times are on the client's steady clock. The decision is the receipt of "
                         "speech_stopped (hands-free) or the send of stop (push-to-talk). The "
                         "first token is placed at the decision + the server's "

@@ -24,8 +24,7 @@ std::vector<chat_message> build(const std::string &system_prompt,
 std::vector<chat_message> fit_history(const std::string &system_prompt,
                                       const std::vector<turn_record> &turns,
                                       const std::string &user_text, int budget,
-                                      const token_counter &count, int drop_step,
-                                      bool *user_cut) {
+                                      const token_counter &count, int drop_step, bool *user_cut) {
     if (user_cut) *user_cut = false;
     // The prompt shrinks with the number of blocks of `drop_step` turns dropped from the start:
     // binary-search the fewest that fit. Keeping none always "fits" (it is all there is).

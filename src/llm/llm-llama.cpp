@@ -10,6 +10,7 @@
 // slot's token record then stops at the audio: the next (text) turn reuses the cached prefix up
 // to there and re-evaluates the rest as text.
 #include "llm/llm.h"
+#include "llm/tool-calls.h"
 
 #include "core/log.h"
 #include "core/worker.h"
@@ -17,6 +18,7 @@
 
 #include <gguf.h>
 #include <llama.h>
+#include <minja/chat-template.hpp>
 #include <mtmd-helper.h>
 #include <mtmd.h>
 
@@ -30,6 +32,7 @@
 #include <future>
 #include <mutex>
 #include <random>
+#include <sstream>
 #include <thread>
 #include <utility>
 
@@ -121,6 +124,7 @@ struct active_request {
     llm_request req;
     int seq = 0;
     llama_sampler *sampler = nullptr;
+    llama_sampler *grammar = nullptr; // llm_request::grammar; apart from the chain (see sample())
     // Candidates taken straight from the logits before the sampler chain runs (0: the chain
     // gets the whole vocabulary).
     int preselect = 0;
@@ -223,7 +227,8 @@ class llm_llama : public llm_engine {
         slot_ctx_ = int(llama_n_ctx_seq(ctx_));
         n_batch_ = int(llama_n_batch(ctx_));
 
-        if (config.chat_template != "plain") {
+        const bool jinja_file = config.chat_template.ends_with(".jinja");
+        if (config.chat_template != "plain" && !jinja_file) {
             const char *tmpl = config.chat_template.empty()
                                    ? llama_model_chat_template(model_, nullptr)
                                    : config.chat_template.c_str();
@@ -238,6 +243,7 @@ class llm_llama : public llm_engine {
                              path.c_str());
             }
         }
+        load_jinja(config, jinja_file);
         slot_used_.assign(size_t(n_slots_), false);
         slot_tokens_.assign(size_t(n_slots_ + 1), {});
         if (!config.mmproj_path.empty()) {
@@ -281,7 +287,10 @@ class llm_llama : public llm_engine {
         log_info("llm: %s loaded in %.0f ms (context %d per slot, %d slots, %d/%d threads, flash "
                  "attention %s, template %s%s)",
                  name_.c_str(), load_ms_, slot_ctx_, n_slots_, threads, threads_batch, flash_name,
-                 template_.empty() ? "plain" : "model's own", mctx_ ? ", audio projector" : "");
+                 jinja_file_         ? "from the Jinja file"
+                 : template_.empty() ? "plain"
+                                     : "model's own",
+                 mctx_ ? ", audio projector" : "");
     }
 
     ~llm_llama() override {
@@ -335,6 +344,7 @@ class llm_llama : public llm_engine {
     }
 
     std::string format(const std::vector<chat_message> &messages) override {
+        if (jinja_file_) return render(messages, {});
         if (template_.empty()) return format_plain_chat(messages);
         std::vector<llama_chat_message> msgs;
         for (const chat_message &m : messages)
@@ -354,7 +364,91 @@ class llm_llama : public llm_engine {
         return std::string(buf.data(), size_t(n));
     }
 
+    // Tools need a Jinja template (llama.cpp's built-in formats have none): the model's own or
+    // the --chat-template file, rendered by minja; without one they are folded into the
+    // messages.
+    std::string format(const std::vector<chat_message> &messages,
+                       const std::vector<tool_spec> &tools) override {
+        bool tool_messages = std::any_of(messages.begin(), messages.end(), [](const auto &m) {
+            return m.role == "tool" || !m.tool_calls.empty();
+        });
+        if (tools.empty() && !tool_messages) return format(messages);
+        if (jinja_) {
+            try {
+                return render(messages, tools);
+            } catch (const std::exception &e) {
+                log_warn("llm: the chat template failed with tools (%s); using the plain form",
+                         e.what());
+            }
+        }
+        return format(fold_tools(messages, tools));
+    }
+
   private:
+    void load_jinja(const llm_config &config, bool from_file) {
+        std::string source;
+        if (from_file) {
+            std::ifstream f(config.chat_template, std::ios::binary);
+            std::stringstream ss;
+            ss << f.rdbuf();
+            if (!f) throw llm_error("cannot read the chat template " + config.chat_template);
+            source = ss.str();
+        } else if (config.chat_template != "plain") {
+            if (const char *t = llama_model_chat_template(model_, nullptr)) source = t;
+        }
+        if (source.empty()) return;
+        llama_token eos = llama_vocab_eos(vocab_);
+        std::string eos_text = eos >= 0 ? llama_vocab_get_text(vocab_, eos) : "";
+        try {
+            // No BOS text: tokenize() adds the model's start token itself.
+            jinja_ = std::make_unique<minja::chat_template>(source, "", eos_text);
+            jinja_file_ = from_file;
+        } catch (const std::exception &e) {
+            if (from_file)
+                throw llm_error("the chat template " + config.chat_template +
+                                " does not parse: " + e.what());
+            log_warn("llm: the model's chat template does not parse as Jinja (%s); tools are "
+                     "offered in the plain form",
+                     e.what());
+        }
+    }
+
+    std::string render(const std::vector<chat_message> &messages,
+                       const std::vector<tool_spec> &tools) const {
+        using ojson = nlohmann::ordered_json;
+        minja::chat_template_inputs in;
+        in.messages = ojson::array();
+        for (const chat_message &m : messages) {
+            ojson j = {{"role", m.role}, {"content", m.content}};
+            if (!m.tool_calls.empty()) {
+                ojson calls = ojson::array();
+                for (const tool_call &c : m.tool_calls) {
+                    ojson args = ojson::parse(c.arguments, nullptr, false);
+                    calls.push_back(
+                        {{"id", c.id},
+                         {"type", "function"},
+                         {"function",
+                          {{"name", c.name},
+                           {"arguments", args.is_discarded() ? ojson::object() : args}}}});
+                }
+                j["tool_calls"] = calls;
+            }
+            if (!m.tool_call_id.empty()) j["tool_call_id"] = m.tool_call_id;
+            in.messages.push_back(std::move(j));
+        }
+        if (!tools.empty()) {
+            in.tools = ojson::array();
+            for (const tool_spec &t : tools)
+                in.tools.push_back({{"type", "function"},
+                                    {"function",
+                                     {{"name", t.name},
+                                      {"description", t.description},
+                                      {"parameters", ojson::parse(t.parameters.dump())}}}});
+        }
+        in.add_generation_prompt = true;
+        return jinja_->apply(in);
+    }
+
     struct queued {
         llm_request req;
         steady::time_point t_submit;
@@ -499,6 +593,7 @@ class llm_llama : public llm_engine {
     // step on 2 cores); one pass that keeps the `preselect` highest logits gives the chain the
     // same winners to choose from.
     llama_token sample(active_request &a, int idx) {
+        if (a.grammar) return sample_constrained(a, idx);
         if (a.preselect <= 0) return llama_sampler_sample(a.sampler, ctx_, idx);
         const float *logits = llama_get_logits_ith(ctx_, idx);
         int n = llama_vocab_n_tokens(vocab_);
@@ -523,6 +618,24 @@ class llm_llama : public llm_engine {
         llama_token_data_array cur{c.data(), c.size(), -1, false};
         llama_sampler_apply(a.sampler, &cur);
         llama_token tok = cur.selected >= 0 ? cur.data[cur.selected].id : cur.data[0].id;
+        llama_sampler_accept(a.sampler, tok);
+        return tok;
+    }
+
+    // With a grammar: it removes the tokens it does not allow from the whole vocabulary, then
+    // the chain picks among the rest (a top-k cut first could leave it nothing allowed).
+    llama_token sample_constrained(active_request &a, int idx) {
+        const float *logits = llama_get_logits_ith(ctx_, idx);
+        int n = llama_vocab_n_tokens(vocab_);
+        std::vector<llama_token_data> &c = candidates_;
+        c.resize(size_t(n));
+        for (llama_token i = 0; i < n; ++i)
+            c[size_t(i)] = {i, logits[i], 0.0f};
+        llama_token_data_array cur{c.data(), c.size(), -1, false};
+        llama_sampler_apply(a.grammar, &cur);
+        llama_sampler_apply(a.sampler, &cur);
+        llama_token tok = cur.selected >= 0 ? cur.data[cur.selected].id : cur.data[0].id;
+        llama_sampler_accept(a.grammar, tok);
         llama_sampler_accept(a.sampler, tok);
         return tok;
     }
@@ -573,6 +686,8 @@ class llm_llama : public llm_engine {
                 std::chrono::duration<double, std::milli>(steady::now() - a.t_first).count();
         if (a.sampler) llama_sampler_free(a.sampler);
         a.sampler = nullptr;
+        if (a.grammar) llama_sampler_free(a.grammar);
+        a.grammar = nullptr;
         if (a.req.on_done) a.req.on_done(a.result);
     }
 
@@ -621,8 +736,9 @@ class llm_llama : public llm_engine {
         int budget = std::max(16, slot_ctx_ - reply - n_audio - turn);
         std::vector<chat_message> msgs;
         if (a.req.messages)
-            msgs = a.req.messages(budget,
-                                  [this](const std::vector<chat_message> &m) { return count(m); });
+            msgs = a.req.messages(budget, [this, &a](const std::vector<chat_message> &m) {
+                return int(tokenize(format(m, a.req.tools)).size());
+            });
         // prompt: the text up to the audio (or all of it); suffix: the text after the audio.
         std::vector<llama_token> prompt, suffix;
         if (a.audio) {
@@ -641,7 +757,7 @@ class llm_llama : public llm_engine {
             suffix = tokenize(text.substr(at + AUDIO_MARK.size()), false);
             a.in_transcript = direct;
         } else {
-            prompt = tokenize(format(msgs));
+            prompt = tokenize(format(msgs, a.req.tools));
         }
         int total = int(prompt.size()) + n_audio + int(suffix.size());
         a.result.prompt_tokens = total;
@@ -729,6 +845,15 @@ class llm_llama : public llm_engine {
         }
         a.sampler = make_sampler(a.req.sampling, a.preselect);
         if (!config_.preselect) a.preselect = 0;
+        if (!a.req.grammar.empty()) {
+            // The grammar is not in the chain: the prompt replayed below is not its text.
+            a.grammar = llama_sampler_init_grammar(vocab_, a.req.grammar.c_str(), "root");
+            if (!a.grammar) {
+                a.result.error = "the grammar does not parse";
+                finish(a, LLM_STOP_ERROR);
+                return false;
+            }
+        }
         // Replay the prompt into the penalty sampler's history.
         for (llama_token t : prompt)
             llama_sampler_accept(a.sampler, t);
@@ -1023,6 +1148,8 @@ class llm_llama : public llm_engine {
     int close_tokens_ = 0; // tokens of the transcript's closing mark, when the engine adds it
     const llama_vocab *vocab_ = nullptr;
     std::string template_;
+    std::unique_ptr<minja::chat_template> jinja_; // for tools (and all prompts with a file)
+    bool jinja_file_ = false;
     int slot_ctx_ = 0, n_slots_ = 0, n_batch_ = 512;
     int threads_ = 1, threads_batch_ = 1; // generation steps, prompts
     bool batch_threads_on_ = true;        // which of them llama.cpp uses for a batch

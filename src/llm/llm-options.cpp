@@ -13,8 +13,8 @@ void register_llm_options(option_table &t, llm_config &c) {
     t.add_int("threads", c.threads, 0, 256, "N",
               "LLM generation threads (0: all cores; half for a model under 100M parameters)",
               "0 (auto)..256");
-    t.add_int("threads-batch", c.threads_batch, 0, 256, "N",
-              "LLM prompt threads (0: all cores)", "0 (auto)..256");
+    t.add_int("threads-batch", c.threads_batch, 0, 256, "N", "LLM prompt threads (0: all cores)",
+              "0 (auto)..256");
     t.add_enum<llm_flash_attn>(
         "flash-attn", c.flash_attn,
         {{"auto", LLM_FLASH_ATTN_AUTO}, {"on", LLM_FLASH_ATTN_ON}, {"off", LLM_FLASH_ATTN_OFF}},
@@ -24,7 +24,8 @@ void register_llm_options(option_table &t, llm_config &c) {
                  "the model's audio projector (Voxtral, Ultravox...): with --asr audio-llm the "
                  "language model hears the user itself");
     t.add_string("chat-template", c.chat_template, "NAME",
-                 "llama.cpp template name, or \"plain\" (default: the model's own)");
+                 "llama.cpp template name, a Jinja file (FILE.jinja), or \"plain\" (default: the "
+                 "model's own)");
     t.add_switch("no-warmup", c.warmup, "skip the model's warm-up run at start", false);
 }
 

@@ -17,6 +17,8 @@
 // cache keeps the text before the audio for reuse.
 #pragma once
 
+#include "llm/tools.h"
+
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -36,8 +38,10 @@ struct llm_error : std::runtime_error {
 };
 
 struct chat_message {
-    std::string role; // "system", "user" or "assistant"
+    std::string role; // "system", "user", "assistant" or "tool"
     std::string content;
+    std::vector<tool_call> tool_calls; // an assistant's calls
+    std::string tool_call_id;          // a tool's message: the call it answers
 };
 
 struct sampling_params {
@@ -69,7 +73,7 @@ const char *llm_stop_name(llm_stop s);
 struct llm_result {
     std::string text; // everything generated (stop strings removed); direct mode: the reply
     llm_stop stop_reason = LLM_STOP_NONE;
-    std::string error; // set when stop_reason is LLM_STOP_ERROR
+    std::string error;     // set when stop_reason is LLM_STOP_ERROR
     int prompt_tokens = 0; // tokens in the formatted prompt
     int cached_tokens = 0; // of those, reused from the slot's KV cache
     int generated_tokens = 0;
@@ -128,7 +132,20 @@ struct llm_request {
     // closing mark or cut; transcribe mode: at the end), or with what was written when the
     // generation ends inside it. Not called for a request cancelled or failed before that.
     std::function<void(const std::string &transcript)> on_transcript;
+
+    // Function calling: the tools offered (rendered by the chat template), and a GBNF grammar
+    // (root rule "root") every generated token must follow (empty: none).
+    std::vector<tool_spec> tools;
+    std::string grammar;
 };
+
+struct chat_message;
+
+// Tools for a model without a Jinja template: their instructions joined to the system prompt
+// (or a system message of their own), each assistant's calls written into its content as the
+// model would write them, and each tool's result a user message in <tool_response> tags.
+std::vector<chat_message> fold_tools(const std::vector<chat_message> &messages,
+                                     const std::vector<tool_spec> &tools);
 
 class llm_engine {
   public:
@@ -142,6 +159,12 @@ class llm_engine {
     virtual void submit(llm_request request) = 0;
     // The prompt text the engine would evaluate (for tests and debugging).
     virtual std::string format(const std::vector<chat_message> &messages) = 0;
+    // With tools offered: the engine's Jinja template renders them when it has one; otherwise
+    // they are folded into the messages (fold_tools) and formatted as above.
+    virtual std::string format(const std::vector<chat_message> &messages,
+                               const std::vector<tool_spec> &tools) {
+        return format(fold_tools(messages, tools));
+    }
     // True when requests may carry audio (an audio projector is loaded).
     virtual bool supports_audio() const { return false; }
     // A request's pause flag was cleared: an engine that sleeps while every request it holds

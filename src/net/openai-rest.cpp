@@ -9,6 +9,7 @@
 #include "core/secret.h"
 #include "core/worker.h"
 #include "llm/llm.h"
+#include "llm/tool-calls.h"
 #include "net/multipart.h"
 #include "pipeline/slot-queue.h"
 #include "text/phrase-chunker.h"
@@ -241,16 +242,45 @@ void openai_rest::impl::chat(const rest_request &req, std::shared_ptr<http_answe
                         where + ".role");
         std::string role = m["role"];
         if (role == "developer") role = "system";
-        if (role != "system" && role != "user" && role != "assistant")
+        if (role != "system" && role != "user" && role != "assistant" && role != "tool")
             return fail(*a, 400,
                         where + ".role " + quote_value(role) +
-                            " is not supported (system, developer, user, assistant)",
+                            " is not supported (system, developer, user, assistant, tool)",
                         "invalid_request_error", where + ".role");
         std::string err;
         std::string text = content_text(m.contains("content") ? m["content"] : json(), &err);
         if (!err.empty())
             return fail(*a, 400, where + ": " + err, "invalid_request_error", where + ".content");
-        messages.push_back({role, utf8_sanitize(text)});
+        chat_message msg{role, utf8_sanitize(text), {}, {}};
+        if (role == "tool") {
+            if (!m.contains("tool_call_id") || !m["tool_call_id"].is_string())
+                return fail(*a, 400, where + ": a tool message needs its tool_call_id",
+                            "invalid_request_error", where + ".tool_call_id");
+            msg.tool_call_id = m["tool_call_id"].get<std::string>().substr(0, 128);
+        }
+        if (role == "assistant" && m.contains("tool_calls") && !m["tool_calls"].is_null()) {
+            const json &calls = m["tool_calls"];
+            if (!calls.is_array())
+                return fail(*a, 400, where + ".tool_calls must be an array",
+                            "invalid_request_error", where + ".tool_calls");
+            for (const json &c : calls) {
+                const json *f = c.is_object() && c.contains("function") && c["function"].is_object()
+                                    ? &c["function"]
+                                    : nullptr;
+                if (!f || !f->contains("name") || !(*f)["name"].is_string() ||
+                    !f->contains("arguments") || !(*f)["arguments"].is_string())
+                    return fail(*a, 400,
+                                where + ".tool_calls: each call needs function.name and "
+                                        "function.arguments (a JSON string)",
+                                "invalid_request_error", where + ".tool_calls");
+                msg.tool_calls.push_back({c.contains("id") && c["id"].is_string()
+                                              ? c["id"].get<std::string>().substr(0, 128)
+                                              : "",
+                                          (*f)["name"].get<std::string>().substr(0, 64),
+                                          (*f)["arguments"].get<std::string>()});
+            }
+        }
+        messages.push_back(std::move(msg));
     }
     llm_request r;
     r.sampling = cfg.sampling;
@@ -297,9 +327,50 @@ void openai_rest::impl::chat(const rest_request &req, std::shared_ptr<http_answe
     }
     if (j.contains("n") && !j["n"].is_null() && j["n"] != 1)
         return fail(*a, 400, "n must be 1 here", "invalid_request_error", "n");
-    if (j.contains("tools") && j["tools"].is_array() && !j["tools"].empty())
-        return fail(*a, 400, "tools are not supported by /v1/chat/completions on this server yet",
-                    "invalid_request_error", "tools", "unsupported");
+    // Tools: offered through the chat template; tool_choice "required" or a named function
+    // constrains the reply to a call (a grammar from the tools' JSON Schemas).
+    std::vector<tool_spec> tools;
+    std::string grammar;
+    if (j.contains("tools") && !j["tools"].is_null()) {
+        std::string err;
+        tools = parse_tools(j["tools"], &err);
+        if (!err.empty()) return fail(*a, 400, err, "invalid_request_error", "tools");
+    }
+    if (j.contains("tool_choice") && !j["tool_choice"].is_null()) {
+        const json &tc = j["tool_choice"];
+        std::string only;
+        bool forced = false;
+        if (tc == "none") {
+            tools.clear();
+        } else if (tc == "required") {
+            forced = true;
+        } else if (tc.is_object() && tc.value("type", "") == "function" &&
+                   tc.contains("function") && tc["function"].is_object() &&
+                   tc["function"].contains("name") && tc["function"]["name"].is_string()) {
+            forced = true;
+            only = tc["function"]["name"];
+        } else if (tc != "auto") {
+            return fail(*a, 400,
+                        "tool_choice must be none, auto, required or "
+                        "{\"type\": \"function\", \"function\": {\"name\": ...}}",
+                        "invalid_request_error", "tool_choice");
+        }
+        if (forced && tools.empty())
+            return fail(*a, 400, "tool_choice asks for a call but no tools are given",
+                        "invalid_request_error", "tool_choice");
+        if (forced) {
+            try {
+                grammar = tool_call_grammar(tools, only);
+            } catch (const std::exception &e) {
+                return fail(*a, 400, std::string("tool_choice: ") + e.what(),
+                            "invalid_request_error", "tool_choice");
+            }
+        }
+    }
+    if (j.contains("parallel_tool_calls") && !j["parallel_tool_calls"].is_null() &&
+        !j["parallel_tool_calls"].is_boolean())
+        return fail(*a, 400, "parallel_tool_calls must be true or false", "invalid_request_error",
+                    "parallel_tool_calls");
     for (const char *key : {"stream", "logprobs"})
         if (j.contains(key) && !j[key].is_null() && !j[key].is_boolean())
             return fail(*a, 400, std::string(key) + " must be true or false",
@@ -331,10 +402,15 @@ void openai_rest::impl::chat(const rest_request &req, std::shared_ptr<http_answe
         std::mutex m;
         stop_filter filter;
         std::string text;
+        // With tools: the reply is held back while it may still be a call (then it is sent as
+        // tool_calls at the end); once it cannot be, what was held goes out as content.
+        bool holding = false;
+        size_t sent = 0;  // bytes of text streamed as content
         int too_long = 0; // the prompt's tokens, when more than the context leaves room for
         explicit state(std::vector<std::string> s) : filter(std::move(s)) {}
     };
     auto st = std::make_shared<state>(stops);
+    st->holding = !tools.empty();
     auto cancel = std::make_shared<std::atomic<bool>>(false);
     std::string id = "chatcmpl-" + random_hex(12);
     int64_t created = unix_now();
@@ -353,6 +429,8 @@ void openai_rest::impl::chat(const rest_request &req, std::shared_ptr<http_answe
     };
     r.slot = slot;
     r.cancel = cancel;
+    r.tools = tools;
+    r.grammar = grammar;
     r.messages = [messages, st](int budget, const auto &count) {
         if (int n = count(messages); n > budget) st->too_long = n;
         return messages;
@@ -365,11 +443,14 @@ void openai_rest::impl::chat(const rest_request &req, std::shared_ptr<http_answe
         st->text += out;
         if (!stream) return;
         if (a->gone()) cancel->store(true);
-        a->send_chunk(chunk({{"content", out}}, nullptr));
+        if (st->holding && may_be_tool_call(st->text)) return;
+        st->holding = false;
+        a->send_chunk(chunk({{"content", st->text.substr(st->sent)}}, nullptr));
+        st->sent = st->text.size();
     };
     auto slots = eng.slots;
-    r.on_done = [st, a, stream, chunk, slot, slots, id, created, model,
-                 usage_in_stream](const llm_result &res) {
+    r.on_done = [st, a, stream, chunk, slot, slots, id, created, model, usage_in_stream,
+                 tools](const llm_result &res) {
         if (slot >= 0 && slots) slots->release(slot);
         std::lock_guard lock(st->m);
         if (res.stop_reason == LLM_STOP_ERROR) {
@@ -386,31 +467,50 @@ void openai_rest::impl::chat(const rest_request &req, std::shared_ptr<http_answe
             a->send_chunk("data: " + body + "\n\n");
             return a->end_stream();
         }
-        if (std::string tail = st->filter.flush(); !tail.empty()) {
-            st->text += tail;
-            if (stream) a->send_chunk(chunk({{"content", tail}}, nullptr));
-        }
+        st->text += st->filter.flush();
         std::string reason = st->filter.stopped() ? "stop" : finish_reason(res.stop_reason);
+        // The model's calls, when tools were offered.
+        parsed_reply parsed;
+        if (!tools.empty()) parsed = parse_tool_calls(st->text, tools);
+        json calls = json::array();
+        for (tool_call &c : parsed.calls) {
+            c.id = "call_" + random_hex(12);
+            calls.push_back({{"id", c.id},
+                             {"type", "function"},
+                             {"function", {{"name", c.name}, {"arguments", c.arguments}}}});
+        }
+        std::string content = calls.empty() ? st->text : parsed.content;
+        if (!calls.empty()) reason = "tool_calls";
+        if (stream && st->sent < content.size() &&
+            content.compare(0, st->sent, st->text, 0, st->sent) == 0)
+            a->send_chunk(chunk({{"content", content.substr(st->sent)}}, nullptr));
+        if (stream && !calls.empty())
+            for (size_t i = 0; i < calls.size(); i++) {
+                json c = calls[i];
+                c["index"] = i;
+                a->send_chunk(chunk({{"tool_calls", json::array({c})}}, nullptr));
+            }
         json usage = {{"prompt_tokens", res.prompt_tokens},
                       {"completion_tokens", res.generated_tokens},
                       {"total_tokens", res.prompt_tokens + res.generated_tokens},
                       {"prompt_tokens_details", {{"cached_tokens", res.cached_tokens}}}};
+        json message = {
+            {"role", "assistant"},
+            {"content", calls.empty() || !content.empty() ? json(content) : json(nullptr)},
+            {"refusal", nullptr}};
+        if (!calls.empty()) message["tool_calls"] = calls;
         if (!stream) {
-            return a->reply(
-                200, "application/json",
-                dump({{"id", id},
-                      {"object", "chat.completion"},
-                      {"created", created},
-                      {"model", model},
-                      {"system_fingerprint", nullptr},
-                      {"choices",
-                       json::array(
-                           {{{"index", 0},
-                             {"message",
-                              {{"role", "assistant"}, {"content", st->text}, {"refusal", nullptr}}},
-                             {"logprobs", nullptr},
-                             {"finish_reason", reason}}})},
-                      {"usage", usage}}));
+            return a->reply(200, "application/json",
+                            dump({{"id", id},
+                                  {"object", "chat.completion"},
+                                  {"created", created},
+                                  {"model", model},
+                                  {"system_fingerprint", nullptr},
+                                  {"choices", json::array({{{"index", 0},
+                                                            {"message", message},
+                                                            {"logprobs", nullptr},
+                                                            {"finish_reason", reason}}})},
+                                  {"usage", usage}}));
         }
         a->send_chunk(chunk(json::object(), reason));
         if (usage_in_stream)

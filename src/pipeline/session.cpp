@@ -313,7 +313,9 @@ void session::begin_listening(int rate, bool hands_free, const vad_params &vp) {
         if (eng_.asr && !asr_) asr_ = eng_.asr->open();
         if (asr_) asr_->finish(); // ends the previous utterance (or drops one in progress)
         asr_end_pending_ = false;
-        in_resampler_ = std::make_unique<resampler>(rate, ASR_SAMPLE_RATE);
+        // Live audio: the low-latency filter (the end of speech reaches the detector sooner).
+        in_resampler_ =
+            std::make_unique<resampler>(rate, ASR_SAMPLE_RATE, RESAMPLER_MINIMUM_PHASE);
         since_partial_ = 0;
         last_partial_.clear();
         utt_asr_ms_ = 0;

@@ -59,6 +59,70 @@ test('chat completions, whole and streamed: the same greedy reply, usage, finish
   assert.ok(text.startsWith(stopped.choices[0].message.content));
 });
 
+const weather = { type: 'function', function: { name: 'get_weather', description: 'The weather in a city', parameters: { type: 'object', properties: { city: { type: 'string', maxLength: 12 }, unit: { enum: ['celsius', 'fahrenheit'] } }, required: ['city', 'unit'] } } };
+const timer = { type: 'function', function: { name: 'set_timer', parameters: { type: 'object', properties: { minutes: { type: 'integer' } }, required: ['minutes'] } } };
+const ask = { role: 'user', content: 'What is the weather in Oslo?' };
+
+test('function calling: a required or named tool_choice gets a valid call (whole and streamed); the tool\'s result goes back for the reply', async () => {
+  const r = await client.chat.completions.create({ model: 'any', messages: [ask], tools: [weather, timer], tool_choice: 'required', temperature: 0, max_tokens: 120 });
+  const choice = r.choices[0];
+  assert.equal(choice.finish_reason, 'tool_calls');
+  assert.equal(choice.message.content, null);
+  const call = choice.message.tool_calls[0];
+  assert.match(call.id, /^call_/);
+  assert.equal(call.type, 'function');
+  assert.ok(['get_weather', 'set_timer'].includes(call.function.name));
+  const args = JSON.parse(call.function.arguments);
+  if (call.function.name === 'get_weather') {
+    assert.ok(typeof args.city === 'string' && args.city.length <= 12 && ['celsius', 'fahrenheit'].includes(args.unit), call.function.arguments);
+  } else {
+    assert.ok(Number.isInteger(args.minutes), call.function.arguments);
+  }
+  // Named, streamed: the call comes in tool_calls deltas, no content.
+  const stream = await client.chat.completions.create({ model: 'any', messages: [ask], tools: [weather, timer], tool_choice: { type: 'function', function: { name: 'set_timer' } }, stream: true, max_tokens: 120, temperature: 0.8, seed: 3 });
+  let content = '', name = '', argText = '', finish = null;
+  for await (const chunk of stream) {
+    for (const c of chunk.choices) {
+      content += c.delta.content || '';
+      for (const t of c.delta.tool_calls || []) {
+        assert.equal(t.index, 0);
+        name += t.function?.name || '';
+        argText += t.function?.arguments || '';
+      }
+      if (c.finish_reason) finish = c.finish_reason;
+    }
+  }
+  assert.equal(finish, 'tool_calls');
+  assert.equal(content, '');
+  assert.equal(name, 'set_timer');
+  assert.ok(Number.isInteger(JSON.parse(argText).minutes), argText);
+  // The result goes back as a tool message; the model answers (tools still offered, its choice).
+  const next = await client.chat.completions.create({ model: 'any', messages: [ask, choice.message, { role: 'tool', tool_call_id: call.id, content: '{"temperature": 3}' }], tools: [weather, timer], max_tokens: 16, temperature: 0 });
+  assert.ok(['stop', 'length', 'tool_calls'].includes(next.choices[0].finish_reason));
+  assert.ok(next.usage.prompt_tokens > r.usage.prompt_tokens, 'the call and its result are in the prompt');
+  // tool_choice none: no tools offered, a plain reply.
+  const none = await client.chat.completions.create({ model: 'any', messages: [ask], tools: [weather], tool_choice: 'none', max_tokens: 8, temperature: 0 });
+  assert.equal(none.choices[0].message.tool_calls, undefined);
+  assert.ok(none.usage.prompt_tokens < r.usage.prompt_tokens);
+});
+
+test('function calling: malformed tools and choices are 400s naming the field', async () => {
+  const bad = async (body, param) => {
+    const e = await client.chat.completions.create({ model: 'any', messages: [ask], max_tokens: 4, ...body }).then(() => null, (x) => x);
+    assert.ok(e, JSON.stringify(body));
+    assert.equal(e.status, 400, JSON.stringify(body));
+    assert.equal(e.param, param, `${JSON.stringify(body)}: ${e.message}`);
+  };
+  await bad({ tools: [{ type: 'function', function: { name: 'has space' } }] }, 'tools');
+  await bad({ tools: [{ type: 'retrieval' }] }, 'tools');
+  await bad({ tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'spaceship' } } }] }, 'tools');
+  await bad({ tools: [weather, weather] }, 'tools');
+  await bad({ tools: [weather], tool_choice: { type: 'function', function: { name: 'nope' } } }, 'tool_choice');
+  await bad({ tool_choice: 'required' }, 'tool_choice');
+  await bad({ tools: [weather], tool_choice: 'sometimes' }, 'tool_choice');
+  await bad({ messages: [{ role: 'tool', content: 'x' }] }, 'messages[0].tool_call_id');
+});
+
 test('speech: every format holds the same speech, as long and as loud as the WAV', async () => {
   const input = 'Hello there, how are you today?';
   const get = async (format) => Buffer.from(await (await client.audio.speech.create({ model: 'tts-1', voice: 'alloy', input, response_format: format })).arrayBuffer());

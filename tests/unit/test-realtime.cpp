@@ -96,13 +96,17 @@ TEST(realtime, a_typed_turn_streams_the_response_events_in_order_with_the_sessio
     r.send({{"type", "response.create"}});
     ASSERT_TRUE(r.out->wait_type("response.done"));
     std::vector<std::string> t = types(r.out->all());
-    std::vector<std::string> order = {"response.created", "response.output_item.added",
+    std::vector<std::string> order = {"response.created",
+                                      "response.output_item.added",
                                       "response.content_part.added",
                                       "response.output_audio_transcript.delta",
-                                      "response.output_audio.delta", "response.output_audio.done",
+                                      "response.output_audio.delta",
+                                      "response.output_audio.done",
                                       "response.output_audio_transcript.done",
-                                      "response.content_part.done", "response.output_item.done",
-                                      "conversation.item.done", "response.done"};
+                                      "response.content_part.done",
+                                      "response.output_item.done",
+                                      "conversation.item.done",
+                                      "response.done"};
     size_t at = 0;
     for (const std::string &o : order) {
         auto it = std::find(t.begin() + ptrdiff_t(at), t.end(), o);
@@ -205,9 +209,7 @@ TEST(realtime, an_update_with_one_bad_field_changes_nothing_and_names_the_field)
     rt_rig r;
     r.send({{"type", "session.update"},
             {"event_id", "ev1"},
-            {"session",
-             {{"instructions", "Be terse."},
-              {"audio", {{"output", {{"speed", 9}}}}}}}});
+            {"session", {{"instructions", "Be terse."}, {"audio", {{"output", {{"speed", 9}}}}}}}});
     ASSERT_TRUE(r.out->wait_type("error"));
     json e = r.out->of_type("error")[0]["error"];
     EXPECT_EQ(e["param"], "session.audio.output.speed");
