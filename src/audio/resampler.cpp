@@ -7,14 +7,12 @@
 
 namespace parley {
 
-resampler::resampler(int in_rate, int out_rate, resampler_phase phase)
-    : in_rate_(in_rate), out_rate_(out_rate) {
+resampler::resampler(int in_rate, int out_rate) : in_rate_(in_rate), out_rate_(out_rate) {
     if (in_rate <= 0 || out_rate <= 0) throw std::invalid_argument("resampler: bad sample rate");
     if (in_rate == out_rate) return;
     soxr_error_t err = nullptr;
     soxr_io_spec_t io = soxr_io_spec(SOXR_INT16_I, SOXR_INT16_I);
-    soxr_quality_spec_t q =
-        soxr_quality_spec(SOXR_HQ | (phase == RESAMPLER_MINIMUM_PHASE ? SOXR_MINIMUM_PHASE : 0), 0);
+    soxr_quality_spec_t q = soxr_quality_spec(SOXR_HQ, 0);
     soxr_ = soxr_create(in_rate, out_rate, 1, &err, &io, &q, nullptr);
     if (err) throw std::runtime_error(std::string("soxr: ") + err);
 }

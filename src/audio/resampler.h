@@ -13,18 +13,9 @@ struct soxr;
 
 namespace parley {
 
-// A streaming resampler's filter phase. Both have soxr's high-quality magnitude response;
-// a linear-phase filter holds back 36.5 ms of output (at 16-48 kHz, 20 ms frames), a
-// minimum-phase one 6 ms, at the cost of a phase response that is not linear (which a
-// recogniser or a voice activity detector, working on magnitude spectra, does not see).
-enum resampler_phase {
-    RESAMPLER_LINEAR_PHASE,
-    RESAMPLER_MINIMUM_PHASE, // for live input: what is said reaches the detector 30 ms sooner
-};
-
 class resampler {
   public:
-    resampler(int in_rate, int out_rate, resampler_phase phase = RESAMPLER_LINEAR_PHASE);
+    resampler(int in_rate, int out_rate);
     ~resampler();
     resampler(const resampler &) = delete;
     resampler &operator=(const resampler &) = delete;

@@ -186,11 +186,14 @@ std::string parse_options(const std::vector<std::string> &args, voice_bench_opti
 
 // --- clips ---
 
+constexpr int REALTIME_RATE = 24000; // the Realtime API's audio/pcm
+
 struct bench_clip {
     std::string name, path, text;
     std::vector<int16_t> pcm;
-    size_t speech_end = 0; // the sample at the last word's end
-    bool aligned = false;  // from the forced alignment (else from the signal)
+    std::vector<int16_t> pcm24; // the same at 24 kHz (the Realtime API's), resampled whole
+    size_t speech_end = 0;      // the sample at the last word's end
+    bool aligned = false;       // from the forced alignment (else from the signal)
     // Silence inside the speech (between aligned words), ms: the longest gap and all of them.
     double pause_max_ms = std::numeric_limits<double>::quiet_NaN();
     double pause_total_ms = std::numeric_limits<double>::quiet_NaN();
@@ -234,6 +237,7 @@ std::string load_clips(const std::string &dir, std::vector<bench_clip> &clips) {
             if (a.sample_rate != SAMPLE_RATE) return c.path + " is not 16 kHz";
             if (a.samples.empty()) return c.path + " holds no audio";
             c.pcm = std::move(a.samples);
+            c.pcm24 = resample(c.pcm, SAMPLE_RATE, REALTIME_RATE);
         } catch (const std::exception &e) {
             return e.what();
         }
@@ -492,8 +496,6 @@ double machine_busy_s() {
 // times both: session.created is `ready`, the transcription's completion the final
 // `transcript`, each transcript delta a `text_chunk`, each audio delta an audio message of its
 // decoded size, response.done `response_done` (or `interrupted` when cancelled).
-constexpr int REALTIME_RATE = 24000;
-
 void realtime_to_native(ws_message &m) {
     if (m.binary || !m.j.is_object()) return;
     const std::string t = m.type;
@@ -533,6 +535,15 @@ void realtime_to_native(ws_message &m) {
         const json &e = m.j["error"];
         m.j = {{"type", "error"}, {"code", str(e, "code")}, {"message", str(e, "message")}};
     }
+}
+
+// The bytes of one 20 ms frame: samples [pos, pos + n) of the 16 kHz clip, or for the Realtime
+// API the same stretch of its 24 kHz version (a short last frame stays short).
+std::string frame_of(const bench_clip &clip, size_t pos, size_t n, bool realtime) {
+    if (!realtime) return std::string(reinterpret_cast<const char *>(clip.pcm.data() + pos), n * 2);
+    size_t a = std::min(clip.pcm24.size(), pos * REALTIME_RATE / SAMPLE_RATE);
+    size_t b = std::min(clip.pcm24.size(), (pos + n) * REALTIME_RATE / SAMPLE_RATE);
+    return std::string(reinterpret_cast<const char *>(clip.pcm24.data() + a), (b - a) * 2);
 }
 
 struct mic_state {
@@ -604,12 +615,14 @@ awaitable<void> mic_loop(run_state &rs, ws_connection &c, mic_state &m) {
     int fast_left = 0;
     auto next = bench_clock::now();
     const std::string silence(FRAME_SAMPLES * 2, '\0');
+    const bool realtime = rs.run.protocol == "realtime";
+    const std::string silence24(FRAME_SAMPLES * REALTIME_RATE / SAMPLE_RATE * 2, '\0');
     while (m.running && c.is_open()) {
-        std::string frame = silence;
+        std::string frame = realtime ? silence24 : silence;
         bool first = false, end_of_speech = false;
         if (m.clip) {
             size_t n = std::min(FRAME_SAMPLES, m.clip->pcm.size() - m.pos);
-            std::memcpy(frame.data(), m.clip->pcm.data() + m.pos, n * 2);
+            frame = frame_of(*m.clip, m.pos, n, realtime);
             first = m.pos == 0;
             end_of_speech = m.pos <= m.clip->speech_end && m.clip->speech_end < m.pos + n;
             m.pos += n;
@@ -743,8 +756,7 @@ awaitable<voice_turn> run_turn(run_state &rs, ws_connection &c, mic_state *mic,
             std::chrono::duration<double, std::milli>(o.pace > 0 ? 20.0 / o.pace : 0));
         for (size_t pos = 0; ok && pos < clip.pcm.size(); pos += FRAME_SAMPLES) {
             size_t n = std::min(FRAME_SAMPLES, clip.pcm.size() - pos);
-            std::string frame(reinterpret_cast<const char *>(clip.pcm.data() + pos), n * 2);
-            ok = co_await c.write(std::move(frame), true);
+            ok = co_await c.write(frame_of(clip, pos, n, realtime), true);
             double now = rs.now_ms();
             if (pos == 0) t.clip_start = now;
             if (pos <= clip.speech_end && clip.speech_end < pos + n) {
@@ -901,18 +913,10 @@ awaitable<void> client_loop(run_state &rs, int k) {
         const bool realtime = rs.run.protocol == "realtime";
         if (realtime) {
             c.adapt_in = realtime_to_native;
-            c.adapt_audio =
-                [up = std::make_shared<resampler>(SAMPLE_RATE, REALTIME_RATE,
-                                                  RESAMPLER_MINIMUM_PHASE)](std::string frame) {
-                    std::vector<int16_t> pcm(frame.size() / 2);
-                    std::memcpy(pcm.data(), frame.data(), pcm.size() * 2);
-                    std::vector<int16_t> out = up->process(pcm);
-                    return json{
-                        {"type", "input_audio_buffer.append"},
-                        {"audio", base64_encode(std::string_view(
-                                      reinterpret_cast<const char *>(out.data()), out.size() * 2))}}
-                        .dump();
-                };
+            c.adapt_audio = [](std::string frame) {
+                return json{{"type", "input_audio_buffer.append"}, {"audio", base64_encode(frame)}}
+                    .dump();
+            };
         }
         std::string err = co_await c.open(rs.target, milliseconds(10000));
         if (err.empty() &&
@@ -1589,10 +1593,11 @@ int voice_bench_main(const std::vector<std::string> &args) {
         "machine: " + std::to_string(cores) + " cores"};
     if (o.protocol == "realtime")
         rep.notes.push_back(
-            "Over the Realtime API each client sends its 16 kHz clips as 24 kHz PCM "
-            "(a minimum-phase resampler: its audio leaves 6 ms after the frame "
-            "it comes from), base64 in input_audio_buffer.append events; the "
-            "server's turn detection is server_vad with its own settings.");
+            "Over the Realtime API each client sends its clips at 24 kHz (each clip "
+            "resampled once beforehand, as a client capturing at 24 kHz has it), 20 ms a "
+            "frame, base64 in input_audio_buffer.append events; the server resamples them to "
+            "16 kHz as it does any other rate, and its turn detection is server_vad with the "
+            "server's own settings.");
     rep.notes.push_back("Times are on the client's steady clock. The decision is the receipt of "
                         "speech_stopped (hands-free) or the send of stop (push-to-talk). The "
                         "first token is placed at the decision + the server's "

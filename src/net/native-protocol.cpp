@@ -203,6 +203,10 @@ json encode(const reply_started_event &) {
     return nullptr; // the first text_chunk says it
 }
 
+json encode(const tool_calls_event &) {
+    return nullptr; // sessions of this protocol offer no tools
+}
+
 json encode(const reply_done_event &e) {
     return {{"type", "response_done"},
             {"turn_id", e.turn_id},

@@ -6,6 +6,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/secret.h"
+#include "llm/tool-calls.h"
 #include "net/openai-rest.h"
 #include "pipeline/playout.h"
 #include "text/utf8.h"
@@ -100,7 +101,9 @@ struct rt_settings {
     bool create_response = true, interrupt_response = true;
     std::string voice = "alloy";
     double speed = 1.0;
-    json tool_choice = "auto";
+    json tools = json::array(); // as given (sent back)
+    std::vector<tool_spec> tool_specs;
+    json tool_choice = "auto"; // auto, none, required, {"type": "function", "name": ...}
     json tracing = nullptr, truncation = "auto", prompt = nullptr, include = nullptr;
 };
 
@@ -125,7 +128,7 @@ json settings_json(const rt_settings &s, const std::string &id) {
             {"model", s.model},
             {"output_modalities", json::array({s.audio_out ? "audio" : "text"})},
             {"instructions", s.instructions},
-            {"tools", json::array()},
+            {"tools", s.tools},
             {"tool_choice", s.tool_choice},
             {"max_output_tokens", s.max_output_tokens ? json(*s.max_output_tokens) : json("inf")},
             {"tracing", s.tracing},
@@ -217,6 +220,38 @@ std::optional<rt_error> parse_turn_detection(const json &j, rt_settings *s) {
     return {};
 }
 
+// tool_choice: auto, none, required, or {"type": "function", "name": ...}.
+std::optional<rt_error> check_tool_choice(const json &v, const std::string &p) {
+    if (v == "auto" || v == "none" || v == "required") return {};
+    if (v.is_object() && v.value("type", "") == "function" && v.contains("name") &&
+        v["name"].is_string())
+        return {};
+    return invalid(p, "auto, none, required or {\"type\": \"function\", \"name\": ...} is "
+                      "expected");
+}
+
+// The tools offered for a tool_choice, and the grammar a forced choice puts on the reply.
+std::optional<rt_error> tools_for(const std::vector<tool_spec> &tools, const json &choice,
+                                  std::vector<tool_spec> *offered, std::string *grammar) {
+    offered->clear();
+    grammar->clear();
+    if (choice == "none" || tools.empty()) {
+        if (choice == "required" || choice.is_object())
+            return rt_error{"invalid_value", "tool_choice asks for a call but no tools are given",
+                            "tool_choice"};
+        return {};
+    }
+    *offered = tools;
+    if (choice == "auto") return {};
+    try {
+        *grammar = tool_call_grammar(tools, choice.is_object() ? choice["name"].get<std::string>()
+                                                               : std::string());
+    } catch (const std::exception &e) {
+        return rt_error{"invalid_value", std::string("tool_choice: ") + e.what(), "tool_choice"};
+    }
+    return {};
+}
+
 // A session.update's `session` into `s` (a copy: applied only when all of it is valid).
 std::optional<rt_error> parse_session(const json &j, rt_settings *s,
                                       const std::function<bool(const std::string &)> &voice_ok) {
@@ -247,12 +282,13 @@ std::optional<rt_error> parse_session(const json &j, rt_settings *s,
                 return invalid(p, "an integer from 1 to 4096 or \"inf\" is expected");
             }
         } else if (k == "tools") {
-            if (!v.is_array()) return invalid(p, "an array is expected");
-            if (!v.empty())
-                return rt_error{"unsupported", "function calling is not supported yet", p};
+            std::string err;
+            std::vector<tool_spec> specs = parse_tools(v, &err);
+            if (!err.empty()) return invalid(p, err);
+            s->tools = v;
+            s->tool_specs = std::move(specs);
         } else if (k == "tool_choice") {
-            if (v != "auto" && v != "none")
-                return rt_error{"unsupported", "tool_choice auto or none is supported", p};
+            if (auto e = check_tool_choice(v, p)) return e;
             s->tool_choice = v;
         } else if (k == "tracing" || k == "truncation" || k == "prompt" || k == "include") {
             // Accepted and kept (they change nothing here: no traces, no stored prompts).
@@ -386,7 +422,9 @@ std::string realtime_error_message(const std::string &code, const std::string &m
 // An item of the conversation as the client sees it.
 struct rt_item {
     std::string id;
-    std::string role; // user, assistant
+    std::string type = "message"; // or function_call, function_call_output
+    std::string role;             // a message's: user, assistant
+    std::string name, call_id;    // a function call's (and its output's call_id)
     std::string status = "completed";
     bool audio = false;         // input_audio (user) or output_audio (assistant)
     std::string text;           // the text, or the audio's transcript
@@ -397,6 +435,13 @@ struct rt_item {
     int audio_ms = 0;
 
     json to_json() const {
+        if (type == "function_call")
+            return {
+                {"id", id},     {"object", "realtime.item"}, {"type", type},     {"status", status},
+                {"name", name}, {"call_id", call_id},        {"arguments", text}};
+        if (type == "function_call_output")
+            return {{"id", id},         {"object", "realtime.item"}, {"type", type},
+                    {"status", status}, {"call_id", call_id},        {"output", text}};
         json part;
         if (role == "user") {
             part = audio ? json{{"type", "input_audio"},
@@ -419,7 +464,10 @@ struct rt_response {
     bool out_of_band = false;
     bool audio = true;
     std::optional<int> max_output_tokens;
-    std::shared_ptr<rt_item> item;
+    int64_t turn_id = 0;
+    std::shared_ptr<rt_item> item;                // the message, once the reply has words
+    int item_index = 0;                           // its output_index
+    std::vector<std::shared_ptr<rt_item>> output; // in output_index order
     bool first_text = true;
     bool cancel_asked = false;
 };
@@ -469,6 +517,14 @@ struct realtime_connection::state : session_sink {
     void send(json j) {
         j["event_id"] = new_id("event_");
         out->send_text(dump(j));
+    }
+
+    // `base` with a type and more fields, sent.
+    void send_as(json base, const char *type, const json &fields = json::object()) {
+        base["type"] = type;
+        for (auto &[k, v] : fields.items())
+            base[k] = v;
+        send(std::move(base));
     }
 
     void send_error(const std::string &code, const std::string &message,
@@ -594,7 +650,9 @@ struct realtime_connection::state : session_sink {
     json response_json(const rt_response &r, const std::string &status, json details,
                        json usage) const {
         json output = json::array();
-        if (status != "in_progress") output.push_back(r.item->to_json());
+        if (status != "in_progress")
+            for (const auto &it : r.output)
+                output.push_back(it->to_json());
         json j = {
             {"object", "realtime.response"},
             {"id", r.id},
@@ -620,8 +678,37 @@ struct realtime_connection::state : session_sink {
     json ids(const rt_response &r) const {
         return {{"response_id", r.id},
                 {"item_id", r.item->id},
-                {"output_index", 0},
+                {"output_index", r.item_index},
                 {"content_index", 0}};
+    }
+
+    // An output item of the response joins it (and the conversation, unless out of band).
+    void add_output(rt_response &r, const std::shared_ptr<rt_item> &it) {
+        int index = int(r.output.size());
+        r.output.push_back(it);
+        json prev = previous_id();
+        if (!r.out_of_band) add_item(it);
+        send({{"type", "response.output_item.added"},
+              {"response_id", r.id},
+              {"output_index", index},
+              {"item", it->to_json()}});
+        if (!r.out_of_band)
+            send({{"type", "conversation.item.added"},
+                  {"previous_item_id", prev},
+                  {"item", it->to_json()}});
+    }
+
+    // The reply's words begin: its message item and content part.
+    void start_message(rt_response &r) {
+        r.item = std::make_shared<rt_item>();
+        r.item->id = new_id("item_");
+        r.item->role = "assistant";
+        r.item->status = "in_progress";
+        r.item->audio = r.audio;
+        r.item->turn_id = r.turn_id;
+        r.item_index = int(r.output.size());
+        add_output(r, r.item);
+        send_as(ids(r), "response.content_part.added", {{"part", part_json(r, false)}});
     }
 
     void handle(const reply_started_event &e) {
@@ -639,31 +726,40 @@ struct realtime_connection::state : session_sink {
             r->audio = settings.audio_out;
             r->max_output_tokens = settings.max_output_tokens;
         }
-        r->item = std::make_shared<rt_item>();
-        r->item->id = new_id("item_");
-        r->item->role = "assistant";
-        r->item->status = "in_progress";
-        r->item->audio = r->audio;
-        r->item->turn_id = e.turn_id;
+        r->turn_id = e.turn_id;
         responses[e.turn_id] = r;
         send({{"type", "response.created"},
               {"response", response_json(*r, "in_progress", nullptr, nullptr)}});
-        json prev = previous_id();
-        if (!r->out_of_band) add_item(r->item);
-        send({{"type", "response.output_item.added"},
-              {"response_id", r->id},
-              {"output_index", 0},
-              {"item", r->item->to_json()}});
-        if (!r->out_of_band)
-            send({{"type", "conversation.item.added"},
-                  {"previous_item_id", prev},
-                  {"item", r->item->to_json()}});
-        json added = ids(*r);
-        added.erase("content_index");
-        added["type"] = "response.content_part.added";
-        added["content_index"] = 0;
-        added["part"] = part_json(*r, false);
-        send(added);
+    }
+
+    // The model called tools: a function_call item each, its arguments in one delta.
+    void handle(const tool_calls_event &e) {
+        auto r = response_for(e.turn_id);
+        for (const tool_call &c : e.calls) {
+            auto it = std::make_shared<rt_item>();
+            it->id = new_id("item_");
+            it->type = "function_call";
+            it->status = "in_progress";
+            it->name = c.name;
+            it->call_id = c.id;
+            it->text = c.arguments;
+            add_output(*r, it);
+            int index = int(r->output.size()) - 1;
+            json base = {{"response_id", r->id},
+                         {"item_id", it->id},
+                         {"output_index", index},
+                         {"call_id", c.id}};
+            send_as(base, "response.function_call_arguments.delta", {{"delta", c.arguments}});
+            send_as(base, "response.function_call_arguments.done",
+                    {{"name", c.name}, {"arguments", c.arguments}});
+            it->status = "completed";
+            send({{"type", "response.output_item.done"},
+                  {"response_id", r->id},
+                  {"output_index", index},
+                  {"item", it->to_json()}});
+            if (!r->out_of_band)
+                send({{"type", "conversation.item.done"}, {"item", it->to_json()}});
+        }
     }
 
     std::string encode_audio(const std::vector<int16_t> &pcm) const {
@@ -678,17 +774,20 @@ struct realtime_connection::state : session_sink {
 
     void handle(const reply_chunk_event &c) {
         auto r = response_for(c.turn_id);
-        if (!r || r->item->truncated) return; // cut by the client: the rest is not wanted
+        if (!r->item) {
+            if (c.text.empty() && !c.has_audio) return; // no words (the end of a call's reply)
+            start_message(*r);
+        }
+        if (r->item->truncated) return; // cut by the client: the rest is not wanted
         rt_item &it = *r->item;
         if (!c.text.empty()) {
             std::string delta = r->first_text ? c.text : " " + c.text;
             r->first_text = false;
             it.text += delta;
-            json d = ids(*r);
-            d["type"] =
-                r->audio ? "response.output_audio_transcript.delta" : "response.output_text.delta";
-            d["delta"] = delta;
-            send(d);
+            send_as(ids(*r),
+                    r->audio ? "response.output_audio_transcript.delta"
+                             : "response.output_text.delta",
+                    {{"delta", delta}});
         }
         if (c.has_audio && r->audio) {
             sent_chunk sc;
@@ -700,10 +799,7 @@ struct realtime_connection::state : session_sink {
             sc.words_estimated = c.words_estimated;
             it.audio_ms += sc.audio_ms;
             it.playout.add(std::move(sc));
-            json d = ids(*r);
-            d["type"] = "response.output_audio.delta";
-            d["delta"] = encode_audio(c.pcm);
-            send(d);
+            send_as(ids(*r), "response.output_audio.delta", {{"delta", encode_audio(c.pcm)}});
         } else if (!c.text.empty() || c.is_final) {
             sent_chunk sc;
             sc.id = c.chunk_id;
@@ -715,36 +811,30 @@ struct realtime_connection::state : session_sink {
     // The response's closing events, in the API's order.
     void finish(const std::shared_ptr<rt_response> &r, const std::string &status, json details,
                 json usage) {
-        rt_item &it = *r->item;
-        it.status = status == "completed" ? "completed" : "incomplete";
-        json base = ids(*r);
-        if (r->audio) {
-            json a = base;
-            a["type"] = "response.output_audio.done";
-            send(a);
-            json t = base;
-            t["type"] = "response.output_audio_transcript.done";
-            t["transcript"] = it.text;
-            send(t);
-        } else {
-            json t = base;
-            t["type"] = "response.output_text.done";
-            t["text"] = it.text;
-            send(t);
-        }
-        json part = base;
-        part["type"] = "response.content_part.done";
-        part["part"] = part_json(*r, true);
-        send(part);
-        send({{"type", "response.output_item.done"},
-              {"response_id", r->id},
-              {"output_index", 0},
-              {"item", it.to_json()}});
-        if (!r->out_of_band) send({{"type", "conversation.item.done"}, {"item", it.to_json()}});
+        if (r->item) finish_message(*r, status);
         send({{"type", "response.done"},
               {"response", response_json(*r, status, std::move(details), std::move(usage))}});
         // No request or token limits apply to this server.
         send({{"type", "rate_limits.updated"}, {"rate_limits", json::array()}});
+    }
+
+    void finish_message(rt_response &rr, const std::string &status) {
+        rt_response *r = &rr;
+        rt_item &it = *r->item;
+        it.status = status == "completed" ? "completed" : "incomplete";
+        json base = ids(*r);
+        if (r->audio) {
+            send_as(base, "response.output_audio.done");
+            send_as(base, "response.output_audio_transcript.done", {{"transcript", it.text}});
+        } else {
+            send_as(base, "response.output_text.done", {{"text", it.text}});
+        }
+        send_as(base, "response.content_part.done", {{"part", part_json(*r, true)}});
+        send({{"type", "response.output_item.done"},
+              {"response_id", r->id},
+              {"output_index", r->item_index},
+              {"item", it.to_json()}});
+        if (!r->out_of_band) send({{"type", "conversation.item.done"}, {"item", it.to_json()}});
     }
 
     void handle(const reply_done_event &e) {
@@ -777,8 +867,8 @@ struct realtime_connection::state : session_sink {
             auto r = found->second;
             responses.erase(found);
             it = r->item;
-            by_client = r->cancel_asked || it->truncated;
-            if (!it->truncated && it->audio) it->text = e.heard;
+            by_client = r->cancel_asked || (it && it->truncated);
+            if (it && !it->truncated && it->audio) it->text = e.heard;
             finish(r, "cancelled",
                    {{"type", "cancelled"},
                     {"reason", by_client ? "client_cancelled" : "turn_detected"}},
@@ -985,9 +1075,17 @@ void realtime_connection::on_text(std::string_view message) {
                 return is_openai_voice(v) || (tts && tts->knows_voice(v));
             };
             if (auto e = parse_session(j["session"], &s, voice_ok)) return fail(*e);
+            session_settings o = settings_of(s, st.cfg);
+            std::vector<tool_spec> offered;
+            std::string grammar;
+            if (auto e = tools_for(s.tool_specs, s.tool_choice, &offered, &grammar)) {
+                e->param = "session." + e->param;
+                return fail(*e);
+            }
+            o.tools = std::move(offered);
+            o.tool_grammar = std::move(grammar);
             bool format_changed = !(s.in_format == st.settings.in_format);
             st.settings = s;
-            session_settings o = settings_of(s, st.cfg);
             then.push_back([this, o] { session_->configure(o); });
             restart(format_changed);
             st.send({{"type", "session.updated"},
@@ -1054,22 +1152,55 @@ void realtime_connection::on_text(std::string_view message) {
             std::string item_type = item.contains("type") && item["type"].is_string()
                                         ? item["type"].get<std::string>()
                                         : "message";
-            if (item_type != "message")
-                return fail({"unsupported",
-                             "Only message items are supported (function calling is not yet).",
-                             "item.type"});
-            if (!item.contains("role") || !item["role"].is_string() ||
-                (item["role"] != "user" && item["role"] != "assistant"))
-                return fail({"invalid_value",
-                             "Invalid value for 'item.role': user or assistant is supported.",
-                             "item.role"});
-            std::optional<rt_error> err;
-            std::string text = content_text(item.contains("content") ? item["content"] : json(),
-                                            "item.content", true, &err);
-            if (err) return fail(*err);
             auto it = std::make_shared<rt_item>();
-            it->role = item["role"];
-            it->text = text;
+            it->type = item_type;
+            message_role role = MESSAGE_ROLE_USER;
+            std::string text; // what the model is given
+            if (item_type == "function_call_output") {
+                // A tool's result: the model reads it in the next reply's user turn.
+                std::string call_id = string_field(item, "call_id");
+                if (call_id.empty() || !item.contains("output") || !item["output"].is_string() ||
+                    item["output"].get<std::string>().size() > ITEM_TEXT_MAX)
+                    return fail({"invalid_value",
+                                 "A function_call_output needs its call_id and an output string "
+                                 "(at most 64 KiB).",
+                                 "item"});
+                it->call_id = call_id.substr(0, 64);
+                it->text = utf8_sanitize(item["output"].get<std::string>());
+                text = "<tool_response>\n" + it->text + "\n</tool_response>";
+            } else if (item_type == "function_call") {
+                // A call the client says the assistant made: the model sees it as its own.
+                std::string name = string_field(item, "name");
+                json args = json::parse(string_field(item, "arguments"), nullptr, false);
+                if (name.empty() || !args.is_object())
+                    return fail({"invalid_value",
+                                 "A function_call needs a name and arguments (a JSON object as "
+                                 "a string).",
+                                 "item"});
+                it->name = name.substr(0, 64);
+                it->call_id = string_field(item, "call_id").substr(0, 64);
+                it->text = args.dump();
+                role = MESSAGE_ROLE_ASSISTANT;
+                text = tool_call_text({it->call_id, it->name, it->text});
+            } else if (item_type == "message") {
+                if (!item.contains("role") || !item["role"].is_string() ||
+                    (item["role"] != "user" && item["role"] != "assistant"))
+                    return fail({"invalid_value",
+                                 "Invalid value for 'item.role': user or assistant is supported.",
+                                 "item.role"});
+                std::optional<rt_error> err;
+                text = content_text(item.contains("content") ? item["content"] : json(),
+                                    "item.content", true, &err);
+                if (err) return fail(*err);
+                it->role = item["role"];
+                it->text = text;
+                if (it->role == "assistant") role = MESSAGE_ROLE_ASSISTANT;
+            } else {
+                return fail({"invalid_value",
+                             "Invalid value for 'item.type': message, function_call or "
+                             "function_call_output.",
+                             "item.type"});
+            }
             it->id = st.new_id("item_");
             if (item.contains("id") && item["id"].is_string()) {
                 std::string id = item["id"];
@@ -1081,7 +1212,6 @@ void realtime_connection::on_text(std::string_view message) {
                 it->id = id;
             }
             json prev = st.previous_id();
-            message_role role = it->role == "user" ? MESSAGE_ROLE_USER : MESSAGE_ROLE_ASSISTANT;
             if (role == MESSAGE_ROLE_ASSISTANT) it->turn_id = -1; // not a reply of the model
             st.add_item(it);
             st.send({{"type", "conversation.item.added"},
@@ -1159,6 +1289,8 @@ void realtime_connection::on_text(std::string_view message) {
                              "response"});
             response_request req;
             rt_asked a;
+            std::optional<std::vector<tool_spec>> response_tools;
+            std::optional<json> response_choice;
             a.audio = st.settings.audio_out;
             a.max_output_tokens = st.settings.max_output_tokens;
             for (auto &[k, v] : r.items()) {
@@ -1227,11 +1359,13 @@ void realtime_connection::on_text(std::string_view message) {
                     }
                     req.input = std::move(msgs);
                 } else if (k == "tools") {
-                    if (!v.is_array() || !v.empty())
-                        return fail({"unsupported", "function calling is not supported yet", p});
+                    std::string err;
+                    std::vector<tool_spec> specs = parse_tools(v, &err);
+                    if (!err.empty()) return fail(*invalid(p, err));
+                    response_tools = std::move(specs);
                 } else if (k == "tool_choice") {
-                    if (v != "auto" && v != "none")
-                        return fail({"unsupported", "tool_choice auto or none is supported", p});
+                    if (auto e = check_tool_choice(v, p)) return fail(*e);
+                    response_choice = v;
                 } else if (k == "audio") {
                     // The session's voice and format are the response's: only those are taken.
                     json expect = {{"output",
@@ -1252,6 +1386,18 @@ void realtime_connection::on_text(std::string_view message) {
                 } else {
                     return fail(*unknown(p));
                 }
+            }
+            if (response_tools || response_choice) {
+                std::vector<tool_spec> offered;
+                std::string grammar;
+                if (auto e = tools_for(response_tools.value_or(st.settings.tool_specs),
+                                       response_choice.value_or(st.settings.tool_choice), &offered,
+                                       &grammar)) {
+                    e->param = "response." + e->param;
+                    return fail(*e);
+                }
+                req.tools = std::move(offered);
+                req.tool_grammar = std::move(grammar);
             }
             std::string id = st.new_id("resp_");
             req.tag = id;

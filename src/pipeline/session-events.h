@@ -53,6 +53,10 @@ struct session_settings {
     std::optional<bool> auto_respond;
     // Speech over a reply cuts it (barge-in).
     std::optional<bool> interrupt_on_speech;
+    // The tools offered to the model, and a grammar its replies must follow (tool_choice
+    // "required" or a named function: tool_call_grammar()).
+    std::optional<std::vector<tool_spec>> tools;
+    std::optional<std::string> tool_grammar;
 };
 
 // A message added to the conversation without a reply (a reply follows on respond()).
@@ -69,8 +73,10 @@ struct response_request {
     // The prompt's messages instead of the conversation's (system prompt first).
     std::optional<std::vector<chat_message>> input;
     std::optional<int> max_tokens;
-    std::optional<bool> audio; // speak it (unset: as the session does)
-    std::string tag;           // given back in reply_started_event
+    std::optional<bool> audio;                   // speak it (unset: as the session does)
+    std::optional<std::vector<tool_spec>> tools; // unset: the session's
+    std::optional<std::string> tool_grammar;     // unset: the session's
+    std::string tag;                             // given back in reply_started_event
 };
 
 // The client's account of where it is playing a reply's audio.
@@ -135,6 +141,14 @@ struct reply_started_event {
     bool out_of_band = false;
 };
 
+// The model's reply called tools (the call's text is not spoken or sent as chunks); `content`
+// is the text around the calls (sent as chunks before this). The reply's response_done
+// follows.
+struct tool_calls_event {
+    int64_t turn_id = 0;
+    std::vector<tool_call> calls;
+};
+
 // A reply that went out whole.
 struct reply_done_event {
     int64_t turn_id = 0;
@@ -171,8 +185,8 @@ struct error_event {
 
 using session_event =
     std::variant<ready_event, transcript_event, speech_started_event, speech_stopped_event,
-                 reply_started_event, reply_chunk_event, reply_done_event, interrupted_event,
-                 resumed_event, queued_event, admitted_event, error_event>;
+                 reply_started_event, reply_chunk_event, tool_calls_event, reply_done_event,
+                 interrupted_event, resumed_event, queued_event, admitted_event, error_event>;
 
 // Where a session's events go. Thread-safe: events are delivered in the order of the calls.
 class session_sink {

@@ -8,7 +8,9 @@
 #include "core/actor.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/secret.h"
 #include "core/worker.h"
+#include "llm/tool-calls.h"
 #include "pipeline/turn-record.h"
 #include "store/store.h"
 
@@ -76,7 +78,11 @@ std::shared_ptr<session::turn> session::start_turn(const std::string &user_text,
         cut_playing(speaking_, now);
     t->id = next_turn_id_++;
     t->want_audio = tts_wanted_ && eng_.tts != nullptr;
+    t->tools = cfg_.tools;
+    t->grammar = cfg_.tool_grammar;
     if (asked) {
+        if (asked->tools) t->tools = *asked->tools;
+        if (asked->tool_grammar) t->grammar = *asked->tool_grammar;
         t->out_of_band = asked->out_of_band;
         t->tag = asked->tag;
         if (asked->audio) t->want_audio = *asked->audio && eng_.tts != nullptr;
@@ -84,6 +90,8 @@ std::shared_ptr<session::turn> session::start_turn(const std::string &user_text,
         t->input = asked->input;
         if (asked->max_tokens) t->max_tokens = *asked->max_tokens;
     }
+    if (t->tools.empty()) t->grammar.clear();
+    t->llm_side.holding = !t->tools.empty();
     current_ = t;
     if (eng_.stats) ++eng_.stats->turns;
     submit_reply(t, std::move(audio));
@@ -128,6 +136,8 @@ void session::configure(const session_settings &s) {
         if (s.max_tokens) cfg_.max_tokens = *s.max_tokens;
         if (s.auto_respond) cfg_.auto_respond = *s.auto_respond;
         if (s.interrupt_on_speech) cfg_.interrupt_on_speech = *s.interrupt_on_speech;
+        if (s.tools) cfg_.tools = *s.tools;
+        if (s.tool_grammar) cfg_.tool_grammar = *s.tool_grammar;
     });
 }
 
@@ -157,6 +167,8 @@ void session::submit_reply(std::shared_ptr<turn> t, std::vector<int16_t> audio) 
     req.sampling = cfg_.sampling;
     req.max_tokens = t->max_tokens >= 0 ? t->max_tokens : cfg_.max_tokens;
     req.cancel = t->cancel;
+    req.tools = t->tools;
+    req.grammar = t->grammar;
     req.pause = t->pause;
     req.urgent = t->urgent;
     auto self = shared_from_this();
@@ -212,7 +224,16 @@ void session::submit_reply(std::shared_ptr<turn> t, std::vector<int16_t> audio) 
 void session::on_piece(std::shared_ptr<turn> t, std::string_view piece) {
     auto &l = t->llm_side;
     if (l.t_first_token == mono_time{}) l.t_first_token = mono_now();
-    std::vector<std::string> phrases = l.chunker.push(piece);
+    std::vector<std::string> phrases;
+    if (l.holding) {
+        // Tools offered: a reply that may still be a call is neither spoken nor shown yet.
+        l.held += piece;
+        if (may_be_tool_call(l.held)) return;
+        l.holding = false;
+        phrases = l.chunker.push(l.held);
+    } else {
+        phrases = l.chunker.push(piece);
+    }
     if (phrases.empty()) return;
     // A held reply stops after its first phrase: that is all the end of the turn needs at
     // once, and the user may go on talking (then the rest would be thrown away). The actor's
@@ -234,10 +255,22 @@ void session::on_piece(std::shared_ptr<turn> t, std::string_view piece) {
 
 void session::on_llm_done(std::shared_ptr<turn> t, const llm_result &r) {
     std::vector<std::string> rest;
-    if (std::string p = t->llm_side.chunker.flush(); !p.empty()) rest.push_back(std::move(p));
+    auto &l = t->llm_side;
+    std::vector<tool_call> calls;
+    if (l.holding) {
+        // The whole reply was held: the calls in it, and the text around them as phrases.
+        parsed_reply p = parse_tool_calls(l.held, t->tools);
+        calls = std::move(p.calls);
+        rest = l.chunker.push(calls.empty() ? l.held : p.content);
+        for (tool_call &c : calls)
+            c.id = "call_" + random_hex(12);
+    }
+    if (std::string p = l.chunker.flush(); !p.empty()) rest.push_back(std::move(p));
     auto self = shared_from_this();
-    post([self, t, r, rest = std::move(rest), first = t->llm_side.t_first_token]() mutable {
+    post([self, t, r, rest = std::move(rest), first = t->llm_side.t_first_token,
+          calls = std::move(calls)]() mutable {
         if (t->finished()) return;
+        if (!calls.empty()) self->out_->on_event(tool_calls_event{t->id, std::move(calls)});
         t->llm = r;
         if (r.stop_reason == LLM_STOP_ERROR) self->error("llm_failed", r.error);
         t->llm_done = true;

@@ -49,6 +49,9 @@ struct session::turn : turn_account {
     struct {
         phrase_chunker chunker;
         mono_time t_first_token{};
+        // With tools offered: the reply is held here while it may still be a call.
+        bool holding = false;
+        std::string held;
     } llm_side;
 
     bool want_audio = false;
@@ -57,6 +60,8 @@ struct session::turn : turn_account {
     std::optional<std::string> system;              // this reply's system prompt
     std::optional<std::vector<chat_message>> input; // this reply's prompt after it
     int max_tokens = -1;                            // -1: the session's
+    std::vector<tool_spec> tools;                   // offered to the model
+    std::string grammar;                            // the reply must follow it (empty: free)
     std::deque<std::string> pending;                // phrases not yet sent
     bool tts_busy = false;                          // a phrase's audio is being made
     bool llm_done = false;

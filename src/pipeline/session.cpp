@@ -313,9 +313,7 @@ void session::begin_listening(int rate, bool hands_free, const vad_params &vp) {
         if (eng_.asr && !asr_) asr_ = eng_.asr->open();
         if (asr_) asr_->finish(); // ends the previous utterance (or drops one in progress)
         asr_end_pending_ = false;
-        // Live audio: the low-latency filter (the end of speech reaches the detector sooner).
-        in_resampler_ =
-            std::make_unique<resampler>(rate, ASR_SAMPLE_RATE, RESAMPLER_MINIMUM_PHASE);
+        in_resampler_ = std::make_unique<resampler>(rate, ASR_SAMPLE_RATE);
         since_partial_ = 0;
         last_partial_.clear();
         utt_asr_ms_ = 0;

@@ -113,6 +113,9 @@ struct session_config {
     bool auto_respond = true;
     // Speech over a reply cuts it.
     bool interrupt_on_speech = true;
+    // Function calling (session_settings::tools).
+    std::vector<tool_spec> tools;
+    std::string tool_grammar;
     // A reply cut by a sound that turned out not to be words (a cough) goes on from where it
     // was cut (off: it stays cut).
     bool resume_after_false_start = true;

@@ -2,11 +2,13 @@
 // self-signed certificate, as an application using the SDKs would be run: the official
 // `openai` package's OpenAIRealtimeWS with no TLS option of its own, and the OpenAI Agents SDK's
 // RealtimeSession over its WebSocket transport, one spoken turn (a LibriVox clip at real-time
-// pace). Prints one JSON line of what each got.
+// pace), then one tool call (the agent's function, run by the SDK, its result sent back).
+// Prints one JSON line of what each got.
 import { execFileSync } from 'node:child_process';
 import OpenAI from 'openai';
 import { OpenAIRealtimeWS } from 'openai/realtime/ws';
-import { RealtimeAgent, RealtimeSession, OpenAIRealtimeWebSocket } from '@openai/agents-realtime';
+import { RealtimeAgent, RealtimeSession, OpenAIRealtimeWebSocket, tool } from '@openai/agents-realtime';
+import { z } from 'zod';
 
 const url = process.env.PARLEY_URL; // https://HOST:PORT/v1
 const key = process.env.PARLEY_KEY;
@@ -57,6 +59,40 @@ async function agents() {
   return { transcript, reply, audioBytes };
 }
 
-const out = { sdk: await sdk(), agents: await agents() };
+async function agentsTool() {
+  let session;
+  const result = { city: null, outputSent: false, responses: 0 };
+  const getWeather = tool({
+    name: 'get_weather',
+    description: 'The weather in a city',
+    parameters: z.object({ city: z.string().max(12) }),
+    execute: async ({ city }) => {
+      result.city = city;
+      // One call is enough: the reply after it may be words.
+      session.transport.sendEvent({ type: 'session.update', session: { type: 'realtime', tool_choice: 'auto' } });
+      return `3 degrees in ${city}`;
+    },
+  });
+  const agent = new RealtimeAgent({ name: 'Helper', instructions: 'You help.', tools: [getWeather] });
+  const transport = new OpenAIRealtimeWebSocket({ url: url.replace(/^https/, 'wss') + '/realtime' });
+  session = new RealtimeSession(agent, { transport, model: 'parley-local', config: { toolChoice: 'required', outputModalities: ['text'] } });
+  const second = new Promise((ok) => session.on('transport_event', (e) => {
+    if (e.type === 'response.done' && ++result.responses >= 2) ok();
+  }));
+  const origSend = transport.sendEvent.bind(transport);
+  transport.sendEvent = (e) => {
+    if (e.type === 'conversation.item.create' && e.item?.type === 'function_call_output') result.outputSent = true;
+    return origSend(e);
+  };
+  session.on('error', (e) => console.error('agents tool error:', e.error?.message || e.error));
+  await session.connect({ apiKey: key });
+  await sleep(300);
+  session.sendMessage('What is the weather in Oslo?');
+  await withTimeout(second, 60000, 'the reply after the tool call');
+  session.close();
+  return result;
+}
+
+const out = { sdk: await sdk(), agents: await agents(), tool: await agentsTool() };
 console.log(JSON.stringify(out));
 process.exit(0);

@@ -260,6 +260,37 @@ test('barge-in: speech over a playing reply cuts it; the item is truncated where
   c.rt.close();
 });
 
+test('function calling: a required tool_choice makes the model call with valid arguments; the output and response.create continue with a spoken reply; the history has both', async () => {
+  const weather = { type: 'function', name: 'get_weather', description: 'The weather in a city', parameters: { type: 'object', properties: { city: { type: 'string', maxLength: 12 }, unit: { enum: ['celsius', 'fahrenheit'] } }, required: ['city', 'unit'] } };
+  const c = await connect({ instructions: 'You help.', tools: [weather], tool_choice: 'required' });
+  assert.deepEqual(c.ofType('session.updated')[0].session.tools, [weather]);
+  c.send({ type: 'conversation.item.create', item: { type: 'message', role: 'user', content: [{ type: 'input_text', text: 'What is the weather in Oslo?' }] } });
+  c.send({ type: 'response.create' });
+  const done = await c.waitType('response.done');
+  const call = c.ofType('response.function_call_arguments.done')[0];
+  assert.equal(call.name, 'get_weather');
+  const args = JSON.parse(call.arguments);
+  assert.ok(typeof args.city === 'string' && args.city.length <= 12 && ['celsius', 'fahrenheit'].includes(args.unit), call.arguments);
+  assert.equal(c.ofType('response.function_call_arguments.delta').map((e) => e.delta).join(''), call.arguments);
+  assert.equal(done.response.output.length, 1);
+  assert.equal(done.response.output[0].type, 'function_call');
+  assert.equal(done.response.output[0].call_id, call.call_id);
+  assert.equal(c.ofType('response.output_audio.delta').length, 0, 'a call is not spoken');
+  // The client runs the function; its output and a response.create get the spoken answer.
+  const from = c.events.length;
+  c.send({ type: 'conversation.item.create', item: { type: 'function_call_output', call_id: call.call_id, output: JSON.stringify({ temperature: 3 }) } });
+  c.send({ type: 'response.create', response: { tool_choice: 'none' } });
+  const next = await c.waitType('response.done', { from });
+  assert.ok(finished(next.response));
+  assert.equal(next.response.output[0].type, 'message');
+  assert.ok(audioBytes(c, next.response.id) > 0);
+  const turns = await history(c.ofType('session.created')[0].session.id);
+  assert.equal(turns.length, 2);
+  assert.match(turns[0].assistant, /^<tool_call>\s*\{\s*"name"\s*:\s*"get_weather"/);
+  assert.equal(turns[1].user, '<tool_response>\n{"temperature":3}\n</tool_response>');
+  c.rt.close();
+});
+
 test('G.711: mu-law input and output at 8 kHz', async () => {
   const c = await connect({ instructions: 'You tell stories.', audio: { input: { format: { type: 'audio/pcmu' }, turn_detection: null }, output: { format: { type: 'audio/pcmu' } } } });
   const session = c.ofType('session.updated')[0].session;
@@ -342,7 +373,7 @@ test('authentication: the API key as a bearer token or the browser subprotocol o
   await assert.rejects(Client.open(`ws://127.0.0.1:${s.port}/v1/realtime`, ['realtime', 'openai-insecure-api-key.wrong']));
 });
 
-test('the SDK unchanged, trusting the certificate through NODE_EXTRA_CA_CERTS; the Agents SDK\'s realtime session runs a spoken turn', async () => {
+test('the SDK unchanged, trusting the certificate through NODE_EXTRA_CA_CERTS; the Agents SDK\'s realtime session runs a spoken turn and a tool call', async () => {
   const out = await new Promise((ok, fail) => execFile(process.execPath, [join(repo, 'tests/clients/realtime-sdk.mjs')], {
     env: { ...process.env, NODE_EXTRA_CA_CERTS: certFile, PARLEY_URL: `https://localhost:${s.port}/v1`, PARLEY_KEY: KEY, PARLEY_CLIP: clips[1].wav },
     timeout: 120000,
@@ -352,4 +383,8 @@ test('the SDK unchanged, trusting the certificate through NODE_EXTRA_CA_CERTS; t
   assert.ok(wer(clips[1].text, out.agents.transcript) <= 0.5, out.agents.transcript);
   assert.ok(out.agents.reply.length > 0, JSON.stringify(out.agents));
   assert.ok(out.agents.audioBytes > 24000, JSON.stringify(out.agents));
+  // Its tool: called with arguments by its schema, the result sent back, the reply after it.
+  assert.ok(typeof out.tool.city === 'string' && out.tool.city.length <= 12, JSON.stringify(out.tool));
+  assert.ok(out.tool.outputSent, JSON.stringify(out.tool));
+  assert.ok(out.tool.responses >= 2, JSON.stringify(out.tool));
 });

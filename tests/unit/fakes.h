@@ -2,9 +2,9 @@
 // Real engines have their own tests (test-engines.cpp, tests/integration).
 #pragma once
 
+#include "core/worker.h"
 #include "net/native-protocol.h"
 #include "pipeline/session.h"
-#include "core/worker.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -104,6 +104,11 @@ class scripted_llm : public llm_engine {
             {
                 std::lock_guard lock(m_);
                 prompts_.push_back(msgs);
+                std::vector<std::string> names;
+                for (const tool_spec &t : req.tools)
+                    names.push_back(t.name);
+                tools_.push_back(names);
+                grammars_.push_back(req.grammar);
             }
             llm_result r;
             if (req.max_tokens == 0) { // prefill only (partial transcripts while speaking)
@@ -136,12 +141,23 @@ class scripted_llm : public llm_engine {
         std::lock_guard lock(m_);
         return prompts_;
     }
+    // The names of the tools each request offered, and its grammar.
+    std::vector<std::vector<std::string>> tools() {
+        std::lock_guard lock(m_);
+        return tools_;
+    }
+    std::vector<std::string> grammars() {
+        std::lock_guard lock(m_);
+        return grammars_;
+    }
 
   private:
     std::vector<std::string> pieces_;
     std::chrono::milliseconds delay_;
     std::mutex m_;
     std::vector<std::vector<chat_message>> prompts_;
+    std::vector<std::vector<std::string>> tools_;
+    std::vector<std::string> grammars_;
     worker w_{"scripted-llm"};
 };
 

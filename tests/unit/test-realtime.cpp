@@ -222,3 +222,76 @@ TEST(realtime, an_update_with_one_bad_field_changes_nothing_and_names_the_field)
     EXPECT_EQ(s["max_output_tokens"], 50);
     EXPECT_EQ(s["audio"]["output"]["speed"], 1.0);
 }
+
+TEST(realtime, a_reply_that_calls_a_tool_becomes_a_function_call_item_and_its_output_goes_back) {
+    scripted_llm llm{{"<tool_call>", "{\"name\": \"get_weather\", ",
+                      "\"arguments\": {\"city\": ", "\"Oslo\"}}", "</tool_call>"}};
+    scripted_tts tts;
+    worker tts_worker{"tts"};
+    auto out = std::make_shared<recording_output>();
+    session_engines e;
+    e.llm = &llm;
+    e.tts = &tts;
+    e.tts_worker = &tts_worker;
+    auto c = std::make_shared<realtime_connection>(e, session_config{}, server_info{}, out);
+    c->open();
+    ASSERT_TRUE(out->wait_type("session.created"));
+    auto send = [&](const json &j) { c->on_text(j.dump()); };
+    json tools = json::parse(R"([{"type": "function", "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}])");
+    send({{"type", "session.update"}, {"session", {{"tools", tools}}}});
+    ASSERT_TRUE(out->wait_type("session.updated"));
+    EXPECT_EQ(out->of_type("session.updated")[0]["session"]["tools"], tools);
+    send({{"type", "conversation.item.create"},
+          {"item",
+           {{"type", "message"},
+            {"role", "user"},
+            {"content", json::array({{{"type", "input_text"}, {"text", "Weather?"}}})}}}});
+    send({{"type", "response.create"}});
+    ASSERT_TRUE(out->wait_type("response.done"));
+    json done = out->of_type("response.function_call_arguments.done")[0];
+    EXPECT_EQ(done["name"], "get_weather");
+    EXPECT_EQ(json::parse(done["arguments"].get<std::string>())["city"], "Oslo");
+    std::string call_id = done["call_id"];
+    EXPECT_TRUE(call_id.starts_with("call_"));
+    // Nothing of the call is spoken or shown as text.
+    EXPECT_TRUE(out->of_type("response.output_audio.delta").empty());
+    EXPECT_TRUE(out->of_type("response.output_audio_transcript.delta").empty());
+    json response = out->of_type("response.done")[0]["response"];
+    ASSERT_EQ(response["output"].size(), 1u);
+    EXPECT_EQ(response["output"][0]["type"], "function_call");
+    EXPECT_EQ(response["output"][0]["call_id"], call_id);
+    // The model was offered the tool, free to call it or not (tool_choice auto).
+    auto prompts = llm.prompts();
+    ASSERT_EQ(prompts.size(), 1u);
+    EXPECT_EQ(llm.tools()[0], std::vector<std::string>{"get_weather"});
+    EXPECT_EQ(llm.grammars()[0], "");
+    // The tool's output, then the next reply: the model reads the call and its result.
+    send({{"type", "conversation.item.create"},
+          {"item",
+           {{"type", "function_call_output"}, {"call_id", call_id}, {"output", "{\"temp\": 3}"}}}});
+    send({{"type", "response.create"}, {"response", {{"tool_choice", "none"}}}});
+    ASSERT_TRUE(out->wait_type("response.done", 2));
+    prompts = llm.prompts();
+    ASSERT_EQ(prompts.size(), 2u);
+    const auto &p = prompts[1];
+    ASSERT_GE(p.size(), 4u);
+    EXPECT_EQ(p[p.size() - 2].role, "assistant");
+    EXPECT_NE(p[p.size() - 2].content.find("<tool_call>"), std::string::npos);
+    EXPECT_EQ(p.back().role, "user");
+    EXPECT_EQ(p.back().content, "<tool_response>\n{\"temp\": 3}\n</tool_response>");
+    EXPECT_TRUE(llm.tools()[1].empty()) << "tool_choice none offers none";
+    // A required choice puts the call's grammar on the reply.
+    send({{"type", "session.update"}, {"session", {{"tool_choice", "required"}}}});
+    ASSERT_TRUE(out->wait_type("session.updated", 2));
+    send({{"type", "response.create"}});
+    ASSERT_TRUE(out->wait_type("response.done", 3));
+    EXPECT_NE(llm.grammars()[2].find("get_weather"), std::string::npos);
+    // A named choice of a tool that is not there is refused, naming the field.
+    send({{"type", "response.create"},
+          {"event_id", "ev-x"},
+          {"response", {{"tool_choice", {{"type", "function"}, {"name", "launch"}}}}}});
+    ASSERT_TRUE(out->wait_type("error"));
+    EXPECT_EQ(out->of_type("error")[0]["error"]["param"], "response.tool_choice");
+    c->close();
+}
