@@ -12,7 +12,8 @@ std::vector<chat_message> build(const std::string &system_prompt,
     std::vector<chat_message> msgs;
     if (!system_prompt.empty()) msgs.push_back({"system", system_prompt});
     for (size_t i = turns.size() - keep; i < turns.size(); ++i) {
-        msgs.push_back({"user", turns[i].user});
+        // (A message taken out of the conversation leaves its side of the turn empty.)
+        if (!turns[i].user.empty()) msgs.push_back({"user", turns[i].user});
         if (!turns[i].assistant.empty()) msgs.push_back({"assistant", turns[i].assistant});
     }
     msgs.push_back({"user", user_text});

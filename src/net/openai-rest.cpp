@@ -390,14 +390,7 @@ void openai_rest::impl::chat(const rest_request &req, std::shared_ptr<http_answe
     // A slot of its own when one is free (its KV cache keeps the prompt's prefix for the next
     // request with the same start); else the slot-less sequence. Never a place in the line
     // the voice sessions wait in.
-    int slot = -1;
-    if (eng.slots) {
-        size_t position = 0;
-        int token = 0;
-        slot = eng.slots->request(
-            &token, [](int) { return false; }, [](size_t) {}, &position);
-        if (slot < 0) eng.slots->cancel(&token);
-    }
+    int slot = eng.slots ? eng.slots->try_take() : -1;
     struct state {
         std::mutex m;
         stop_filter filter;
@@ -610,11 +603,14 @@ void openai_rest::impl::speech(const rest_request &req, std::shared_ptr<http_ans
     work->phrases = std::move(phrases);
     auto step = std::make_shared<std::function<void()>>();
     worker *w = eng.tts_worker;
+    // Raw PCM needs no header: each phrase goes out as it is spoken (chunked), as OpenAI's does.
+    bool chunked = !sse && format == "pcm";
     if (sse) a->start_stream("text/event-stream");
+    if (chunked) a->start_stream(audio_mime_type(format));
     // The queued task holds the step; the step holds itself weakly (a strong hold would be a
     // cycle, and the job with its audio would never be freed).
     std::weak_ptr<std::function<void()>> self = step;
-    *step = [work, self, w, a, tts, params, out_rate, format, sse] {
+    *step = [work, self, w, a, tts, params, out_rate, format, sse, chunked] {
         try {
             if (a->gone()) return;
             if (work->next < work->phrases.size()) {
@@ -627,6 +623,8 @@ void openai_rest::impl::speech(const rest_request &req, std::shared_ptr<http_ans
                               {"audio", base64_encode(encode_audio(
                                             pcm, out_rate, format == "pcm" ? "pcm" : format))}}) +
                         "\n\n");
+                else if (chunked)
+                    a->send_chunk(encode_audio(pcm, out_rate, "pcm"));
                 else
                     work->pcm.insert(work->pcm.end(), pcm.begin(), pcm.end());
                 if (auto next = self.lock()) w->post([next] { (*next)(); });
@@ -636,6 +634,7 @@ void openai_rest::impl::speech(const rest_request &req, std::shared_ptr<http_ans
                 a->send_chunk("data: " + dump({{"type", "speech.audio.done"}}) + "\n\n");
                 return a->end_stream();
             }
+            if (chunked) return a->end_stream();
             a->reply(200, audio_mime_type(format), encode_audio(work->pcm, out_rate, format));
         } catch (const std::exception &e) {
             log_warn("rest: speech failed: %s", e.what());
@@ -646,6 +645,7 @@ void openai_rest::impl::speech(const rest_request &req, std::shared_ptr<http_ans
                               "\n\n");
                 return a->end_stream();
             }
+            if (chunked) return a->abort_stream(); // the audio so far, then a cut connection
             fail(*a, 500, std::string("speech failed: ") + e.what(), "server_error");
         }
     };

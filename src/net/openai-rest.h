@@ -24,6 +24,9 @@ class http_answer {
     virtual void start_stream(const std::string &content_type) = 0;
     virtual void send_chunk(std::string data) = 0;
     virtual void end_stream() = 0;
+    // A stream that failed partway: the connection closes without the chunked terminator, so
+    // the client sees the answer was cut short.
+    virtual void abort_stream() = 0;
     // True once a write failed: the client has gone (a generation for it may stop).
     virtual bool gone() const = 0;
 };

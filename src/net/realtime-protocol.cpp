@@ -544,9 +544,11 @@ struct realtime_connection::state : session_sink {
             if (it->id == id) return it;
         return nullptr;
     }
+    // The assistant's message of a turn.
     std::shared_ptr<rt_item> find_turn(int64_t turn_id) const {
         for (auto it = items.rbegin(); it != items.rend(); ++it)
-            if ((*it)->turn_id == turn_id) return *it;
+            if ((*it)->turn_id == turn_id && (*it)->type == "message" && (*it)->role == "assistant")
+                return *it;
         return nullptr;
     }
     std::shared_ptr<rt_response> active_response() const {
@@ -728,6 +730,11 @@ struct realtime_connection::state : session_sink {
         }
         r->turn_id = e.turn_id;
         responses[e.turn_id] = r;
+        // The user's words since the last reply are this turn's.
+        if (!r->out_of_band)
+            for (const auto &it : items)
+                if (it->turn_id == 0 && it->type != "function_call" && it->role != "assistant")
+                    it->turn_id = e.turn_id;
         send({{"type", "response.created"},
               {"response", response_json(*r, "in_progress", nullptr, nullptr)}});
     }
@@ -743,6 +750,7 @@ struct realtime_connection::state : session_sink {
             it->name = c.name;
             it->call_id = c.id;
             it->text = c.arguments;
+            it->turn_id = e.turn_id;
             add_output(*r, it);
             int index = int(r->output.size()) - 1;
             json base = {{"response_id", r->id},
@@ -1274,12 +1282,33 @@ void realtime_connection::on_text(std::string_view message) {
             then.push_back([this, turn_id, heard] { session_->truncate(turn_id, heard); });
         } else if (type == "conversation.item.delete") {
             std::string id = string_field(j, "item_id");
-            if (!st.find_item(id))
-                return fail({"item_not_found", "No item " + quote_value(id) + ".", "item_id"});
-            return fail({"unsupported",
-                         "Deleting items is not supported: the model's history keeps every "
-                         "turn (truncate an assistant item to change what it said).",
-                         "item_id"});
+            auto it = st.find_item(id);
+            if (!it) return fail({"item_not_found", "No item " + quote_value(id) + ".", "item_id"});
+            for (const auto &[turn, r] : st.responses)
+                if (std::find(r->output.begin(), r->output.end(), it) != r->output.end())
+                    return fail({"invalid_value",
+                                 "The item belongs to a response in progress: cancel it first.",
+                                 "item_id"});
+            if (it->role == "user" && it->audio && !it->has_transcript)
+                return fail({"invalid_value",
+                             "The item's transcript is still being made: delete it after "
+                             "conversation.item.input_audio_transcription.completed.",
+                             "item_id"});
+            // What the session was given for it (a function's output in its tags).
+            bool assistant = it->role == "assistant" || it->type == "function_call";
+            std::string text = it->type == "function_call_output"
+                                   ? "<tool_response>\n" + it->text + "\n</tool_response>"
+                               : it->type == "function_call" && it->turn_id < 0
+                                   ? tool_call_text({it->call_id, it->name, it->text})
+                                   : it->text;
+            int64_t turn_id = it->turn_id;
+            st.items.erase(std::find(st.items.begin(), st.items.end(), it));
+            st.awaiting_transcript.erase(
+                std::remove(st.awaiting_transcript.begin(), st.awaiting_transcript.end(), it),
+                st.awaiting_transcript.end());
+            st.send({{"type", "conversation.item.deleted"}, {"item_id", id}});
+            then.push_back(
+                [this, turn_id, text, assistant] { session_->forget(turn_id, text, assistant); });
         } else if (type == "response.create") {
             json r = j.contains("response") ? j["response"] : json::object();
             if (!r.is_object())

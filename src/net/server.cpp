@@ -548,14 +548,17 @@ template <class Stream> class http_conn : public std::enable_shared_from_this<ht
             write(size + std::move(data) + "\r\n");
         }
         void end_stream() override { write("0\r\n\r\n", true); }
+        void abort_stream() override { write(std::string(), true, true); }
         bool gone() const override { return c_->stream_gone_; }
 
       private:
-        void write(std::string bytes, bool last = false) {
+        // last: the stream's end (then the next request, or a close); cut: close without
+        // the chunked terminator.
+        void write(std::string bytes, bool last = false, bool cut = false) {
             asio::post(c_->stream_.get_executor(),
-                       [c = c_, bytes = std::move(bytes), last, keep = keep_alive_]() mutable {
+                       [c = c_, bytes = std::move(bytes), last, cut, keep = keep_alive_]() mutable {
                            c->stream_out_.push_back(std::move(bytes));
-                           if (last) c->stream_ends_ = keep ? 1 : 2;
+                           if (last) c->stream_ends_ = keep && !cut ? 1 : 2;
                            if (c->stream_out_.size() == 1) c->write_stream();
                        });
         }

@@ -119,15 +119,66 @@ void session::respond_now(const response_request &r, mono_time t0) {
         return;
     }
     if (current_) discard_turn(current_); // a reply held for the end of a turn
-    std::string user = r.input ? std::string() : pending_user_;
+    std::string user;
+    for (const std::string &m : r.input ? std::vector<std::string>{} : pending_user_)
+        user += (user.empty() ? "" : "\n") + m;
     auto t = start_turn(user, t0, t0, false, {}, &r);
     if (t && !r.out_of_band && !r.input) pending_user_.clear();
 }
 
+std::string session::take_pending_user() {
+    std::string user;
+    for (const std::string &m : pending_user_)
+        user += (user.empty() ? "" : "\n") + m;
+    pending_user_.clear();
+    return user;
+}
+
+void session::forget(int64_t turn_id, std::string text, bool assistant) {
+    post([this, turn_id, text = std::move(text), assistant] {
+        forget_now(turn_id, text, assistant);
+    });
+}
+
+void session::forget_now(int64_t turn_id, const std::string &text, bool assistant) {
+    if (assistant && turn_id < 0) {
+        // Words the client gave the assistant (add_message): a turn of their own, found by them.
+        for (auto r = history_.rbegin(); r != history_.rend(); ++r)
+            if (r->assistant == text) {
+                r->assistant.clear();
+                save_turn(*r);
+                return;
+            }
+        return;
+    }
+    if (turn_id <= 0) {
+        auto it = std::find(pending_user_.begin(), pending_user_.end(), text);
+        if (it != pending_user_.end()) pending_user_.erase(it);
+        return;
+    }
+    if (assistant) {
+        truncate_now(turn_id, "");
+        return;
+    }
+    auto rec = std::find_if(history_.begin(), history_.end(),
+                            [&](const turn_record &r) { return r.turn_id == turn_id; });
+    if (rec == history_.end()) return;
+    // The turn's user words are its messages joined by newlines: this one goes.
+    std::string &user = rec->user;
+    size_t at = user.find(text);
+    if (at == std::string::npos) return;
+    size_t end = at + text.size();
+    if (end < user.size() && user[end] == '\n')
+        ++end;
+    else if (at > 0 && user[at - 1] == '\n')
+        --at;
+    user.erase(at, end - at);
+    save_turn(*rec);
+}
+
 void session::hold_user_text(const std::string &text) {
     if (text.empty()) return;
-    if (!pending_user_.empty()) pending_user_ += "\n";
-    pending_user_ += text;
+    pending_user_.push_back(text);
 }
 
 void session::configure(const session_settings &s) {
@@ -150,7 +201,7 @@ void session::add_message(message_role role, std::string text) {
         // The assistant's words: a turn of its own, after the user's words added before it.
         turn_record rec;
         rec.turn_id = next_turn_id_++;
-        rec.user = std::exchange(pending_user_, {});
+        rec.user = take_pending_user();
         rec.assistant = text;
         rec.timings_json = "{}";
         rec.created_ms = std::chrono::duration_cast<std::chrono::milliseconds>(

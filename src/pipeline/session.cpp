@@ -347,7 +347,8 @@ void session::begin_listening(int rate, bool hands_free, const vad_params &vp) {
 void session::request_tts_check(const tts_params &params) {
     if (!eng_.tts_worker || !eng_.tts) return;
     auto self = shared_from_this();
-    eng_.tts_worker->post([self, params = tts_params(params)]() mutable {
+    uint64_t check = ++tts_checks_; // an earlier check's answer does not count after this one
+    eng_.tts_worker->post([self, check, params = tts_params(params)]() mutable {
         mono_time t0 = mono_now();
         if (!self->eng_.tts->knows_voice(params.voice)) {
             // The session goes on with the configured voice.
@@ -366,7 +367,9 @@ void session::request_tts_check(const tts_params &params) {
             st->tts_load_ms = ms_between(t0, mono_now());
         if (!err.empty()) self->error("tts_unavailable", err + "; replies are text-only");
         bool ok = err.empty();
-        self->post([self, ok] { self->tts_checked(ok); });
+        self->post([self, ok, check] {
+            if (check == self->tts_checks_) self->tts_checked(ok);
+        });
     });
 }
 

@@ -153,6 +153,10 @@ class session : public std::enable_shared_from_this<session> {
     // The reply `turn_id` was heard up to `heard` (the client cut it there): it stops if it is
     // still going, and the history keeps those words.
     void truncate(int64_t turn_id, std::string heard);
+    // Takes words out of the conversation: the reply of turn `turn_id` (assistant; turn -1: the
+    // assistant's words `text` that add_message gave), or the user message `text` from that
+    // turn, or from the messages still waiting for a reply (turn 0).
+    void forget(int64_t turn_id, std::string text, bool assistant);
     // An input the codec refused: reported as an error event (and counted).
     void reject(const std::string &code, const std::string &message);
     void close();
@@ -297,7 +301,9 @@ class session : public std::enable_shared_from_this<session> {
     std::vector<turn_record> history_;
     // Messages added without a reply (add_message, or turns with auto_respond off): the next
     // reply's user message.
-    std::string pending_user_;
+    std::vector<std::string> pending_user_;
+    std::string take_pending_user(); // joined by newlines, and cleared
+    void forget_now(int64_t turn_id, const std::string &text, bool assistant);
     // respond() came while an utterance was still being recognised: it runs after.
     std::optional<std::pair<response_request, mono_time>> waiting_response_;
     int64_t next_turn_id_ = 1;
@@ -313,6 +319,7 @@ class session : public std::enable_shared_from_this<session> {
     bool tts_wanted_ = true;
     tts_params tts_params_;
     tts_state tts_state_ = TTS_STATE_OFF;
+    uint64_t tts_checks_ = 0; // request_tts_check calls: only the last one's answer counts
     int slot_ = -1;
     bool queued_ = false; // in line for a slot
     size_t queue_position_ = 0;

@@ -14,6 +14,11 @@ int slot_queue::request(const void *who, grant granted, place moved, size_t *pos
     return -1;
 }
 
+int slot_queue::try_take() {
+    std::lock_guard lock(m_);
+    return line_.empty() ? llm_.acquire_slot() : -1;
+}
+
 void slot_queue::release(int slot) {
     if (slot < 0) return;
     for (;;) {

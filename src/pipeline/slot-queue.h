@@ -25,6 +25,8 @@ class slot_queue {
     // A slot now (>= 0); or -1, the caller is in line at *position (1: next) and `granted` is
     // called with its slot later, `moved` with each new place.
     int request(const void *who, grant granted, place moved, size_t *position);
+    // A free slot when nobody waits for one (>= 0), else -1: never a place in line.
+    int try_take();
     // The slot goes to the first in line that takes it, or back to the engine.
     void release(int slot);
     // `who` leaves the line (nothing when it is not in it).

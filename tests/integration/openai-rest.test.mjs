@@ -163,6 +163,13 @@ test('speech: every format holds the same speech, as long and as loud as the WAV
   // pcm: raw s16le at 24 kHz, as OpenAI's; the same speech resampled.
   const raw = await get('pcm');
   assert.ok(Math.abs(raw.length / 2 / 24000 - seconds) < 0.05, `pcm ${raw.length / 48000} s vs wav ${seconds} s`);
+  // pcm needs no header: it goes out phrase by phrase as it is spoken (chunked, no length ahead).
+  const chunked = await fetch(`${s.url}/v1/audio/speech`, { method: 'POST', headers: { Authorization: 'Bearer sk-test-key', 'Content-Type': 'application/json' }, body: JSON.stringify({ input: 'One phrase. And another one after it.', voice: 'alloy', response_format: 'pcm' }) });
+  assert.equal(chunked.status, 200);
+  assert.equal(chunked.headers.get('content-length'), null);
+  const body = Buffer.from(await chunked.arrayBuffer());
+  const sseBytes = audio.reduce((n, b) => n + b.length, 0);
+  assert.ok(body.length % 2 === 0 && Math.abs(body.length - sseBytes) < 2400, `${body.length} bytes against the SSE deltas' ${sseBytes}`);
 });
 
 test('transcription of a LibriVox clip: the reference within the recogniser\'s error, json and text', async () => {

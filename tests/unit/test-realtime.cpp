@@ -295,3 +295,31 @@ TEST(realtime, a_reply_that_calls_a_tool_becomes_a_function_call_item_and_its_ou
     EXPECT_EQ(out->of_type("error")[0]["error"]["param"], "response.tool_choice");
     c->close();
 }
+
+TEST(realtime, deleted_items_leave_the_models_prompt) {
+    rt_rig r;
+    r.say("First question");
+    ASSERT_TRUE(r.out->wait_type("conversation.item.done"));
+    std::string first = r.out->of_type("conversation.item.done")[0]["item"]["id"];
+    r.send({{"type", "response.create"}});
+    ASSERT_TRUE(r.out->wait_type("response.done"));
+    std::string reply = r.out->of_type("response.done")[0]["response"]["output"][0]["id"];
+    r.say("Keep this");
+    r.say("Drop this");
+    ASSERT_TRUE(r.out->wait_type("conversation.item.done", 4));
+    std::string drop = r.out->of_type("conversation.item.done")[3]["item"]["id"];
+    ASSERT_EQ(r.out->of_type("conversation.item.done")[3]["item"]["content"][0]["text"],
+              "Drop this");
+    // A waiting message, the first turn's question, and its reply.
+    for (const std::string &id : {drop, first, reply})
+        r.send({{"type", "conversation.item.delete"}, {"item_id", id}});
+    ASSERT_TRUE(r.out->wait_type("conversation.item.deleted", 3));
+    r.send({{"type", "conversation.item.retrieve"}, {"item_id", first}, {"event_id", "gone"}});
+    ASSERT_TRUE(r.out->wait_type("error"));
+    EXPECT_EQ(r.out->of_type("error")[0]["error"]["code"], "item_not_found");
+    r.send({{"type", "response.create"}});
+    ASSERT_TRUE(r.out->wait_type("response.done", 2));
+    std::vector<std::string> p = r.last_prompt();
+    ASSERT_EQ(p.size(), 2u) << p.back();
+    EXPECT_EQ(p[1], "user: Keep this");
+}
