@@ -6,26 +6,58 @@ namespace parley {
 
 namespace {
 
-// How much of chunk c was heard when `played_ms` of it had played: its words whose middle was
-// played, and where the last of them ends in the chunk's own text, to the end of its token (the
-// engine's words may leave out a contraction's tail or the punctuation); 0 when none was found.
+// How much of chunk c was heard when `played_ms` of it had played, counted by the chunk's
+// tokens (its text split at white space), as the page counts them: each engine word is placed
+// in the token where its text is found (searching on from the last one), a token's time spans
+// its words, and the tokens before the first timed one whose middle was not yet played were
+// heard. `words`: the engine's words before that token; `text_end`: where the heard tokens end
+// in the text (0: none).
 struct heard_split {
     size_t words = 0;
     size_t text_end = 0;
 };
 
 heard_split split_heard(const sent_chunk &c, double played_ms) {
-    heard_split h;
-    size_t cursor = 0;
-    for (const chunk_word &w : c.words) {
-        if ((w.start_ms + w.end_ms) / 2.0 > played_ms) break;
-        h.words++;
-        size_t at = w.text.empty() ? std::string::npos : c.text.find(w.text, cursor);
-        if (at == std::string::npos) continue;
-        cursor = h.text_end = at + w.text.size();
+    struct token {
+        size_t begin, end;
+        int start_ms = -1, end_ms = -1;
+        size_t first_word = SIZE_MAX;
+    };
+    std::vector<token> tokens;
+    for (size_t i = 0; i < c.text.size();) {
+        size_t b = c.text.find_first_not_of(" \t\n", i);
+        if (b == std::string::npos) break;
+        size_t e = c.text.find_first_of(" \t\n", b);
+        if (e == std::string::npos) e = c.text.size();
+        tokens.push_back({b, e});
+        i = e;
     }
-    while (h.text_end > 0 && h.text_end < c.text.size() && c.text[h.text_end] != ' ')
-        h.text_end++;
+    size_t from = 0, k = 0;
+    for (size_t wi = 0; wi < c.words.size(); wi++) {
+        const chunk_word &w = c.words[wi];
+        if (w.text.empty()) continue;
+        size_t at = c.text.find(w.text, from);
+        if (at == std::string::npos) continue;
+        from = at + w.text.size();
+        while (k < tokens.size() && tokens[k].end <= at)
+            k++;
+        if (k == tokens.size()) break;
+        token &t = tokens[k];
+        if (t.start_ms < 0) {
+            t.start_ms = w.start_ms;
+            t.first_word = wi;
+        }
+        t.end_ms = std::max(t.end_ms, w.end_ms);
+    }
+    heard_split h;
+    size_t cut = tokens.size();
+    for (size_t i = 0; i < tokens.size(); i++)
+        if (tokens[i].start_ms >= 0 && (tokens[i].start_ms + tokens[i].end_ms) / 2.0 > played_ms) {
+            cut = i;
+            break;
+        }
+    h.text_end = cut == 0 ? 0 : tokens[cut - 1].end;
+    h.words = cut < tokens.size() ? tokens[cut].first_word : c.words.size();
     return h;
 }
 

@@ -62,6 +62,24 @@ TEST(playout, a_word_is_heard_when_its_middle_has_played) {
     EXPECT_EQ(p.r.heard(1, 600), "Hello there. How are you?");
 }
 
+// Counted by the text's tokens, as the page counts them: a token the engine's words do not
+// name ("The": its word came as "the") is heard with the tokens around it, and a token spoken as
+// two words ("3.14") spans both.
+TEST(playout, heard_words_are_the_texts_tokens_as_the_page_counts_them) {
+    reply_playout r{RATE};
+    r.add(spoken("c0", "hopping in The 3.14 end", 1200,
+                 {{"hopping", 0, 300},
+                  {"in", 300, 400},
+                  {"the", 400, 500},
+                  {"3", 500, 600},
+                  {"14", 600, 900},
+                  {"end", 900, 1200}}));
+    EXPECT_EQ(r.heard(0, 349), "hopping");
+    EXPECT_EQ(r.heard(0, 480), "hopping in The");
+    EXPECT_EQ(r.heard(0, 699), "hopping in The"); // 3.14 spans 500-900: its middle is 700
+    EXPECT_EQ(r.heard(0, 700), "hopping in The 3.14");
+}
+
 TEST(playout, without_word_timings_the_played_share_is_cut_back_to_a_word) {
     reply_playout r{RATE};
     r.add(spoken("c0", "one two three four", 1000));
