@@ -119,18 +119,14 @@ void session::respond_now(const response_request &r, mono_time t0) {
         return;
     }
     if (current_) discard_turn(current_); // a reply held for the end of a turn
-    std::string user;
-    for (const std::string &m : r.input ? std::vector<std::string>{} : pending_user_)
-        user += (user.empty() ? "" : "\n") + m;
-    auto t = start_turn(user, t0, t0, false, {}, &r);
+    auto t = start_turn(r.input ? std::string() : pending_user_text(), t0, t0, false, {}, &r);
     if (t && !r.out_of_band && !r.input) pending_user_.clear();
 }
 
-std::string session::take_pending_user() {
+std::string session::pending_user_text() const {
     std::string user;
     for (const std::string &m : pending_user_)
         user += (user.empty() ? "" : "\n") + m;
-    pending_user_.clear();
     return user;
 }
 
@@ -201,7 +197,8 @@ void session::add_message(message_role role, std::string text) {
         // The assistant's words: a turn of its own, after the user's words added before it.
         turn_record rec;
         rec.turn_id = next_turn_id_++;
-        rec.user = take_pending_user();
+        rec.user = pending_user_text();
+        pending_user_.clear();
         rec.assistant = text;
         rec.timings_json = "{}";
         rec.created_ms = std::chrono::duration_cast<std::chrono::milliseconds>(

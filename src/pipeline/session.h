@@ -302,7 +302,7 @@ class session : public std::enable_shared_from_this<session> {
     // Messages added without a reply (add_message, or turns with auto_respond off): the next
     // reply's user message.
     std::vector<std::string> pending_user_;
-    std::string take_pending_user(); // joined by newlines, and cleared
+    std::string pending_user_text() const; // the waiting messages, joined by newlines
     void forget_now(int64_t turn_id, const std::string &text, bool assistant);
     // respond() came while an utterance was still being recognised: it runs after.
     std::optional<std::pair<response_request, mono_time>> waiting_response_;
