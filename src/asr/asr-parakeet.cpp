@@ -100,13 +100,17 @@ class stream_parakeet : public asr_stream {
         std::lock_guard lock(mutex_);
         return joined_locked();
     }
-    std::string finish() override;
+    std::string finish() override { return finish_timed(nullptr); }
+    std::string finish_timed(std::vector<asr_word> *words) override;
 
     int chunk_count() const { return chunk_count_.load(); }
 
   private:
-    void transcribe_locked(const float *pcm, size_t n);
+    // at: the piece's first sample in the utterance.
+    void transcribe_locked(const float *pcm, size_t n, size_t at);
     std::string joined_locked() const;
+    std::vector<asr_word> piece_words(int first_segment, int end_segment, double offset,
+                                      double end) const;
     void reset_locked();
 
     asr_parakeet &engine_;
@@ -114,9 +118,12 @@ class stream_parakeet : public asr_stream {
     std::atomic<bool> abort_{false};
     parakeet_state *state_ = nullptr; // made at an utterance's first accept()
     int segments_seen_ = 0;
-    std::vector<float> pending_;     // audio not transcribed yet
-    std::vector<float> last_piece_;  // the last piece transcribed, for a short tail
-    std::vector<std::string> texts_; // one per piece
+    std::vector<float> pending_;    // audio not transcribed yet
+    size_t pending_at_ = 0;         // its first sample in the utterance
+    std::vector<float> last_piece_; // the last piece transcribed, for a short tail
+    size_t last_piece_at_ = 0;
+    std::vector<std::string> texts_;           // one per piece
+    std::vector<std::vector<asr_word>> words_; // one list per piece, times in the utterance
     std::atomic<int> chunk_count_{0};
 };
 
@@ -136,7 +143,8 @@ class asr_parakeet : public asr_engine {
         ggml_first_error.clear();
         ctx_ = parakeet_init_from_file_with_params_no_state(path_.c_str(), params);
         if (!ctx_) {
-            std::string why = ggml_first_error.empty() ? "corrupt or truncated file" : ggml_first_error;
+            std::string why =
+                ggml_first_error.empty() ? "corrupt or truncated file" : ggml_first_error;
             throw asr_error("parakeet: cannot load " + path_ + ": " + why);
         }
         // A piece, with a short tail joined to it, must fit the model's audio context (mel frames
@@ -159,6 +167,7 @@ class asr_parakeet : public asr_engine {
     ~asr_parakeet() override { parakeet_free(ctx_); }
 
     std::string name() const override { return "parakeet"; }
+    bool times_words() const override { return true; }
 
     std::unique_ptr<asr_stream> open() override { return std::make_unique<stream_parakeet>(*this); }
 
@@ -200,8 +209,10 @@ void stream_parakeet::accept(std::span<const int16_t> pcm) {
         size_t cut = quiet_cut(pending_, engine_.piece_samples());
         last_piece_.assign(pending_.begin(), pending_.begin() + cut);
         pending_.erase(pending_.begin(), pending_.begin() + cut);
+        last_piece_at_ = pending_at_;
+        pending_at_ += cut;
         try {
-            transcribe_locked(last_piece_.data(), last_piece_.size());
+            transcribe_locked(last_piece_.data(), last_piece_.size(), last_piece_at_);
         } catch (...) {
             last_piece_.clear(); // it has no text for finish() to replace
             throw;
@@ -209,20 +220,25 @@ void stream_parakeet::accept(std::span<const int16_t> pcm) {
     }
 }
 
-std::string stream_parakeet::finish() {
+std::string stream_parakeet::finish_timed(std::vector<asr_word> *words) {
     std::lock_guard lock(mutex_);
     std::string text;
+    if (words) words->clear();
     try {
         if (state_ && !abort_) {
             if (pending_.size() < MIN_PIECE_SAMPLES && !last_piece_.empty()) {
                 last_piece_.insert(last_piece_.end(), pending_.begin(), pending_.end());
                 texts_.pop_back();
-                transcribe_locked(last_piece_.data(), last_piece_.size());
+                words_.pop_back();
+                transcribe_locked(last_piece_.data(), last_piece_.size(), last_piece_at_);
             } else if (pending_.size() >= MIN_DECODE_SAMPLES) {
-                transcribe_locked(pending_.data(), pending_.size());
+                transcribe_locked(pending_.data(), pending_.size(), pending_at_);
             }
         }
         text = joined_locked();
+        if (words)
+            for (const std::vector<asr_word> &piece : words_)
+                words->insert(words->end(), piece.begin(), piece.end());
     } catch (...) {
         reset_locked();
         throw;
@@ -231,7 +247,7 @@ std::string stream_parakeet::finish() {
     return text; // built before the lock is released: nothing touches *this after that
 }
 
-void stream_parakeet::transcribe_locked(const float *pcm, size_t n) {
+void stream_parakeet::transcribe_locked(const float *pcm, size_t n, size_t at) {
     parakeet_full_params params = parakeet_full_default_params(PARAKEET_SAMPLING_GREEDY);
     params.n_threads = engine_.threads();
     params.no_context = true;
@@ -253,14 +269,54 @@ void stream_parakeet::transcribe_locked(const float *pcm, size_t n) {
     int n_segments = parakeet_full_n_segments_from_state(state_);
     for (int i = segments_seen_; i < n_segments; ++i)
         if (const char *s = parakeet_full_get_segment_text_from_state(state_, i)) text += s;
+    std::vector<asr_word> words = piece_words(
+        segments_seen_, n_segments, double(at) / ASR_SAMPLE_RATE, double(at + n) / ASR_SAMPLE_RATE);
     segments_seen_ = n_segments;
     size_t start = text.find_first_not_of(' ');
     texts_.push_back(start == std::string::npos ? std::string()
                                                 : utf8_sanitize(text.substr(start)));
+    words_.push_back(std::move(words));
 
     double seconds = double(n) / ASR_SAMPLE_RATE;
     log_debug("parakeet: %.2f s piece in %.0f ms (%.0f ms per s of audio)", seconds, ms,
               ms / seconds);
+}
+
+// The words of a piece's segments: a token marked as a word's start begins one (its
+// SentencePiece space mark dropped); the token times (10 ms steps from the piece's start) moved
+// to the utterance's.
+std::vector<asr_word> stream_parakeet::piece_words(int first_segment, int end_segment,
+                                                   double offset, double end) const {
+    static const std::string SPACE_MARK = "\xe2\x96\x81"; // U+2581
+    std::vector<asr_word> out;
+    auto close = [&] {
+        if (out.empty()) return;
+        out.back().word = bare_word(std::move(out.back().word));
+        if (out.back().word.empty()) out.pop_back();
+    };
+    for (int i = first_segment; i < end_segment; ++i) {
+        int n_tokens = parakeet_full_n_tokens_from_state(state_, i);
+        for (int j = 0; j < n_tokens; ++j) {
+            parakeet_token_data t = parakeet_full_get_token_data_from_state(state_, i, j);
+            const char *piece =
+                parakeet_full_get_token_text_from_state(engine_.ctx(), state_, i, j);
+            if (!piece || !*piece) continue;
+            std::string text = piece;
+            bool marked = text.starts_with(SPACE_MARK);
+            if (marked) text.erase(0, SPACE_MARK.size());
+            double t0 = std::clamp(offset + double(t.t0) / 100, offset, end);
+            double t1 = std::clamp(offset + double(t.t1) / 100, t0, end);
+            if (t.is_word_start || marked || out.empty()) {
+                close();
+                out.push_back({text, t0, t1});
+            } else {
+                out.back().word += text;
+                out.back().end = std::max(out.back().end, t1);
+            }
+        }
+    }
+    close();
+    return out;
 }
 
 std::string stream_parakeet::joined_locked() const {
@@ -275,8 +331,10 @@ std::string stream_parakeet::joined_locked() const {
 
 void stream_parakeet::reset_locked() {
     pending_.clear();
+    pending_at_ = last_piece_at_ = 0;
     last_piece_.clear();
     texts_.clear();
+    words_.clear();
     // The state keeps every piece's result until freed; the next utterance makes a new one.
     if (state_) parakeet_free_state(state_);
     state_ = nullptr;

@@ -59,6 +59,21 @@ class stream_pocketsphinx : public asr_stream {
 
     std::string finish() override { return finish_deferred()(); }
 
+    std::string finish_timed(std::vector<asr_word> *words) override {
+        words->clear();
+        if (!started_) return {};
+        started_ = false;
+        if (ps_end_utt(live_) < 0) throw asr_error("pocketsphinx: cannot end utterance");
+        if (fast_) {
+            const char *hyp = ps_get_hyp(live_, nullptr);
+            *words = words_of(live_);
+            return hyp ? hyp : "";
+        }
+        std::vector<int16_t> audio = std::move(audio_);
+        audio_.clear();
+        return decode_whole(engine_, audio, words);
+    }
+
     std::function<std::string()> finish_deferred() override {
         if (!started_) return [] { return std::string(); };
         started_ = false;
@@ -69,13 +84,13 @@ class stream_pocketsphinx : public asr_stream {
         }
         auto audio = std::make_shared<std::vector<int16_t>>(std::move(audio_));
         audio_.clear();
-        return [engine = engine_, audio] { return decode_whole(engine, *audio); };
+        return [engine = engine_, audio] { return decode_whole(engine, *audio, nullptr); };
     }
 
     std::function<std::string()> end_pass_so_far() override {
         if (fast_ || !started_) return {};
         auto audio = std::make_shared<std::vector<int16_t>>(audio_);
-        return [engine = engine_, audio] { return decode_whole(engine, *audio); };
+        return [engine = engine_, audio] { return decode_whole(engine, *audio, nullptr); };
     }
 
     void drop() override {
@@ -85,7 +100,9 @@ class stream_pocketsphinx : public asr_stream {
     }
 
   private:
-    static std::string decode_whole(asr_pocketsphinx *engine, const std::vector<int16_t> &audio);
+    static std::string decode_whole(asr_pocketsphinx *engine, const std::vector<int16_t> &audio,
+                                    std::vector<asr_word> *words);
+    static std::vector<asr_word> words_of(ps_decoder_t *ps);
 
     asr_pocketsphinx *engine_;
     ps_decoder_t *live_;
@@ -111,6 +128,7 @@ class asr_pocketsphinx : public asr_engine {
     }
 
     std::string name() const override { return "pocketsphinx"; }
+    bool times_words() const override { return true; }
 
     std::unique_ptr<asr_stream> open() override {
         return std::make_unique<stream_pocketsphinx>(this, borrow(true), fast_);
@@ -152,8 +170,29 @@ class asr_pocketsphinx : public asr_engine {
                                       [](ps_decoder_t *ps) { ps_free(ps); }};
 };
 
+// The words of the decoder's last hypothesis, as ps_get_hyp() writes them: the sentence marks,
+// silences and noises (the filler dictionary's words, written <...>, [...] or +...+) left out,
+// and a word's alternative pronunciation ("read(2)") under its base spelling.
+std::vector<asr_word> stream_pocketsphinx::words_of(ps_decoder_t *ps) {
+    std::vector<asr_word> out;
+    double frate = double(ps_config_int(ps_get_config(ps), "frate"));
+    if (frate <= 0) frate = 100;
+    for (ps_seg_t *seg = ps_seg_iter(ps); seg; seg = ps_seg_next(seg)) {
+        std::string word = ps_seg_word(seg);
+        if (word.empty() || word[0] == '<' || word[0] == '[' || word[0] == '+') continue;
+        if (size_t open = word.find('(');
+            open != std::string::npos && open > 0 && word.back() == ')')
+            word.resize(open);
+        int sf = 0, ef = 0;
+        ps_seg_frames(seg, &sf, &ef);
+        out.push_back({std::move(word), sf / frate, (ef + 1) / frate});
+    }
+    return out;
+}
+
 std::string stream_pocketsphinx::decode_whole(asr_pocketsphinx *engine,
-                                              const std::vector<int16_t> &audio) {
+                                              const std::vector<int16_t> &audio,
+                                              std::vector<asr_word> *words) {
     if (audio.empty()) return {};
     ps_decoder_t *ps = engine->borrow(false);
     std::string text;
@@ -163,6 +202,7 @@ std::string stream_pocketsphinx::decode_whole(asr_pocketsphinx *engine,
     if (ok) {
         const char *hyp = ps_get_hyp(ps, nullptr);
         text = hyp ? hyp : "";
+        if (words) *words = words_of(ps);
     }
     engine->give_back(ps, false);
     if (!ok) throw asr_error("pocketsphinx: decoding failed");

@@ -93,7 +93,8 @@ class stream_whisper : public asr_stream {
     }
 
     std::string partial() override;
-    std::string finish() override;
+    std::string finish() override { return finish_timed(nullptr); }
+    std::string finish_timed(std::vector<asr_word> *words) override;
     std::function<std::string()> finish_deferred() override;
     std::function<std::string()> end_pass_so_far() override;
     void drop() override {
@@ -106,7 +107,8 @@ class stream_whisper : public asr_stream {
 
   private:
     std::function<std::string()> final_job(std::vector<float> pcm);
-    std::string decode_locked(bool final_pass);
+    std::string decode_locked(bool final_pass, std::vector<asr_word> *words = nullptr);
+    std::vector<asr_word> words_locked() const;
     void reset_locked();
 
     asr_whisper &engine_;
@@ -139,7 +141,8 @@ class asr_whisper : public asr_engine {
         ggml_first_error.clear();
         ctx_ = whisper_init_from_file_with_params_no_state(path_.c_str(), params);
         if (!ctx_) {
-            std::string why = ggml_first_error.empty() ? "corrupt or truncated file" : ggml_first_error;
+            std::string why =
+                ggml_first_error.empty() ? "corrupt or truncated file" : ggml_first_error;
             throw asr_error("whisper: cannot load " + path_ + ": " + why);
         }
         n_audio_ctx_ = whisper_model_n_audio_ctx(ctx_);
@@ -164,6 +167,7 @@ class asr_whisper : public asr_engine {
     }
 
     std::string name() const override { return "whisper"; }
+    bool times_words() const override { return true; }
 
     std::unique_ptr<asr_stream> open() override {
         return std::make_unique<stream_whisper>(*this, states_.take());
@@ -217,11 +221,12 @@ std::string stream_whisper::partial() {
     return partial_text_;
 }
 
-std::string stream_whisper::finish() {
+std::string stream_whisper::finish_timed(std::vector<asr_word> *words) {
     std::lock_guard lock(mutex_);
     std::string text;
+    if (words) words->clear();
     try {
-        text = decode_locked(true);
+        text = decode_locked(true, words);
     } catch (...) {
         reset_locked();
         throw;
@@ -265,14 +270,49 @@ void stream_whisper::reset_locked() {
     partial_text_.clear();
 }
 
-std::string stream_whisper::decode_locked(bool final_pass) {
+// The words of the last decode: a token that starts with a space starts a word; times from
+// whisper.cpp's token timestamps (the timestamp tokens' probabilities), in 10 ms steps.
+std::vector<asr_word> stream_whisper::words_locked() const {
+    std::vector<asr_word> out;
+    whisper_context *ctx = engine_.ctx();
+    const whisper_token eot = whisper_token_eot(ctx);
+    const double length = double(pcm_.size()) / ASR_SAMPLE_RATE;
+    auto close = [&] {
+        if (out.empty()) return;
+        out.back().word = bare_word(std::move(out.back().word));
+        if (out.back().word.empty()) out.pop_back();
+    };
+    int n_segments = whisper_full_n_segments_from_state(state_);
+    for (int i = 0; i < n_segments; ++i) {
+        int n_tokens = whisper_full_n_tokens_from_state(state_, i);
+        for (int j = 0; j < n_tokens; ++j) {
+            whisper_token_data t = whisper_full_get_token_data_from_state(state_, i, j);
+            if (t.id >= eot) continue; // special and timestamp tokens
+            const char *piece = whisper_full_get_token_text_from_state(ctx, state_, i, j);
+            if (!piece || !*piece) continue;
+            double t0 = std::clamp(double(t.t0) / 100, 0.0, length);
+            double t1 = std::clamp(double(t.t1) / 100, t0, length);
+            if (piece[0] == ' ' || out.empty()) {
+                close();
+                out.push_back({piece[0] == ' ' ? piece + 1 : piece, t0, t1});
+            } else {
+                out.back().word += piece;
+                out.back().end = std::max(out.back().end, t1);
+            }
+        }
+    }
+    close();
+    return out;
+}
+
+std::string stream_whisper::decode_locked(bool final_pass, std::vector<asr_word> *words) {
     const size_t n = pcm_.size();
     if (n < MIN_DECODE_SAMPLES || abort_) return {};
     decode_count_++;
 
     const bool like_cli = final_pass && !engine_.fast();
-    whisper_full_params params = whisper_full_default_params(
-        like_cli ? WHISPER_SAMPLING_BEAM_SEARCH : WHISPER_SAMPLING_GREEDY);
+    whisper_full_params params = whisper_full_default_params(like_cli ? WHISPER_SAMPLING_BEAM_SEARCH
+                                                                      : WHISPER_SAMPLING_GREEDY);
     params.n_threads = engine_.threads();
     params.no_context = true;
     params.print_progress = false;
@@ -296,6 +336,8 @@ std::string stream_whisper::decode_locked(bool final_pass) {
         // samplers each, when a pass looks unsure: seconds of delay.
         params.temperature_inc = 0.0f;
     }
+    // Timestamps per token, computed after each segment is decoded: its words are the same.
+    if (words) params.token_timestamps = true;
     params.abort_callback = [](void *self) {
         return static_cast<stream_whisper *>(self)->abort_.load(std::memory_order_relaxed);
     };
@@ -319,6 +361,7 @@ std::string stream_whisper::decode_locked(bool final_pass) {
     text = utf8_sanitize(text);
     size_t start = text.find_first_not_of(' ');
     text = start == std::string::npos ? std::string() : text.substr(start);
+    if (words) *words = words_locked();
 
     double seconds = double(n) / ASR_SAMPLE_RATE;
     log_debug("whisper: %s decode of %.2f s (audio_ctx %d) in %.0f ms (%.0f ms per s of audio)",

@@ -13,6 +13,7 @@
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace parley {
 
@@ -23,6 +24,16 @@ constexpr int ASR_SAMPLE_RATE = 16000;
 struct asr_error : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
+
+// A word of a transcript and where it is spoken, in seconds from the utterance's first sample.
+struct asr_word {
+    std::string word;
+    double start = 0, end = 0;
+};
+
+// A word as a transcript's word list gives it: valid UTF-8, without the punctuation (ASCII
+// other than letters and digits) at its ends; empty for punctuation alone.
+std::string bare_word(std::string word);
 
 class asr_stream {
   public:
@@ -47,6 +58,12 @@ class asr_stream {
     virtual std::function<std::string()> end_pass_so_far() { return {}; }
     // Ends the utterance without a transcript (the caller has one from end_pass_so_far()).
     virtual void drop() { finish(); }
+    // finish(), with the transcript's words and their times in *words when the engine times
+    // words (asr_engine::times_words()), in order, without punctuation; left empty otherwise.
+    virtual std::string finish_timed(std::vector<asr_word> *words) {
+        words->clear();
+        return finish();
+    }
 };
 
 class asr_engine {
@@ -54,15 +71,17 @@ class asr_engine {
     virtual ~asr_engine() = default;
     virtual std::string name() const = 0;
     virtual std::unique_ptr<asr_stream> open() = 0;
+    // Whether its streams' finish_timed() gives the words' times.
+    virtual bool times_words() const { return false; }
 };
 
 struct asr_config {
     std::string engine = "pocketsphinx"; // pocketsphinx, whisper, parakeet, none
-    std::string model_dir;  // pocketsphinx: empty for Debian's pocketsphinx-en-us
-    std::string model_path; // whisper, parakeet: the model file
+    std::string model_dir;               // pocketsphinx: empty for Debian's pocketsphinx-en-us
+    std::string model_path;              // whisper, parakeet: the model file
     std::string language = "en";
-    int threads = 0;        // 0: the engine's choice
-    int pool = 2;           // decoders made at start, ready for the first sessions
+    int threads = 0;                // 0: the engine's choice
+    int pool = 2;                   // decoders made at start, ready for the first sessions
     int partial_interval_ms = 1000; // engines that re-decode for partials: how often
     // PocketSphinx: the first pass alone with a narrowed search (less CPU, the transcript ready
     // as the utterance ends) instead of the engine's own full search and end-of-utterance

@@ -106,10 +106,11 @@ std::string finish_reason(llm_stop s) {
 }
 
 // The speech in 16 kHz audio, cut where the voice activity detector hears a pause, each piece
-// transcribed on its own: segments with the times of their speech.
+// transcribed on its own: segments with the times of their speech, and with words, the words'
+// times in the file.
 std::vector<timed_text>
 transcribe_segments(asr_engine &asr, std::shared_ptr<const vad_model> vad, const vad_params &params,
-                    const std::vector<int16_t> &s16k,
+                    const std::vector<int16_t> &s16k, std::vector<asr_word> *words = nullptr,
                     const std::function<void(const timed_text &)> &each = {}) {
     vad_stream detector(std::move(vad), params);
     std::vector<vad_event> events = detector.process(s16k);
@@ -128,8 +129,18 @@ transcribe_segments(asr_engine &asr, std::shared_ptr<const vad_model> vad, const
         if (to <= from) continue;
         auto stream = asr.open();
         stream->accept(std::span<const int16_t>(s16k).subspan(size_t(from), size_t(to - from)));
-        out.push_back({double(onset) / VAD_SAMPLE_RATE, double(e.sample) / VAD_SAMPLE_RATE,
-                       stream->finish()});
+        std::string text;
+        if (words) {
+            std::vector<asr_word> these;
+            text = stream->finish_timed(&these);
+            const double offset = double(from) / VAD_SAMPLE_RATE;
+            for (asr_word &w : these)
+                words->push_back({std::move(w.word), offset + w.start, offset + w.end});
+        } else {
+            text = stream->finish();
+        }
+        out.push_back(
+            {double(onset) / VAD_SAMPLE_RATE, double(e.sample) / VAD_SAMPLE_RATE, std::move(text)});
         if (each) each(out.back());
     }
     return out;
@@ -681,12 +692,25 @@ void openai_rest::impl::transcription(const rest_request &req, std::shared_ptr<h
                     "response_format " + quote_value(format) +
                         " is not supported (json, text, verbose_json, srt, vtt)",
                     "invalid_request_error", "response_format");
-    for (const form_part &p : *parts)
-        if (p.name == "timestamp_granularities[]" && p.data == "word")
+    // timestamp_granularities[]: word and/or segment (segment alone when none is named).
+    bool granularity_named = false, want_words = false, want_segments = false;
+    for (const form_part &p : *parts) {
+        if (p.name != "timestamp_granularities[]" && p.name != "timestamp_granularities") continue;
+        granularity_named = true;
+        if (p.data == "word")
+            want_words = true;
+        else if (p.data == "segment")
+            want_segments = true;
+        else
             return fail(*a, 400,
-                        "word timestamps are not available from this server's recognisers yet "
-                        "(segment timestamps are)",
-                        "invalid_request_error", "timestamp_granularities", "unsupported");
+                        "timestamp_granularities " + quote_value(std::string(p.data)) +
+                            " is not one of word, segment",
+                        "invalid_request_error", "timestamp_granularities");
+    }
+    if (!granularity_named) want_segments = true;
+    if (granularity_named && format != "verbose_json")
+        return fail(*a, 400, "timestamp_granularities needs response_format verbose_json",
+                    "invalid_request_error", "timestamp_granularities");
     std::string language = field("language");
     if (!language.empty() && language != "en")
         return fail(*a, 400,
@@ -702,9 +726,14 @@ void openai_rest::impl::transcription(const rest_request &req, std::shared_ptr<h
                     "response_format");
     std::string_view audio = file->data;
     asr_engine *asr = eng.asr;
+    if (want_words && !asr->times_words())
+        return fail(*a, 400,
+                    "word timestamps are not available from the " + asr->name() +
+                        " recogniser (segment timestamps are)",
+                    "invalid_request_error", "timestamp_granularities", "unsupported");
     std::shared_ptr<const vad_model> vad = eng.vad ? eng.vad : make_energy_vad();
     vad_params vp = cfg.vad;
-    uploads.post([a, body, audio, asr, format, vad, vp, stream] {
+    uploads.post([a, body, audio, asr, format, vad, vp, stream, want_words, want_segments] {
         pcm_audio pcm;
         try {
             pcm = parse_audio_file(audio);
@@ -720,7 +749,7 @@ void openai_rest::impl::transcription(const rest_request &req, std::shared_ptr<h
                 // Server-sent events: a delta as each stretch of speech is transcribed.
                 a->start_stream("text/event-stream");
                 std::string text;
-                transcribe_segments(*asr, vad, vp, s16k, [&](const timed_text &t) {
+                transcribe_segments(*asr, vad, vp, s16k, nullptr, [&](const timed_text &t) {
                     if (t.text.empty()) return;
                     std::string delta = (text.empty() ? "" : " ") + t.text;
                     text += delta;
@@ -743,7 +772,9 @@ void openai_rest::impl::transcription(const rest_request &req, std::shared_ptr<h
                     return a->reply(200, "text/plain; charset=utf-8", text + "\n");
                 return a->reply(200, "application/json", dump({{"text", text}, {"usage", usage}}));
             }
-            std::vector<timed_text> segments = transcribe_segments(*asr, vad, vp, s16k);
+            std::vector<asr_word> words;
+            std::vector<timed_text> segments =
+                transcribe_segments(*asr, vad, vp, s16k, want_words ? &words : nullptr);
             if (format == "srt")
                 return a->reply(200, "text/plain; charset=utf-8", to_srt(segments));
             if (format == "vtt")
@@ -759,13 +790,19 @@ void openai_rest::impl::transcription(const rest_request &req, std::shared_ptr<h
                                 {"end", t.end},
                                 {"text", t.text}});
             }
-            a->reply(200, "application/json",
-                     dump({{"task", "transcribe"},
-                           {"language", "english"},
-                           {"duration", pcm.seconds()},
-                           {"text", text},
-                           {"segments", list},
-                           {"usage", usage}}));
+            json reply = {{"task", "transcribe"},
+                          {"language", "english"},
+                          {"duration", pcm.seconds()},
+                          {"text", text}};
+            if (want_words) {
+                json timed = json::array();
+                for (const asr_word &w : words)
+                    timed.push_back({{"word", w.word}, {"start", w.start}, {"end", w.end}});
+                reply["words"] = std::move(timed);
+            }
+            if (want_segments) reply["segments"] = std::move(list);
+            reply["usage"] = usage;
+            a->reply(200, "application/json", dump(reply));
         } catch (const std::exception &e) {
             log_warn("rest: transcription failed: %s", e.what());
             fail(*a, 500, std::string("transcription failed: ") + e.what(), "server_error");

@@ -34,6 +34,12 @@ with wave.open(io.BytesIO(speech.read())) as w:
 
 with open(clip, "rb") as f:
     out["transcript"] = client.audio.transcriptions.create(model="whisper-1", file=f).text
+with open(clip, "rb") as f:
+    timed = client.audio.transcriptions.create(model="whisper-1", file=f,
+                                               response_format="verbose_json",
+                                               timestamp_granularities=["word"])
+    out["words"] = [{"word": w.word, "start": w.start, "end": w.end} for w in timed.words]
+    out["words_text"] = timed.text
 
 try:
     client.chat.completions.create(model="parley", messages=[])

@@ -70,6 +70,22 @@ test('an audio-LLM transcribes the utterance and the same model replies', { skip
     const done = await c.waitType('response_done', { from });
     assert.ok(done.json.timings.generated_tokens > 0);
     await c.close();
+    // It gives no word times: a clear 400, and segments still work.
+    const ask = async (granularity) => {
+      const form = new FormData();
+      form.append('file', new Blob([readFileSync(clips[1].wav)]), 'clip.wav');
+      form.append('response_format', 'verbose_json');
+      form.append('timestamp_granularities[]', granularity);
+      return fetch(`${s.url}/v1/audio/transcriptions`, { method: 'POST', body: form });
+    };
+    const words = await ask('word');
+    assert.equal(words.status, 400);
+    const err = (await words.json()).error;
+    assert.equal(err.code, 'unsupported');
+    assert.match(err.message, /audio-llm/);
+    const segments = await ask('segment');
+    assert.equal(segments.status, 200, await segments.clone().text());
+    assert.ok(Array.isArray((await segments.json()).segments));
   } finally {
     await s.stop();
   }

@@ -17,6 +17,8 @@ test('python3-openai: models, chat, speech, transcription and an error against P
     assert.equal(out.chat_stream, out.chat);
     assert.ok(out.speech_seconds > 0.5, `${out.speech_seconds} s`);
     assert.ok(wer(clips[1].text, out.transcript) <= 0.5, out.transcript);
+    assert.equal(out.words.map((w) => w.word).join(' '), out.words_text);
+    assert.ok(out.words.length > 3 && out.words.every((w, i) => w.start < w.end && (i === 0 || w.start >= out.words[i - 1].end - 1e-9)), JSON.stringify(out.words));
     assert.deepEqual(out.bad_request, { status: 400, param: 'messages' });
   } finally {
     await s.stop();

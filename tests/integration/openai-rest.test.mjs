@@ -209,7 +209,25 @@ test('segments: verbose_json, srt and vtt give the times of each stretch of spee
   assert.match(srt, /^1\n\d\d:\d\d:\d\d,\d{3} --> \d\d:\d\d:\d\d,\d{3}\n\S/);
   const vtt = await client.audio.transcriptions.create({ model: 'whisper-1', file: await toFile(file, 'two.wav'), response_format: 'vtt' });
   assert.match(vtt, /^WEBVTT\n\n\d\d:\d\d:\d\d\.\d{3} --> /);
-  await assert.rejects(client.audio.transcriptions.create({ model: 'whisper-1', file: await toFile(file, 'two.wav'), response_format: 'verbose_json', timestamp_granularities: ['word'] }), (e) => e.status === 400 && e.code === 'unsupported');
+  assert.equal(v.words, undefined, 'words only when asked for');
+  // Word times: each word where its clip is, none in the silence, in order, the same words as
+  // the text.
+  const w = await client.audio.transcriptions.create({ model: 'whisper-1', file: await toFile(file, 'two.wav'), response_format: 'verbose_json', timestamp_granularities: ['word'] });
+  assert.equal(w.segments, undefined, 'segments only when asked for (or nothing is)');
+  assert.ok(w.words.length >= 4, JSON.stringify(w.words));
+  assert.equal(w.words.map((x) => x.word).join(' '), w.text);
+  let last = 0;
+  for (const x of w.words) {
+    assert.ok(x.start < x.end && x.start >= last - 1e-9 && x.end <= w.duration + 0.01, JSON.stringify(x));
+    assert.ok(x.end <= aEnd + 0.6 || x.start >= bStart - 0.4, `a word inside the silence: ${JSON.stringify(x)}`);
+    last = x.end;
+  }
+  assert.ok(w.words.some((x) => x.end <= aEnd + 0.6) && w.words.some((x) => x.start >= bStart - 0.4), JSON.stringify(w.words));
+  const both = await client.audio.transcriptions.create({ model: 'whisper-1', file: await toFile(file, 'two.wav'), response_format: 'verbose_json', timestamp_granularities: ['word', 'segment'] });
+  assert.deepEqual(both.words, w.words);
+  assert.deepEqual(both.segments, v.segments);
+  await assert.rejects(client.audio.transcriptions.create({ model: 'whisper-1', file: await toFile(file, 'two.wav'), response_format: 'json', timestamp_granularities: ['word'] }), (e) => e.status === 400 && e.param === 'timestamp_granularities');
+  await assert.rejects(client.audio.transcriptions.create({ model: 'whisper-1', file: await toFile(file, 'two.wav'), response_format: 'verbose_json', timestamp_granularities: ['phoneme'] }), (e) => e.status === 400 && e.param === 'timestamp_granularities' && /phoneme/.test(e.message));
   // Streamed: a delta per stretch of speech, then the whole text.
   const events = [];
   for await (const e of await client.audio.transcriptions.create({ model: 'whisper-1', file: await toFile(file, 'two.wav'), stream: true })) events.push(e);

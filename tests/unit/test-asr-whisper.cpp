@@ -8,6 +8,7 @@
 #include "text/utf8.h"
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <chrono>
 #include <cstdlib>
@@ -251,8 +252,8 @@ TEST(asr_whisper, the_final_transcript_is_whisper_clis) {
     std::string out = (fs::path(model).parent_path() / "whisper-cli.txt").string();
     // Its defaults (-nt would decode without timestamps: other tokens); the timestamps it
     // prints before each segment's text are cut below.
-    std::string cmd = cli + " -m '" + model + "' -f '" + clip + "' -l en -np -t 2 > '" + out +
-                      "' 2> /dev/null";
+    std::string cmd =
+        cli + " -m '" + model + "' -f '" + clip + "' -l en -np -t 2 > '" + out + "' 2> /dev/null";
     ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
     std::ifstream f(out);
     std::string bare, line;
@@ -290,6 +291,65 @@ TEST(asr_whisper, the_final_transcript_is_whisper_clis) {
     feed(*fast_stream, audio.samples);
     fast_stream->finish();
     EXPECT_LT(asr_whisper_last_audio_ctx(*fast_stream), 1500);
+}
+
+// Word times are whisper.cpp's token timestamps from the final decode, as whisper-cli computes
+// them for its full JSON (-ojf): the same words (a token starting with a space starts one) at
+// the same times, and the same transcript as without them.
+TEST(asr_whisper, word_times_are_whisper_clis_token_timestamps) {
+    std::string cli = "/usr/bin/whisper-cli";
+    if (!fs::exists(cli)) GTEST_SKIP() << "no whisper-cli";
+    std::string model = tiny_model("whisper");
+    std::string base = (fs::path(model).parent_path() / "whisper-cli-words").string();
+    std::string cmd = cli + " -m '" + model + "' -f '" + clip + "' -l en -np -t 2 -ojf -of '" +
+                      base + "' > /dev/null 2>&1";
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    std::ifstream f(base + ".json");
+    nlohmann::json j = nlohmann::json::parse(f);
+    std::vector<asr_word> expected;
+    for (const auto &segment : j.at("transcription"))
+        for (const auto &token : segment.at("tokens")) {
+            std::string text = token.at("text");
+            if (text.starts_with("[_") && text.ends_with("]")) continue; // special, timestamp
+            double from = token.at("offsets").at("from").get<double>() / 1000,
+                   to = token.at("offsets").at("to").get<double>() / 1000;
+            if (text.starts_with(" ") || expected.empty()) {
+                expected.push_back({text.starts_with(" ") ? text.substr(1) : text, from, to});
+            } else {
+                expected.back().word += text;
+                expected.back().end = std::max(expected.back().end, to);
+            }
+        }
+    std::erase_if(expected, [](asr_word &w) {
+        while (!w.word.empty() && std::ispunct(static_cast<unsigned char>(w.word.back())))
+            w.word.pop_back();
+        while (!w.word.empty() && std::ispunct(static_cast<unsigned char>(w.word.front())))
+            w.word.erase(0, 1);
+        return w.word.empty();
+    });
+    ASSERT_FALSE(expected.empty());
+
+    asr_config config = config_for("whisper");
+    config.threads = 2;
+    auto asr = make_asr_engine(config);
+    ASSERT_TRUE(asr->times_words());
+    auto stream = asr->open();
+    pcm_audio audio = read_audio_file(clip);
+    feed(*stream, audio.samples);
+    std::vector<asr_word> words;
+    std::string text = stream->finish_timed(&words);
+    feed(*stream, audio.samples);
+    EXPECT_EQ(stream->finish(), text) << "the same decode with or without times";
+    const double length = double(audio.samples.size()) / ASR_SAMPLE_RATE;
+    ASSERT_EQ(words.size(), expected.size());
+    for (size_t i = 0; i < words.size(); ++i) {
+        SCOPED_TRACE(words[i].word);
+        EXPECT_EQ(words[i].word, expected[i].word);
+        EXPECT_NEAR(words[i].start, std::min(expected[i].start, length), 0.0101);
+        EXPECT_NEAR(words[i].end, std::min(expected[i].end, length), 0.0101);
+        EXPECT_LE(words[i].start, words[i].end);
+        EXPECT_NE(text.find(words[i].word), std::string::npos);
+    }
 }
 
 // The end pass as a job for another thread: the stream goes on with the next utterance (its
@@ -393,6 +453,79 @@ TEST(asr_parakeet, streams_pieces_as_audio_arrives_and_finish_flushes) {
         EXPECT_LT(finish_ms, 30000);
     }
     EXPECT_EQ(stream->finish(), "");
+}
+
+// Word times from the TDT tokens' frames: with the clip in one piece, parakeet-cli's tokens (its
+// -ps listing) make the same words at the same times; with 1 s pieces, each piece's times are
+// moved to the utterance's, so the words run in order through the whole clip.
+TEST(asr_parakeet, word_times_are_the_tokens_frames_across_pieces) {
+    std::string cli = "/usr/bin/parakeet-cli";
+    if (!fs::exists(cli)) GTEST_SKIP() << "no parakeet-cli";
+    std::string model = tiny_model("parakeet");
+    std::string out = (fs::path(model).parent_path() / "parakeet-cli-tokens.txt").string();
+    std::string cmd = cli + " -m '" + model + "' -f '" + clip + "' -t 2 -ps > '" + out +
+                      "' 2>&1"; // the listing goes to stderr
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    // "  [3] id= 3236 frame= 57 ... t0= 456 t1= 480 word_start=true "▁pco""
+    std::vector<asr_word> expected;
+    std::ifstream f(out);
+    std::string line;
+    const std::string mark = "\xe2\x96\x81";
+    while (std::getline(f, line)) {
+        size_t t0 = line.find(" t0="), t1 = line.find(" t1="), ws = line.find(" word_start="),
+               q = line.find('"');
+        if (t0 == std::string::npos || t1 == std::string::npos || ws == std::string::npos ||
+            q == std::string::npos || line.back() != '"')
+            continue;
+        std::string text = line.substr(q + 1, line.size() - q - 2);
+        bool start = line.compare(ws + 12, 4, "true") == 0 || text.starts_with(mark);
+        if (text.starts_with(mark)) text.erase(0, mark.size());
+        double from = std::stod(line.substr(t0 + 4)) / 100,
+               to = std::stod(line.substr(t1 + 4)) / 100;
+        if (start || expected.empty())
+            expected.push_back({text, from, to});
+        else {
+            expected.back().word += text;
+            expected.back().end = std::max(expected.back().end, to);
+        }
+    }
+    ASSERT_FALSE(expected.empty()) << "no tokens listed in " << out;
+    pcm_audio audio = read_audio_file(clip);
+    const double length = double(audio.samples.size()) / ASR_SAMPLE_RATE;
+
+    asr_config whole = config_for("parakeet");
+    whole.partial_interval_ms = 60000; // the longest piece the model takes
+    auto asr = make_asr_engine(whole);
+    ASSERT_TRUE(asr->times_words());
+    auto stream = asr->open();
+    feed(*stream, audio.samples);
+    ASSERT_EQ(asr_parakeet_chunk_count(*stream), 0) << "the clip fits one piece";
+    std::vector<asr_word> words;
+    std::string text = stream->finish_timed(&words);
+    ASSERT_EQ(words.size(), expected.size()) << text;
+    for (size_t i = 0; i < words.size(); ++i) {
+        SCOPED_TRACE(words[i].word);
+        EXPECT_EQ(words[i].word, expected[i].word);
+        EXPECT_NEAR(words[i].start, std::min(expected[i].start, length), 0.0101);
+        EXPECT_NEAR(words[i].end, std::min(expected[i].end, length), 0.0101);
+    }
+
+    auto pieces = make_asr_engine(config_for("parakeet"));
+    auto piecewise = pieces->open();
+    feed(*piecewise, audio.samples);
+    EXPECT_GE(asr_parakeet_chunk_count(*piecewise), 5);
+    text = piecewise->finish_timed(&words);
+    std::string joined;
+    for (const asr_word &w : words)
+        joined += (joined.empty() ? "" : " ") + w.word;
+    EXPECT_EQ(joined, text);
+    ASSERT_GE(words.size(), 5u);
+    for (size_t i = 0; i < words.size(); ++i) {
+        EXPECT_LE(words[i].start, words[i].end);
+        EXPECT_LE(words[i].end, length + 1e-9);
+        if (i > 0) EXPECT_GE(words[i].start, words[i - 1].end - 1e-9) << "in order";
+    }
+    EXPECT_GT(words.back().end, length - 1.5) << "the last piece's words at the clip's end";
 }
 
 TEST(asr_parakeet, short_tail_is_decoded_with_the_last_piece) {

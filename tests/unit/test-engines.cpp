@@ -1,16 +1,17 @@
 // The real engines: llama.cpp with stories260K, PocketSphinx on LibriVox speech, espeak-ng.
 #include "asr/asr.h"
-#include "audio/resampler.h"
 #include "audio/audio-file.h"
+#include "audio/resampler.h"
+#include "core/guard.h"
 #include "llm/conversation.h"
 #include "llm/llm.h"
-#include "core/guard.h"
 #include "tts/espeak-lock.h"
 #include "tts/tts.h"
 
 #include <espeak-ng/speak_lib.h>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <condition_variable>
@@ -36,6 +37,28 @@ std::string model_path() {
 }
 
 const std::string librivox = "/usr/share/pocketsphinx/test/data/librivox/";
+
+// A passage's words as the test data's forced alignment of its reference text places them (its
+// .json: "w", each word with its beginning "b" and duration "d" in seconds), fillers left out.
+std::vector<asr_word> aligned_words(const std::string &json_path, double offset) {
+    std::ifstream f(json_path);
+    nlohmann::json j = nlohmann::json::parse(f);
+    std::vector<asr_word> out;
+    for (const auto &w : j.at("w")) {
+        std::string t = w.at("t");
+        if (t.empty() || t[0] == '<' || t[0] == '[') continue;
+        if (size_t open = t.find('('); open != std::string::npos) t.resize(open);
+        double b = w.at("b"), d = w.at("d");
+        out.push_back({t, offset + b, offset + b + d});
+    }
+    return out;
+}
+
+std::string stream_text(asr_engine &asr, const std::vector<int16_t> &pcm) {
+    auto stream = asr.open();
+    stream->accept(pcm);
+    return stream->finish();
+}
 
 std::vector<std::string> words(const std::string &s) {
     std::vector<std::string> out;
@@ -509,6 +532,85 @@ TEST(asr_pocketsphinx, transcribes_librivox_speech) {
     // The stream is reusable for the next utterance.
     stream->accept(rs.process(audio.samples));
     EXPECT_FALSE(stream->finish().empty());
+}
+
+// Word times from the decoder's segmentation: two passages with a second and a half of silence
+// between them, each word where its passage is, every word of the transcript timed once.
+TEST(asr_pocketsphinx, times_each_word_of_the_transcript) {
+    std::string a_wav = librivox + "sense_and_sensibility_01_austen_64kb-0870.wav";
+    std::string b_wav = librivox + "sense_and_sensibility_01_austen_64kb-0880.wav";
+    if (!exists(a_wav) || !exists(b_wav)) GTEST_SKIP() << "pocketsphinx-testdata is not installed";
+    pcm_audio a = read_audio_file(a_wav), b = read_audio_file(b_wav);
+    ASSERT_EQ(a.sample_rate, ASR_SAMPLE_RATE);
+    ASSERT_EQ(b.sample_rate, ASR_SAMPLE_RATE);
+    const double a_end = double(a.samples.size()) / ASR_SAMPLE_RATE, b_start = a_end + 1.5;
+    std::vector<int16_t> pcm = a.samples;
+    pcm.resize(size_t(b_start * ASR_SAMPLE_RATE), 0);
+    pcm.insert(pcm.end(), b.samples.begin(), b.samples.end());
+    const double length = double(pcm.size()) / ASR_SAMPLE_RATE;
+    for (bool fast : {false, true}) {
+        SCOPED_TRACE(fast ? "fast" : "full search");
+        asr_config config;
+        config.fast = fast;
+        auto asr = make_asr_engine(config);
+        ASSERT_TRUE(asr->times_words());
+        auto stream = asr->open();
+        stream->accept(pcm);
+        std::vector<asr_word> timed;
+        std::string text = stream->finish_timed(&timed);
+        std::string joined;
+        for (const asr_word &w : timed)
+            joined += (joined.empty() ? "" : " ") + w.word;
+        EXPECT_EQ(joined, text);
+        size_t in_a = 0, in_b = 0;
+        double last = 0;
+        for (const asr_word &w : timed) {
+            EXPECT_LT(w.start, w.end) << w.word;
+            EXPECT_GE(w.start, last - 1e-9) << w.word << ": in order";
+            EXPECT_LE(w.end, length + 1e-9) << w.word;
+            last = w.end;
+            if (w.end <= a_end + 0.1)
+                ++in_a;
+            else if (w.start >= b_start - 0.1)
+                ++in_b;
+            else
+                ADD_FAILURE() << w.word << " at " << w.start << "-" << w.end
+                              << " s: inside the silence (" << a_end << "-" << b_start << ")";
+        }
+        // Each passage's words where the passage is: as many as it has, give or take the
+        // recogniser's errors.
+        size_t a_words = words(stream_text(*asr, a.samples)).size(),
+               b_words = words(stream_text(*asr, b.samples)).size();
+        EXPECT_NEAR(double(in_a), double(a_words), 2.0 + a_words * 0.2);
+        EXPECT_NEAR(double(in_b), double(b_words), 2.0 + b_words * 0.2);
+        // Against the forced alignment of the reference text: a recognised word that is the
+        // next reference word (in order) starts where the alignment starts it.
+        std::vector<asr_word> ref = aligned_words(a_wav.substr(0, a_wav.size() - 4) + ".json", 0);
+        for (const asr_word &w :
+             aligned_words(b_wav.substr(0, b_wav.size() - 4) + ".json", b_start))
+            ref.push_back(w);
+        size_t r = 0, matched = 0;
+        double worst = 0;
+        for (const asr_word &w : timed) {
+            size_t k = r;
+            while (k < ref.size() && k < r + 3 && ref[k].word != w.word)
+                ++k;
+            if (k == ref.size() || ref[k].word != w.word) continue;
+            worst = std::max(worst, std::abs(w.start - ref[k].start));
+            EXPECT_NEAR(w.start, ref[k].start, 0.15) << w.word;
+            EXPECT_NEAR(w.end, ref[k].end, 0.25) << w.word;
+            ++matched;
+            r = k + 1;
+        }
+        EXPECT_GE(matched, ref.size() * 2 / 3) << "most words found in order";
+        std::cerr << "  " << (fast ? "fast" : "full") << ": " << matched << " of " << ref.size()
+                  << " words matched, starts within " << worst * 1000 << " ms of the alignment\n";
+        // The stream goes on: the next utterance's words start from its own first sample.
+        stream->accept(b.samples);
+        text = stream->finish_timed(&timed);
+        ASSERT_FALSE(timed.empty());
+        EXPECT_LT(timed.front().start, 1.0);
+    }
 }
 
 TEST(tts_espeak, speaks_with_word_timings) {
