@@ -37,14 +37,16 @@ add_library(parley_fuzz_parsers STATIC
     src/core/secret.cpp
     src/net/access.cpp
     src/net/http-request.cpp
-    src/net/multipart.cpp)
+    src/net/multipart.cpp
+    src/llm/json-grammar.cpp
+    src/llm/tool-calls.cpp)
 target_include_directories(parley_fuzz_parsers PUBLIC src)
 target_compile_options(parley_fuzz_parsers PUBLIC ${PARLEY_SANITIZE} PRIVATE -fsanitize=fuzzer-no-link)
 target_link_options(parley_fuzz_parsers PUBLIC -fsanitize=address,undefined)
 target_link_libraries(parley_fuzz_parsers PUBLIC
     PkgConfig::SNDFILE PkgConfig::SOXR PkgConfig::FFMPEG nlohmann_json::nlohmann_json Boost::headers OpenSSL::Crypto)
 
-foreach(name protocol audio manifest config http multipart)
+foreach(name protocol audio manifest config http multipart tools)
     add_executable(fuzz-${name} tests/fuzz/fuzz-${name}.cpp)
     target_link_libraries(fuzz-${name} PRIVATE parley_fuzz_parsers)
     target_compile_options(fuzz-${name} PRIVATE -fsanitize=fuzzer)

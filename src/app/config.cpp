@@ -129,8 +129,9 @@ void add_options(CLI::App &app, const option_table &table, std::set<std::string>
                         apply(v);
                 },
                 spec.help);
-            o->type_name(spec.value)->expected(1)->multi_option_policy(
-                CLI::MultiOptionPolicy::TakeAll);
+            o->type_name(spec.value)
+                ->expected(1)
+                ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
         } else {
             o = app.add_option_function<std::string>(flags, apply, spec.help);
             o->type_name(spec.value)->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
@@ -157,6 +158,10 @@ std::string app_config::validate() const {
     if (session.max_tokens >= llm.context) return "max-tokens must be smaller than ctx";
     if (tts.engine == "piper" && tts.model_path.empty())
         return "tts piper needs a voice: --tts-model VOICE.onnx";
+    if (!llm.urls.empty() && !llm.model_path.empty())
+        return "--llm-url and --model both name a language model: give one";
+    if (!llm.urls.empty() && (session.direct_audio || asr.engine == "audio-llm"))
+        return "a remote language model (--llm-url) takes text: it cannot hear the audio";
     if (session.direct_audio && (llm.model_path.empty() || llm.mmproj_path.empty()))
         return "voice-mode direct needs --model and --mmproj (the model's audio projector)";
     if (asr.engine == "audio-llm" && (llm.model_path.empty() || llm.mmproj_path.empty()))
@@ -230,7 +235,8 @@ std::string parse_args(app_config &cfg, const std::vector<std::string> &args,
 
 std::string command_description(const std::string &command) {
     if (command == "serve") return "Start the voice server (http://127.0.0.1:8000 by default).";
-    if (command == "chat") return "A typed conversation in the terminal (-o FILE saves the speech).";
+    if (command == "chat")
+        return "A typed conversation in the terminal (-o FILE saves the speech).";
     if (command == "transcribe")
         return "Print the transcript of an audio file (WAV, FLAC, Ogg, MP3).";
     if (command == "say") return "Speak text into a WAV file: say \"TEXT\" -o OUT.wav";

@@ -59,7 +59,7 @@ int cmd_serve(app_config &cfg) {
     } catch (const std::exception &e) {
         return fail(e.what());
     }
-    if (!cfg.llm.model_path.empty()) {
+    if (!cfg.llm.model_path.empty() || !cfg.llm.urls.empty()) {
         try {
             llm = make_llm_engine(cfg.llm);
             info.llm = llm->name();
@@ -184,7 +184,8 @@ int cmd_say(app_config &cfg, const std::vector<std::string> &pos) {
 }
 
 int cmd_chat(app_config &cfg) {
-    if (cfg.llm.model_path.empty()) return fail("chat needs a model: --model FILE.gguf");
+    if (cfg.llm.model_path.empty() && cfg.llm.urls.empty())
+        return fail("chat needs a model: --model FILE.gguf or --llm-url URL");
     std::unique_ptr<llm_engine> llm;
     std::unique_ptr<tts_engine> tts;
     try {

@@ -10,9 +10,9 @@ namespace {
 bool role_given(const app_config &cfg, const std::string &role) {
     auto g = [&](const char *key) { return cfg.given.count(key) > 0; };
     if (role == "asr") return g("asr") || g("asr-model") || g("asr-model-dir");
-    if (role == "llm") return g("model");
+    if (role == "llm") return g("model") || g("llm-url");
     if (role == "tts") return g("tts") || g("tts-model");
-    if (role == "audio_llm") return g("model") || g("asr");
+    if (role == "audio_llm") return g("model") || g("asr") || g("llm-url");
     return false;
 }
 

@@ -243,8 +243,8 @@ void bench_whisper(const bench_options &o, const std::vector<clip> &clips, bench
         if (cli.empty()) {
             p = median(parley_asr_times(*engine, c, o));
         } else {
-            std::vector<std::string> argv = {
-                cli, "-m", o.whisper_model, "-f", c.path, "-t", std::to_string(o.threads)};
+            std::vector<std::string> argv = {cli,    "-m", o.whisper_model,          "-f",
+                                             c.path, "-t", std::to_string(o.threads)};
             if (fast) {
                 // Greedy, no temperature fallback, no timestamps, the encoder cut to the
                 // clip's length (Parley's audio_ctx: one frame per 320 samples).
@@ -367,7 +367,8 @@ json pocketsphinx_wer(asr_engine &engine, const std::string &cli, const std::vec
     if (n == 0) return rows;
     std::printf("  %-44s %10.3f %10.3f\n", "mean", parley_sum / n, bare_sum / n);
     std::fflush(stdout);
-    return {{"clips", rows}, {"parley_mean", num(parley_sum / n)}, {"bare_mean", num(bare_sum / n)}};
+    return {
+        {"clips", rows}, {"parley_mean", num(parley_sum / n)}, {"bare_mean", num(bare_sum / n)}};
 }
 
 // --- LLM ---
@@ -653,9 +654,46 @@ void bench_llama_server(const bench_options &o, const std::string &model, bench_
                      &first);
         if (i >= o.warmup) server_ms.push_back(first);
     }
+    // Parley's remote engine (--llm-url) on the same server and conversation, its requests
+    // interleaved with the bare ones: the cost of the client, not of the server.
+    std::vector<double> remote_ms, bare_ms;
+    std::string remote_error;
+    try {
+        llm_config c;
+        c.urls = {"http://127.0.0.1:" + std::to_string(o.server_port)};
+        c.context = ctx;
+        c.slots = 1;
+        auto engine = make_llm_engine(c);
+        int slot = engine->acquire_slot();
+        for (int i = 0; i < o.warmup + o.repeats; ++i) {
+            double first = NO_VALUE;
+            http_request(o.server_port, "POST", "/v1/chat/completions", body(turn2, o.gen_tokens),
+                         &first);
+            llm_request req;
+            req.slot = slot;
+            req.max_tokens = o.gen_tokens;
+            req.sampling = greedy();
+            req.messages = [turn2](int, const auto &) { return turn2; };
+            llm_run run = run_request(*engine, std::move(req));
+            if (!run.result.error.empty()) throw std::runtime_error(run.result.error);
+            if (i >= o.warmup) {
+                remote_ms.push_back(run.submit_to_first_piece_ms);
+                bare_ms.push_back(first);
+            }
+        }
+        engine->release_slot(slot);
+    } catch (const std::exception &e) {
+        remote_error = e.what();
+    }
     stop_process(pid);
     rep.add({"llm", tag + " 2nd turn first token (server)", median(parley_ms), median(server_ms),
              "bare: llama-server, prompt cache on, request to first streamed token"});
+    if (remote_error.empty())
+        rep.add({"llm", tag + " first token over --llm-url", median(remote_ms), median(bare_ms),
+                 "Parley's remote engine against a bare streamed request, same server and "
+                 "conversation, alternating"});
+    else
+        rep.skip(tag + " over --llm-url", remote_error);
     rep.details["llama_server"][tag] = {{"parley_prompt_tokens", parley_prompt},
                                         {"parley_cached_tokens", parley_cached},
                                         {"parley_ms", num(median(parley_ms))},

@@ -1,5 +1,7 @@
 #include "llm/json-grammar.h"
 
+#include <algorithm>
+#include <cmath>
 #include <map>
 #include <stdexcept>
 
@@ -10,6 +12,9 @@ using json = nlohmann::json;
 namespace {
 
 constexpr int MAX_DEPTH = 32; // nesting of schemas (not of $refs, which become rules)
+// llama.cpp's grammar parser writes a bounded repeat x{m,n} out as n rules: the bounds of all
+// the schemas of one grammar together stay under this.
+constexpr int64_t MAX_REPEATS = 20000;
 
 // The JSON value rules every grammar may use (added when first used).
 const std::map<std::string, std::string> &primitives() {
@@ -176,10 +181,10 @@ class builder {
                                ? rule_for(schema["items"], hint + "-item", depth + 1)
                                : use("value");
         use("ws");
-        int64_t lo = schema.value("minItems", int64_t(0)),
-                hi = schema.value("maxItems", int64_t(-1));
+        int64_t lo = bound(schema, "minItems", 0), hi = bound(schema, "maxItems", -1);
         lo = std::max<int64_t>(0, std::min<int64_t>(lo, 1000));
         if (hi >= 0 && hi < lo) throw std::invalid_argument("maxItems is below minItems");
+        spend(hi < 0 ? lo : std::min<int64_t>(hi, 1000));
         if (hi == 0) return add(hint, "\"[\" ws \"]\"");
         std::string more = "(ws \",\" ws " + item + ")";
         std::string rep = "{" + std::to_string(std::max<int64_t>(0, lo - 1)) + "," +
@@ -191,10 +196,11 @@ class builder {
     std::string string(const json &schema, const std::string &hint) {
         if (!schema.contains("minLength") && !schema.contains("maxLength")) return use("string");
         use("char");
-        int64_t lo = std::max<int64_t>(0, schema.value("minLength", int64_t(0)));
-        int64_t hi = schema.value("maxLength", int64_t(-1));
+        int64_t lo = std::max<int64_t>(0, bound(schema, "minLength", 0));
+        int64_t hi = bound(schema, "maxLength", -1);
         if (hi >= 0 && hi < lo) throw std::invalid_argument("maxLength is below minLength");
         lo = std::min<int64_t>(lo, 10000);
+        spend(hi < 0 ? lo : std::min<int64_t>(hi, 10000));
         std::string rep = "{" + std::to_string(lo) + "," +
                           (hi < 0 ? "" : std::to_string(std::min<int64_t>(hi, 10000))) + "}";
         return add(hint, "\"\\\"\" char" + rep + " \"\\\"\"");
@@ -221,6 +227,24 @@ class builder {
         throw std::invalid_argument("cannot follow $ref '" + path.substr(0, 64) + "'");
     }
 
+    // A length or count bound: a number (a fraction rounded down), kept within +-1e9.
+    static int64_t bound(const json &schema, const char *key, int64_t absent) {
+        if (!schema.contains(key)) return absent;
+        const json &v = schema[key];
+        if (!v.is_number()) throw std::invalid_argument(std::string(key) + " must be a number");
+        double d = v.get<double>();
+        if (std::isnan(d)) throw std::invalid_argument(std::string(key) + " must be a number");
+        return int64_t(std::clamp(std::floor(d), -1e9, 1e9));
+    }
+
+    void spend(int64_t repeats) {
+        repeats_ += repeats;
+        if (repeats_ > MAX_REPEATS)
+            throw std::invalid_argument("the length and item bounds (maxLength, maxItems, ...) "
+                                        "add up to more than " +
+                                        std::to_string(MAX_REPEATS) + " repeats");
+    }
+
     // A rule name from any text: letters, digits and dashes.
     static std::string safe(const std::string &s) {
         std::string out;
@@ -234,6 +258,7 @@ class builder {
     std::map<std::string, std::string> rules_;
     std::vector<std::string> order_;
     std::map<std::string, std::string> refs_;
+    int64_t repeats_ = 0;
 };
 
 } // namespace

@@ -1176,7 +1176,10 @@ std::unique_ptr<llm_engine> make_llm_llama(const llm_config &config) {
     return std::make_unique<llm_llama>(config);
 }
 
+std::unique_ptr<llm_engine> make_llm_remote(const llm_config &config);
+
 std::unique_ptr<llm_engine> make_llm_engine(const llm_config &config) {
+    if (!config.urls.empty()) return make_llm_remote(config);
     return make_llm_llama(config);
 }
 

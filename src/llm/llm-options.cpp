@@ -26,6 +26,15 @@ void register_llm_options(option_table &t, llm_config &c) {
     t.add_string("chat-template", c.chat_template, "NAME",
                  "llama.cpp template name, a Jinja file (FILE.jinja), or \"plain\" (default: the "
                  "model's own)");
+    t.add_list("llm-url", c.urls, "URL",
+               "an OpenAI-compatible server for the replies instead of --model (llama-server, "
+               "vLLM, another Parley: http://HOST:PORT); repeat for a pool");
+    t.add_string("llm-api-key", c.api_key, "KEY",
+                 "bearer token for --llm-url (a flag shows in ps: PARLEY_LLM_API_KEY keeps it "
+                 "out)");
+    t.add_string("llm-model", c.remote_model, "NAME", "model name sent to --llm-url");
+    t.add_int("llm-timeout", c.remote_timeout_s, 1, 3600, "S",
+              "a --llm-url request that gets nothing for this long fails", "1..3600 seconds");
     t.add_switch("no-warmup", c.warmup, "skip the model's warm-up run at start", false);
 }
 

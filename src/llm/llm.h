@@ -192,6 +192,11 @@ struct llm_config {
     std::string chat_template; // empty: the model's own, else the plain fallback
     bool warmup = true;
     bool verbose = false;
+    // Remote: OpenAI-compatible servers (several: a pool) instead of a model file.
+    std::vector<std::string> urls;
+    std::string api_key;       // their bearer token
+    std::string remote_model;  // the "model" sent (empty: the server's own)
+    int remote_timeout_s = 60; // a request that gets no byte for this long fails
     // Sampling takes the top-k (greedy: the few best) candidates from the logits in one pass
     // before llama.cpp's sampler chain; false gives the chain the whole vocabulary (same tokens,
     // slower with large vocabularies; kept to check that).

@@ -146,6 +146,12 @@ std::vector<tool_spec> parse_tools(const json &tools, std::string *error) {
         *error = "at most 128 tools";
         return {};
     }
+    try {
+        if (!out.empty()) (void)tool_call_grammar(out); // all of them in one grammar
+    } catch (const std::exception &e) {
+        *error = std::string("tools: ") + e.what();
+        return {};
+    }
     return out;
 }
 

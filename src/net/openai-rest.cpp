@@ -153,6 +153,11 @@ bool is_openai_voice(std::string_view name) {
            std::end(OPENAI_VOICES);
 }
 
+bool voice_available(const std::string &name, tts_engine *tts) {
+    if (is_openai_voice(name)) return true;
+    return tts && !name.empty() && name.size() <= 64 && tts->knows_voice(name);
+}
+
 std::string openai_error(const std::string &message, const std::string &type,
                          const std::string &param, const std::string &code) {
     return dump({{"error",
@@ -558,8 +563,7 @@ void openai_rest::impl::speech(const rest_request &req, std::shared_ptr<http_ans
         if (j["voice"].is_object() && j["voice"].contains("id") && j["voice"]["id"].is_string())
             voice = j["voice"]["id"];
         if (!is_openai_voice(voice)) {
-            // One of the engine's own voices, checked by name against its list.
-            if (voice.empty() || voice.size() > 64 || !eng.tts->knows_voice(voice))
+            if (!voice_available(voice, eng.tts))
                 return fail(*a, 400,
                             "voice " + quote_value(voice) +
                                 " is not available: use one of OpenAI's voice names (each "

@@ -44,6 +44,9 @@ std::string openai_error(const std::string &message, const std::string &type,
 
 // One of the voice names OpenAI's clients send (each speaks with the server's own voice)?
 bool is_openai_voice(std::string_view name);
+// A voice a client may ask for: one of OpenAI's names, or one of the engine's own voices (by
+// name, at most 64 bytes, checked against its list; none without an engine).
+bool voice_available(const std::string &name, tts_engine *tts);
 
 class openai_rest {
   public:

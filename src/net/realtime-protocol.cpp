@@ -1079,9 +1079,7 @@ void realtime_connection::on_text(std::string_view message) {
             }
             rt_settings s = st.settings;
             tts_engine *tts = st.eng.tts;
-            auto voice_ok = [tts](const std::string &v) {
-                return is_openai_voice(v) || (tts && tts->knows_voice(v));
-            };
+            auto voice_ok = [tts](const std::string &v) { return voice_available(v, tts); };
             if (auto e = parse_session(j["session"], &s, voice_ok)) return fail(*e);
             session_settings o = settings_of(s, st.cfg);
             std::vector<tool_spec> offered;

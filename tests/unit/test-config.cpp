@@ -1,4 +1,5 @@
 #include "app/config.h"
+#include "llm/llm.h"
 #include "net/access.h"
 
 #include <gtest/gtest.h>
@@ -146,6 +147,37 @@ TEST(config, model_file_engines_need_their_files) {
     EXPECT_NE(e.validate(), "");
 }
 
+TEST(config, remote_language_models_are_a_pool_of_urls_and_take_text) {
+    app_config c;
+    EXPECT_EQ(parse_args(c,
+                         {"--llm-url", "http://127.0.0.1:8081", "--llm-url", "http://b:8081/v1",
+                          "--llm-timeout", "5", "--llm-model", "qwen"},
+                         nullptr),
+              "");
+    EXPECT_EQ(c.validate(), "");
+    EXPECT_EQ(c.llm.urls.size(), 2u);
+    EXPECT_EQ(c.llm.remote_timeout_s, 5);
+    EXPECT_EQ(c.llm.remote_model, "qwen");
+    app_config both = c;
+    both.llm.model_path = "m.gguf";
+    EXPECT_NE(both.validate().find("give one"), std::string::npos);
+    app_config hear = c;
+    hear.asr.engine = "audio-llm";
+    EXPECT_NE(hear.validate().find("takes text"), std::string::npos);
+    app_config bad;
+    EXPECT_EQ(parse_args(bad, {"--llm-timeout", "0"}, nullptr), "");
+    EXPECT_NE(bad.validate().find("llm-timeout"), std::string::npos);
+    // Not a web address: refused when the engine is made, naming it.
+    llm_config l;
+    l.urls = {"ftp://x"};
+    try {
+        make_llm_engine(l);
+        ADD_FAILURE() << "an ftp URL was taken";
+    } catch (const llm_error &e) {
+        EXPECT_NE(std::string(e.what()).find("ftp://x"), std::string::npos);
+    }
+}
+
 namespace {
 
 std::string write_temp(const std::string &name, const std::string &text) {
@@ -169,9 +201,9 @@ TEST(config, a_setting_is_a_flag_a_variable_and_a_config_key) {
     EXPECT_EQ(parse_args(c, {"--config", toml, "--port", "9200"}, nullptr), "");
     unsetenv("PARLEY_MAX_TOKENS");
     unsetenv("PARLEY_SLOTS");
-    EXPECT_EQ(c.server.port, 9200);         // the flag
-    EXPECT_EQ(c.session.max_tokens, 60);    // the environment over the file
-    EXPECT_EQ(c.llm.slots, 3);              // the environment alone
+    EXPECT_EQ(c.server.port, 9200);      // the flag
+    EXPECT_EQ(c.session.max_tokens, 60); // the environment over the file
+    EXPECT_EQ(c.llm.slots, 3);           // the environment alone
     EXPECT_EQ(c.server.allowed_origins.size(), 2u);
     EXPECT_TRUE(c.given.count("port") && c.given.count("slots"));
     std::string json = write_temp("parley.json", R"({"asr_fast": true, "voice": "en-us"})");

@@ -75,6 +75,28 @@ TEST(json_grammar, refs_recursion_and_bad_schemas) {
     EXPECT_THROW(json_schema_grammar(deep), std::invalid_argument);
 }
 
+// llama.cpp writes a bounded repeat out rule by rule: the bounds of one grammar add up to at
+// most 20000, per schema and for all the tools of a request together.
+TEST(json_grammar, length_and_item_bounds_have_a_total) {
+    json big = json::parse(R"({"type": "string", "maxLength": 9000})");
+    EXPECT_NO_THROW(json_schema_grammar(big));
+    json three = {{"anyOf", {big, big, big}}};
+    EXPECT_THROW(json_schema_grammar(three), std::invalid_argument);
+    json unbounded = json::parse(R"({"type": "array", "items": {"type": "string"}})");
+    EXPECT_NO_THROW(json_schema_grammar(unbounded)) << "a star is one rule";
+    json tools = json::array();
+    for (const char *name : {"a", "b", "c"})
+        tools.push_back({{"type", "function"},
+                         {"name", name},
+                         {"parameters", {{"type", "object"}, {"properties", {{"s", big}}}}}});
+    std::string err;
+    EXPECT_TRUE(parse_tools(tools, &err).empty());
+    EXPECT_NE(err.find("20000"), std::string::npos) << err;
+    tools.erase(2);
+    err.clear();
+    EXPECT_EQ(parse_tools(tools, &err).size(), 2u) << err;
+}
+
 TEST(tool_calls, parse_tools_checks_names_and_schemas) {
     EXPECT_EQ(weather_tools().size(), 2u);
     std::string err;
