@@ -261,6 +261,9 @@ std::string reference_transcript(const std::string &wav) {
 
 std::string http_request(int port, const std::string &method, const std::string &path,
                          const std::string &body, double *first_ms, bool stop_at_first) {
+    // From before the connection: llama-server closes a connection after each streamed reply,
+    // so every client's request pays for a new one.
+    auto t0 = bench_clock::now();
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0) return {};
     sockaddr_in addr{};
@@ -276,7 +279,6 @@ std::string http_request(int port, const std::string &method, const std::string 
         req += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
                "\r\n";
     req += "\r\n" + body;
-    auto t0 = bench_clock::now();
     if (send(fd, req.data(), req.size(), MSG_NOSIGNAL) != ssize_t(req.size())) {
         close(fd);
         return {};

@@ -105,8 +105,8 @@ std::string reference_transcript(const std::string &wav);
 // --- llama-server ---
 
 // One HTTP/1.1 request to 127.0.0.1:port; reads the response to its end. With first_ms, sets
-// it at the first SSE event with text content (request sent to that event) and, with
-// stop_at_first, returns right then.
+// it at the first SSE event with text content (from the connection's start to that event) and,
+// with stop_at_first, returns right then.
 std::string http_request(int port, const std::string &method, const std::string &path,
                          const std::string &body, double *first_ms = nullptr,
                          bool stop_at_first = true);

@@ -667,8 +667,10 @@ void bench_llama_server(const bench_options &o, const std::string &model, bench_
         int slot = engine->acquire_slot();
         for (int i = 0; i < o.warmup + o.repeats; ++i) {
             double first = NO_VALUE;
+            // Read to its end: a request dropped at its first token would keep the server busy
+            // with its next one while Parley's arrives.
             http_request(o.server_port, "POST", "/v1/chat/completions", body(turn2, o.gen_tokens),
-                         &first);
+                         &first, false);
             llm_request req;
             req.slot = slot;
             req.max_tokens = o.gen_tokens;

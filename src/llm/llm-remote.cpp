@@ -404,6 +404,7 @@ class llm_remote : public llm_engine {
         if (!t->easy) return finish(*t, LLM_STOP_ERROR, "curl_easy_init failed");
         t->headers = curl_slist_append(nullptr, "Content-Type: application/json");
         t->headers = curl_slist_append(t->headers, "Accept: text/event-stream");
+        t->headers = curl_slist_append(t->headers, "Expect:"); // no 100-continue round trip
         if (!api_key_.empty())
             t->headers =
                 curl_slist_append(t->headers, ("Authorization: Bearer " + api_key_).c_str());
