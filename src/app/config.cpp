@@ -158,6 +158,11 @@ std::string app_config::validate() const {
     if (session.max_tokens >= llm.context) return "max-tokens must be smaller than ctx";
     if (tts.engine == "piper" && tts.model_path.empty())
         return "tts piper needs a voice: --tts-model VOICE.onnx";
+    if (!llm.rpc.empty()) {
+        std::string err;
+        if (parse_rpc_endpoints(llm.rpc, &err).empty()) return err;
+        if (llm.model_path.empty()) return "--rpc needs the model (--model FILE.gguf)";
+    }
     if (!llm.urls.empty() && !llm.model_path.empty())
         return "--llm-url and --model both name a language model: give one";
     if (!llm.urls.empty() && (session.direct_audio || asr.engine == "audio-llm"))
@@ -255,6 +260,7 @@ commands:
   bench [--help]          simulated voice clients against a real server: latency per stage,
                           CPU, memory, HTML report
   bench engines [--help]  Parley's engines against the bare tools on the same inputs
+  rpc-worker [--help]     serve this machine's CPU to a model's layers (serve --rpc)
 
 Every command answers --help with its options. serve, chat, transcribe and say share the
 settings: each is a flag (--port 9000), a key of a --config FILE (JSON or TOML), and an

@@ -12,6 +12,7 @@
 #include "core/metrics.h"
 #include "core/worker.h"
 #include "llm/conversation.h"
+#include "llm/llm-rpc.h"
 #include "models/model-command.h"
 #include "net/server.h"
 #include "pipeline/session-directory.h"
@@ -306,6 +307,7 @@ int main(int argc, char **argv) {
     std::string cmd = args[0];
     args.erase(args.begin());
     if (cmd == "models") return cmd_models(args);
+    if (cmd == "rpc-worker") return rpc_worker_main(args);
     if (cmd == "bench" && !args.empty() && args[0] == "engines")
         return engine_bench_main(std::vector<std::string>(args.begin() + 1, args.end()));
     if (cmd == "bench" && !args.empty() && args[0] == "voice")

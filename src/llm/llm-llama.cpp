@@ -9,6 +9,7 @@
 // worker thread, between the text before the user's turn and the instruction after it. The
 // slot's token record then stops at the audio: the next (text) turn reuses the cached prefix up
 // to there and re-evaluates the rest as text.
+#include "llm/llm-rpc.h"
 #include "llm/llm.h"
 #include "llm/tool-calls.h"
 
@@ -165,6 +166,16 @@ class llm_llama : public llm_engine {
         }
         llama_model_params mp = llama_model_default_params();
         mp.n_gpu_layers = 0;
+        // With RPC workers, every layer goes to them (split by their free memory).
+        std::vector<ggml_backend_dev_t> devices;
+        if (!config.rpc.empty()) {
+            std::string err;
+            devices = rpc_devices(parse_rpc_endpoints(config.rpc, &err));
+            if (!err.empty()) throw llm_error(err);
+            devices.push_back(nullptr);
+            mp.devices = devices.data();
+            mp.n_gpu_layers = 999;
+        }
         if (!config.verbose) mp.progress_callback = [](float, void *) { return true; };
         model_ = llama_model_load_from_file(path.c_str(), mp);
         if (!model_)

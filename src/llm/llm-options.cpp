@@ -2,7 +2,47 @@
 #include "core/option-table.h"
 #include "llm/llm.h"
 
+#include <cctype>
+
 namespace parley {
+
+bool split_host_port(const std::string &e, std::string *host, std::string *port) {
+    size_t colon = e.rfind(':');
+    if (colon == std::string::npos || colon == 0 || colon + 1 == e.size()) return false;
+    *host = e.substr(0, colon);
+    *port = e.substr(colon + 1);
+    if (host->front() == '[' && host->back() == ']') *host = host->substr(1, host->size() - 2);
+    for (char c : *port)
+        if (c < '0' || c > '9') return false;
+    if (port->size() > 5 || std::stoi(*port) < 1 || std::stoi(*port) > 65535) return false;
+    for (char c : *host)
+        if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == ':'))
+            return false;
+    return !host->empty() && host->size() <= 253;
+}
+
+std::vector<std::string> parse_rpc_endpoints(const std::string &list, std::string *error) {
+    std::vector<std::string> out;
+    size_t at = 0;
+    while (at <= list.size()) {
+        size_t comma = list.find(',', at);
+        std::string e =
+            list.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
+        std::string host, port;
+        if (!split_host_port(e, &host, &port)) {
+            *error = "rpc: '" + e.substr(0, 64) + "' is not HOST:PORT";
+            return {};
+        }
+        out.push_back(e);
+        if (comma == std::string::npos) break;
+        at = comma + 1;
+    }
+    if (out.size() > 16) {
+        *error = "rpc: at most 16 workers";
+        return {};
+    }
+    return out;
+}
 
 void register_llm_options(option_table &t, llm_config &c) {
     t.group("Language model");
@@ -26,6 +66,9 @@ void register_llm_options(option_table &t, llm_config &c) {
     t.add_string("chat-template", c.chat_template, "NAME",
                  "llama.cpp template name, a Jinja file (FILE.jinja), or \"plain\" (default: the "
                  "model's own)");
+    t.add_string("rpc", c.rpc, "HOST:PORT,...",
+                 "put the model's layers on these workers (parley rpc-worker on each machine; "
+                 "llama.cpp's RPC backend)");
     t.add_list("llm-url", c.urls, "URL",
                "an OpenAI-compatible server for the replies instead of --model (llama-server, "
                "vLLM, another Parley: http://HOST:PORT); repeat for a pool");

@@ -192,6 +192,9 @@ struct llm_config {
     std::string chat_template; // empty: the model's own, else the plain fallback
     bool warmup = true;
     bool verbose = false;
+    // llama.cpp's RPC workers that hold the model's layers ("HOST:PORT,..."; empty: this
+    // machine's CPU).
+    std::string rpc;
     // Remote: OpenAI-compatible servers (several: a pool) instead of a model file.
     std::vector<std::string> urls;
     std::string api_key;       // their bearer token
@@ -202,6 +205,11 @@ struct llm_config {
     // slower with large vocabularies; kept to check that).
     bool preselect = true;
 };
+
+// "HOST:PORT" (a name, an IPv4 address or an IPv6 one in brackets; port 1-65535) apart.
+bool split_host_port(const std::string &endpoint, std::string *host, std::string *port);
+// "HOST:PORT,HOST:PORT" (--rpc) into endpoints; empty with *error set when one is malformed.
+std::vector<std::string> parse_rpc_endpoints(const std::string &list, std::string *error);
 
 // Registers the language model's settings (--model, --ctx, ...) in the option table.
 void register_llm_options(option_table &t, llm_config &c);
