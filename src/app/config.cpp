@@ -163,6 +163,8 @@ std::string app_config::validate() const {
         if (parse_rpc_endpoints(llm.rpc, &err).empty()) return err;
         if (llm.model_path.empty()) return "--rpc needs the model (--model FILE.gguf)";
     }
+    if (!asr.url.empty() && (asr.engine == "audio-llm" || session.direct_audio))
+        return "--asr-url and the audio-llm recogniser both transcribe: give one";
     if (!llm.urls.empty() && !llm.model_path.empty())
         return "--llm-url and --model both name a language model: give one";
     if (!llm.urls.empty() && (session.direct_audio || asr.engine == "audio-llm"))

@@ -9,9 +9,9 @@ namespace {
 // A flag names the engine of this role: the profile leaves it alone.
 bool role_given(const app_config &cfg, const std::string &role) {
     auto g = [&](const char *key) { return cfg.given.count(key) > 0; };
-    if (role == "asr") return g("asr") || g("asr-model") || g("asr-model-dir");
+    if (role == "asr") return g("asr") || g("asr-model") || g("asr-model-dir") || g("asr-url");
     if (role == "llm") return g("model") || g("llm-url");
-    if (role == "tts") return g("tts") || g("tts-model");
+    if (role == "tts") return g("tts") || g("tts-model") || g("tts-url");
     if (role == "audio_llm") return g("model") || g("asr") || g("llm-url");
     return false;
 }

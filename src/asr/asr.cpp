@@ -9,6 +9,7 @@ namespace parley {
 std::unique_ptr<asr_engine> make_asr_pocketsphinx(const asr_config &config);
 std::unique_ptr<asr_engine> make_asr_whisper(const asr_config &config);
 std::unique_ptr<asr_engine> make_asr_parakeet(const asr_config &config);
+std::unique_ptr<asr_engine> make_asr_remote(const asr_config &config);
 
 std::string bare_word(std::string word) {
     word = utf8_sanitize(word);
@@ -22,6 +23,7 @@ std::string bare_word(std::string word) {
 }
 
 std::unique_ptr<asr_engine> make_asr_engine(const asr_config &config) {
+    if (!config.url.empty()) return make_asr_remote(config);
     if (config.engine == "pocketsphinx") return make_asr_pocketsphinx(config);
     if (config.engine == "whisper") return make_asr_whisper(config);
     if (config.engine == "parakeet") return make_asr_parakeet(config);

@@ -83,6 +83,10 @@ struct asr_config {
     int threads = 0;                // 0: the engine's choice
     int pool = 2;                   // decoders made at start, ready for the first sessions
     int partial_interval_ms = 1000; // engines that re-decode for partials: how often
+    // Another server (OpenAI's /v1/audio/transcriptions) instead of an engine here.
+    std::string url;
+    std::string api_key;
+    std::string remote_model; // the "model" field sent (empty: whisper-1)
     // PocketSphinx: the first pass alone with a narrowed search (less CPU, the transcript ready
     // as the utterance ends) instead of the engine's own full search and end-of-utterance
     // passes. It costs accuracy (docs/benchmarks.md), so it is off unless asked for.

@@ -17,6 +17,7 @@
 #include "llm/llm.h"
 
 #include "core/clock.h"
+#include "core/http-client.h"
 #include "core/log.h"
 #include "core/worker.h"
 #include "llm/tool-calls.h"
@@ -49,40 +50,6 @@ std::string base_of(std::string url) {
         url.pop_back();
     if (url.ends_with("/v1")) url.resize(url.size() - 3);
     return url;
-}
-
-// A blocking GET (start-up and health checks): the status, or 0 when nothing answered.
-long http_get(const std::string &url, const std::string &api_key, long timeout_ms,
-              std::string *body, std::string *error) {
-    CURL *curl = curl_easy_init();
-    if (!curl) return 0;
-    char errbuf[CURL_ERROR_SIZE] = "";
-    curl_slist *headers = nullptr;
-    if (!api_key.empty())
-        headers = curl_slist_append(headers, ("Authorization: Bearer " + api_key).c_str());
-    curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-    curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms);
-    curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
-    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(
-        curl, CURLOPT_WRITEFUNCTION, +[](char *p, size_t, size_t n, void *out) -> size_t {
-            auto *s = static_cast<std::string *>(out);
-            if (s->size() < (1u << 20)) s->append(p, n);
-            return n;
-        });
-    std::string sink;
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, body ? body : &sink);
-    CURLcode rc = curl_easy_perform(curl);
-    long status = 0;
-    if (rc == CURLE_OK)
-        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-    else if (error)
-        *error = errbuf[0] ? errbuf : curl_easy_strerror(rc);
-    curl_slist_free_all(headers);
-    curl_easy_cleanup(curl);
-    return status;
 }
 
 struct member {
@@ -236,15 +203,14 @@ class llm_remote : public llm_engine {
     // At start, before the engine's thread: /props (llama-server: its context and slots), then
     // the health check.
     void probe(member &m) {
-        std::string body, error;
-        long status = http_get(m.base + "/props", api_key_, 5000, &body, &error);
-        if (status == 0) {
-            m.why_down = error;
+        http_reply props = http_call(m.base + "/props", "", "", api_key_, 5000, 1u << 20);
+        if (props.status == 0) {
+            m.why_down = props.error;
             return;
         }
-        read_props(m, status, body);
-        status = http_get(m.base + "/health", api_key_, 5000, nullptr, &error);
-        health(m, status, error);
+        read_props(m, props.status, props.body);
+        http_reply h = http_call(m.base + "/health", "", "", api_key_, 5000, 1u << 20);
+        health(m, h.status, h.error);
     }
 
     void read_props(member &m, long status, const std::string &body) {

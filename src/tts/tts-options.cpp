@@ -10,6 +10,13 @@ void register_tts_options(option_table &t, tts_config &c, tts_params &session_vo
                  "speech output engine (none: text-only replies)");
     t.add_string("tts-model", c.model_path, "VOICE.onnx",
                  "piper voice (with VOICE.onnx.json beside it)");
+    t.add_string("tts-url", c.url, "URL",
+                 "another server speaks each phrase (OpenAI's /v1/audio/speech: another "
+                 "Parley...): http://HOST:PORT");
+    t.add_string("tts-api-key", c.api_key, "KEY",
+                 "bearer token for --tts-url (PARLEY_TTS_API_KEY keeps it out of ps)");
+    t.add_string("tts-url-model", c.remote_model, "NAME",
+                 "model name sent to --tts-url (default tts-1)");
     option_spec voice;
     voice.name = "voice";
     voice.value = "NAME";

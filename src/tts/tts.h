@@ -58,6 +58,10 @@ struct tts_config {
     std::string engine = "espeak"; // espeak, piper, none
     std::string model_path;        // piper: the voice's .onnx (its .onnx.json beside it)
     tts_params defaults;
+    // Another server (OpenAI's /v1/audio/speech) instead of an engine here.
+    std::string url;
+    std::string api_key;
+    std::string remote_model; // the "model" field sent (empty: tts-1)
 };
 
 // Registers the speech engines' settings (--tts, --voice, ...). `session_voice`: the voice
