@@ -57,6 +57,10 @@ void native_connection::store_changed() {
     session_->store_changed();
 }
 
+void native_connection::drain(std::function<void()> ready) {
+    session_->drain(std::move(ready));
+}
+
 std::string native_connection::error_message(const std::string &code, const std::string &message) {
     return encode_error(code, message);
 }

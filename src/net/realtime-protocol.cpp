@@ -1022,6 +1022,10 @@ void realtime_connection::store_changed() {
     session_->store_changed();
 }
 
+void realtime_connection::drain(std::function<void()> ready) {
+    session_->drain(std::move(ready));
+}
+
 std::string realtime_connection::error_message(const std::string &code,
                                                const std::string &message) {
     std::lock_guard lock(st_->m);

@@ -46,6 +46,7 @@ class realtime_connection : public ws_session {
     void on_binary(std::string_view bytes) override;
     void close() override;
     void store_changed() override;
+    void drain(std::function<void()> ready) override;
     std::string error_message(const std::string &code, const std::string &message) override;
 
     struct state;

@@ -54,6 +54,10 @@ void register_server_options(option_table &t, server_options &o) {
     t.add_int("max-sessions-per-ip", o.max_sessions_per_ip, 0, 100000, "N",
               "open sessions at most from one client address; the next gets HTTP 429 with "
               "Retry-After (0: only --max-sessions)");
+    t.add_int("drain-seconds", o.drain_seconds, 0, 3600, "SECONDS",
+              "on SIGTERM: refuse new sessions, let the replies in progress finish, tell their "
+              "clients to reconnect, then stop; at most this long (0: stop at once, as on "
+              "SIGINT)");
     t.add_int("idle-timeout", o.idle_timeout_s, 0, 86400, "SECONDS",
               "close a session whose client sent nothing for this long, with an idle_timeout "
               "error (0: never)");

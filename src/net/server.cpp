@@ -66,6 +66,9 @@ class ws_conn_base {
     virtual void shutdown() = 0;
     virtual void store_changed() = 0;
     virtual void close_session() = 0;
+    // The server is draining: once the session's reply in progress is done and the client told
+    // (server_draining), the connection closes with 1012 (service restart).
+    virtual void drain() = 0;
 };
 
 struct server::impl {
@@ -81,6 +84,12 @@ struct server::impl {
     std::unique_ptr<ssl::context> tls; // HTTPS and WSS (--tls-cert/--tls-key, --tls self-signed)
     std::unique_ptr<openai_rest> rest; // /v1/...
     std::atomic<bool> stopping{false};
+    // SIGTERM: no new sessions, the replies in progress finish, then the server stops (or after
+    // --drain-seconds).
+    std::atomic<bool> draining{false};
+    mono_time drain_until{};
+    void drain();
+    void watch_drain();
     // Every second: idle sessions, and is the database file still there? (store::check_file)
     asio::steady_timer housekeeping_timer{ioc};
     uint64_t store_generation = 0;
@@ -193,12 +202,32 @@ class ws_conn : public ws_conn_base,
 
     void close_locked() {
         closed_ = true;
-        asio::post(ws_.get_executor(), [self = shared_from_this(), reason = end_reason_] {
-            if (self->ws_.is_open())
-                self->ws_.async_close(
-                    websocket::close_reason(websocket::close_code::policy_error, reason),
-                    [self](beast::error_code) {});
-        });
+        asio::post(ws_.get_executor(),
+                   [self = shared_from_this(), reason = end_reason_, code = end_code_] {
+                       if (self->ws_.is_open())
+                           self->ws_.async_close(websocket::close_reason(code, reason),
+                                                 [self](beast::error_code) {});
+                   });
+    }
+
+    void drain() override {
+        std::shared_ptr<ws_session> s;
+        {
+            std::lock_guard lock(qm_);
+            s = sess_;
+        }
+        auto self = shared_from_this();
+        auto go = [self] {
+            std::lock_guard lock(self->qm_);
+            if (self->closed_) return;
+            self->end_code_ = websocket::close_code::service_restart;
+            self->end_reason_ = "server draining";
+            if (!self->writing_ && self->q_.empty()) self->close_locked();
+        };
+        if (s)
+            s->drain(go);
+        else
+            go();
     }
 
     void shutdown() override {
@@ -366,7 +395,8 @@ class ws_conn : public ws_conn_base,
     size_t queued_ = 0;
     bool writing_ = false;
     std::string end_reason_; // end(): close once the queue is empty
-    std::string ip_;         // the client's address (admission)
+    websocket::close_code end_code_ = websocket::close_code::policy_error;
+    std::string ip_; // the client's address (admission)
     ws_protocol protocol_;
     std::atomic<double> last_input_s_{0};
     std::atomic<bool> idle_closed_{false};
@@ -507,6 +537,7 @@ template <class Stream> class http_conn : public std::enable_shared_from_this<ht
             beast::error_code ec2;
             auto peer = socket().remote_endpoint(ec2);
             std::string ip = ec2 ? std::string() : peer.address().to_string();
+            if (srv_->draining) return reply(busy_response(req, 0));
             if (int refused = srv_->admit(ip)) return reply(busy_response(req, refused));
             beast::get_lowest_layer(stream_).expires_never();
             std::make_shared<ws_conn<Stream>>(srv_, std::move(stream_), ip,
@@ -610,18 +641,24 @@ template <class Stream> class http_conn : public std::enable_shared_from_this<ht
     }
 
     // Refused for the limits: 503 (the server is full) or 429 (this address has its share),
-    // with when to try again.
+    // with when to try again; status 0: 503, the server is draining (another one takes it).
     static http::response<http::string_body>
     busy_response(const http::request<http::string_body> &req, int status) {
+        bool draining = status == 0;
         bool full = status == int(http::status::service_unavailable);
-        http::response<http::string_body> res{http::status(status), req.version()};
+        http::response<http::string_body> res{
+            draining ? http::status::service_unavailable : http::status(status), req.version()};
         res.set(http::field::content_type, "application/json");
-        res.set(http::field::retry_after, "5");
-        res.body() = json({{"error", full ? "the server has all the sessions it takes "
-                                            "(--max-sessions); try again later"
-                                          : "this address has all the sessions it may open "
-                                            "(--max-sessions-per-ip); try again later"},
-                           {"code", full ? "server_full" : "too_many_sessions"}})
+        res.set(http::field::retry_after, draining ? "1" : "5");
+        res.body() = json({{"error", draining ? "this server is going down: connect again (to "
+                                                "another server)"
+                                     : full   ? "the server has all the sessions it takes "
+                                                "(--max-sessions); try again later"
+                                              : "this address has all the sessions it may open "
+                                                "(--max-sessions-per-ip); try again later"},
+                           {"code", draining ? "server_draining"
+                                    : full   ? "server_full"
+                                             : "too_many_sessions"}})
                          .dump();
         res.keep_alive(false);
         res.prepare_payload();
@@ -776,9 +813,11 @@ server::impl::handle(const http::request<http::string_body> &req) {
     if (path == "/health") {
         // A store that refuses writes, or whose file vanished: 503 with the reason.
         std::string store_failure = eng.db ? eng.db->failure() : std::string();
-        return json_reply(store_failure.empty() ? http::status::ok
-                                                : http::status::service_unavailable,
-                          {{"status", store_failure.empty() ? "ok" : "failing"},
+        bool ok = store_failure.empty() && !draining;
+        return json_reply(ok ? http::status::ok : http::status::service_unavailable,
+                          {{"status", draining                ? "draining"
+                                      : store_failure.empty() ? "ok"
+                                                              : "failing"},
                            {"store", store_failure.empty() ? json("ok") : json(store_failure)},
                            {"llm", info.llm.empty() ? json(nullptr) : json(info.llm)},
                            {"asr", info.asr.empty() ? json(nullptr) : json(info.asr)},
@@ -870,6 +909,41 @@ void server::impl::watch_store() {
         for (auto &c : conns)
             c->store_changed();
     }
+}
+
+void server::impl::drain() {
+    draining = true;
+    drain_until = mono_now() + std::chrono::seconds(opt.drain_seconds);
+    std::set<std::shared_ptr<ws_conn_base>> all;
+    {
+        std::lock_guard lock(conns_m);
+        all = conns;
+    }
+    log_info("draining: no new sessions; %zu session(s) finish their replies, then reconnect "
+             "elsewhere (at most %d s)",
+             all.size(), opt.drain_seconds);
+    for (auto &c : all)
+        c->drain();
+    watch_drain();
+}
+
+// Every 50 ms: the server stops once its sessions have gone, or when the time is up.
+void server::impl::watch_drain() {
+    size_t left;
+    {
+        std::lock_guard lock(conns_m);
+        left = conns.size();
+    }
+    if (left == 0 || mono_now() >= drain_until) {
+        if (left)
+            log_warn("draining: %zu session(s) still busy after %d s: closing them", left,
+                     opt.drain_seconds);
+        return shutdown();
+    }
+    auto timer = std::make_shared<asio::steady_timer>(ioc, std::chrono::milliseconds(50));
+    timer->async_wait([this, timer](beast::error_code ec) {
+        if (!ec && !stopping) watch_drain();
+    });
 }
 
 void server::impl::shutdown() {
@@ -978,9 +1052,18 @@ void server::impl::setup_tls() {
 }
 
 void server::run() {
-    impl_->signals.async_wait([this](beast::error_code ec, int) {
-        if (!ec) impl_->shutdown();
-    });
+    // SIGTERM drains (a second one, or SIGINT, stops at once).
+    std::function<void(beast::error_code, int)> on_signal = [this, &on_signal](beast::error_code ec,
+                                                                               int sig) {
+        if (ec) return;
+        if (sig == SIGTERM && !impl_->draining && impl_->opt.drain_seconds > 0) {
+            impl_->drain();
+            impl_->signals.async_wait(on_signal);
+            return;
+        }
+        impl_->shutdown();
+    };
+    impl_->signals.async_wait(on_signal);
     impl_->accept();
     impl_->housekeeping();
     std::vector<std::jthread> threads;

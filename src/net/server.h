@@ -31,6 +31,7 @@ struct server_options {
     int max_sessions = 0;
     int max_sessions_per_ip = 0;
     int idle_timeout_s = 600;
+    int drain_seconds = 30; // SIGTERM: how long replies in progress may take (0: stop at once)
     int io_threads = 2;
     // The scheduler slice the I/O threads ask for (set_thread_slice): woken to write a reply's
     // audio, they take a core from the engines' threads at once instead of at the next tick.

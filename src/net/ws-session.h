@@ -2,6 +2,7 @@
 // protocol it speaks (native-protocol.h: Parley's own; realtime-protocol.h: OpenAI Realtime).
 #pragma once
 
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -32,6 +33,8 @@ class ws_session {
     virtual void on_binary(std::string_view bytes) = 0;
     virtual void close() = 0;
     virtual void store_changed() = 0; // session::store_changed()
+    // session::drain(): `ready` runs once the reply in progress is done and the client told.
+    virtual void drain(std::function<void()> ready) { ready(); }
     // An error message in this protocol's words, for the connection's own errors.
     virtual std::string error_message(const std::string &code, const std::string &message) = 0;
 };

@@ -564,6 +564,7 @@ void session::record_turn(std::shared_ptr<turn> t, bool interrupted) {
              sid.c_str(), (long long)t->id, tt.speech_end_to_audio_ms,
              tt.first_text_ms.value_or(-1), tt.first_audio_ms.value_or(-1), t->llm.generated_tokens,
              interrupted ? " (interrupted)" : "");
+    check_drained();
 }
 
 } // namespace parley

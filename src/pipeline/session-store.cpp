@@ -2,8 +2,8 @@
 // interrupted, so a crash leaves it said) and as it ends, and the turns the store did not take,
 // kept and written again until it does. A database made anew (its file was removed) gets the
 // whole history again.
-#include "pipeline/session.h"
 #include "pipeline/session-turn.h"
+#include "pipeline/session.h"
 
 #include "core/actor.h"
 #include "core/log.h"
@@ -36,6 +36,24 @@ void session::save_started(const turn &t) {
 // Any thread: the store was made anew, or may take what it refused.
 void session::store_changed() {
     post([this] { flush_unsaved(); });
+}
+
+void session::drain(std::function<void()> ready) {
+    post_control([this, ready = std::move(ready)]() mutable {
+        draining_ = std::move(ready);
+        check_drained();
+    });
+}
+
+void session::check_drained() {
+    // A reply being written and sent waits; one held for a turn that has not ended (a
+    // speculative start) is no one's reply yet.
+    if (!draining_ || (current_ && !current_->finished() && !current_->held())) return;
+    error("server_draining", "this server is going down: reconnect, and the conversation goes "
+                             "on (resume this session) on another one");
+    std::function<void()> ready = std::move(draining_);
+    draining_ = nullptr;
+    ready();
 }
 
 // A turn's record, new or amended (the same turn_id replaces it).
@@ -75,9 +93,9 @@ void session::flush_unsaved() {
                   [](const turn_record &a, const turn_record &b) { return a.turn_id < b.turn_id; });
     }
     std::string sid = id();
-    bool ok = row_saved_ || unsaved_.empty() ||
-              store_call("create a session", [&] { eng_.db->create_session(sid, token_hash_); })
-                  .empty();
+    bool ok = row_saved_ || unsaved_.empty() || store_call("create a session", [&] {
+                                                    eng_.db->create_session(sid, token_hash_);
+                                                }).empty();
     if (ok) row_saved_ = true;
     size_t done = 0;
     while (ok && done < unsaved_.size()) {

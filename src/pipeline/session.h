@@ -165,8 +165,13 @@ class session : public std::enable_shared_from_this<session> {
     // Any thread: the store was made anew (its file was removed), or may take what it refused:
     // the session writes what it has not saved (all of its history for a new database).
     void store_changed();
+    // Any thread: the server is going down. Once no reply is being written (the one in
+    // progress finished and stored), the client gets a server_draining error (reconnect: the
+    // conversation resumes wherever the session's store is) and `ready` runs, on the actor.
+    void drain(std::function<void()> ready);
 
   private:
+    void check_drained();
     // Another connection resumed this session (session-directory.h): told, closed, ended.
     void taken_over();
     void leave_id();
@@ -328,7 +333,8 @@ class session : public std::enable_shared_from_this<session> {
     // played without gaps from when it was sent (corrected by the client's playback reports).
     std::shared_ptr<turn> speaking_;
     playout_clock clock_;
-    std::shared_ptr<turn> cut_; // the last interrupted reply (its playback report may follow)
+    std::shared_ptr<turn> cut_;      // the last interrupted reply (its playback report may follow)
+    std::function<void()> draining_; // drain(): waiting for the reply in progress
     std::unique_ptr<echo_canceller> aec_;
     std::shared_ptr<std::atomic<bool>> prefill_busy_ = std::make_shared<std::atomic<bool>>(false);
     std::unique_ptr<asr_stream> asr_;
