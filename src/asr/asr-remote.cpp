@@ -70,12 +70,9 @@ class asr_remote : public asr_engine {
   public:
     explicit asr_remote(const asr_config &c)
         : key_(c.api_key), model_(c.remote_model.empty() ? "whisper-1" : c.remote_model) {
-        std::string base = c.url;
-        if (!(base.starts_with("http://") || base.starts_with("https://")))
-            throw asr_error("asr: --asr-url " + base + " is not an http:// or https:// URL");
-        while (!base.empty() && base.back() == '/')
-            base.pop_back();
-        if (base.ends_with("/v1")) base.resize(base.size() - 3);
+        std::string base = api_base(c.url);
+        if (base.empty())
+            throw asr_error("asr: --asr-url " + c.url + " is not an http:// or https:// URL");
         url_ = base + "/v1/audio/transcriptions";
         log_info("asr: utterances go to %s", url_.c_str());
     }

@@ -82,6 +82,14 @@ http_reply http_call(const std::string &url, const std::string &content_type,
     return r;
 }
 
+std::string api_base(std::string url) {
+    if (!(url.starts_with("http://") || url.starts_with("https://"))) return {};
+    while (!url.empty() && url.back() == '/')
+        url.pop_back();
+    if (url.ends_with("/v1")) url.resize(url.size() - 3);
+    return url;
+}
+
 std::string http_error_message(const http_reply &r) {
     if (r.status == 0) return r.error;
     nlohmann::json j = nlohmann::json::parse(r.body, nullptr, false);

@@ -20,6 +20,10 @@ http_reply http_call(const std::string &url, const std::string &content_type,
                      const std::string &body, const std::string &bearer, long timeout_ms,
                      size_t max_body = 64u << 20);
 
+// The base of an OpenAI-compatible server's URL (http:// or https://, without a trailing "/" or
+// "/v1"), or "" when `url` is not an http:// or https:// address.
+std::string api_base(std::string url);
+
 // The "message" of an OpenAI-shaped error body, else the body's start (one line).
 std::string http_error_message(const http_reply &r);
 

@@ -45,13 +45,6 @@ constexpr int BYTES_PER_TOKEN = 3; // the prompt budget's estimate
 constexpr double HEALTH_EVERY_MS = 1000;
 constexpr size_t MAX_ERROR_BODY = 4096;
 
-std::string base_of(std::string url) {
-    while (!url.empty() && url.back() == '/')
-        url.pop_back();
-    if (url.ends_with("/v1")) url.resize(url.size() - 3);
-    return url;
-}
-
 struct member {
     std::string base; // scheme://host:port[/prefix], without /v1
     bool up = false;
@@ -110,10 +103,10 @@ class llm_remote : public llm_engine {
         if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
             throw llm_error("llm: libcurl cannot start");
         for (const std::string &u : config.urls) {
-            if (!(u.starts_with("http://") || u.starts_with("https://")))
-                throw llm_error("llm: --llm-url " + u + " is not an http:// or https:// URL");
             member m;
-            m.base = base_of(u);
+            m.base = api_base(u);
+            if (m.base.empty())
+                throw llm_error("llm: --llm-url " + u + " is not an http:// or https:// URL");
             members_.push_back(std::move(m));
         }
         if (members_.empty()) throw llm_error("llm: no --llm-url");

@@ -52,12 +52,9 @@ class tts_remote : public tts_engine {
   public:
     explicit tts_remote(const tts_config &c)
         : key_(c.api_key), model_(c.remote_model.empty() ? "tts-1" : c.remote_model) {
-        std::string base = c.url;
-        if (!(base.starts_with("http://") || base.starts_with("https://")))
-            throw tts_error("tts: --tts-url " + base + " is not an http:// or https:// URL");
-        while (!base.empty() && base.back() == '/')
-            base.pop_back();
-        if (base.ends_with("/v1")) base.resize(base.size() - 3);
+        std::string base = api_base(c.url);
+        if (base.empty())
+            throw tts_error("tts: --tts-url " + c.url + " is not an http:// or https:// URL");
         url_ = base + "/v1/audio/speech";
     }
 

@@ -6,18 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { startServer, Client, clips, voiceTurn, wer, repo, readWav, streamPcm } from '../lib/parley.mjs';
-
-function freePort() {
-  return new Promise((ok) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => ok(port));
-    });
-  });
-}
+import { startServer, Client, clips, voiceTurn, wer, repo, readWav, streamPcm, freePort } from '../lib/parley.mjs';
 
 test('a second Parley transcribes and speaks for the first: a spoken turn, its words and its audio', async () => {
   const back = await startServer(['--tts', 'espeak'], { withModel: false });

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createServer, request } from 'node:http';
 import { existsSync } from 'node:fs';
-import { startServer, Client, model } from '../lib/parley.mjs';
+import { startServer, Client, model, freePort } from '../lib/parley.mjs';
 
 const LLAMA_SERVER = '/usr/bin/llama-server';
 const haveServer = existsSync(LLAMA_SERVER);
@@ -18,16 +18,6 @@ const servers = new Set();
 after(() => {
   for (const p of servers) p.kill('SIGKILL');
 });
-
-function freePort() {
-  return new Promise((ok) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => ok(port));
-    });
-  });
-}
 
 async function waitHealthy(url, ms = 30000) {
   const until = Date.now() + ms;

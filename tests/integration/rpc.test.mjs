@@ -4,23 +4,12 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { createServer } from 'node:net';
-import { startServer, Client, bin, model } from '../lib/parley.mjs';
+import { startServer, Client, bin, model, freePort } from '../lib/parley.mjs';
 
 const workers = new Set();
 after(() => {
   for (const p of workers) p.kill('SIGKILL');
 });
-
-function freePort() {
-  return new Promise((ok) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => ok(port));
-    });
-  });
-}
 
 async function worker() {
   const port = await freePort();

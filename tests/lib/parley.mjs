@@ -1,6 +1,7 @@
 // Helpers for tests and benchmarks that talk to a real `parley serve` over the network.
 import { spawn } from 'node:child_process';
 import { request } from 'node:http';
+import { createServer } from 'node:net';
 import { existsSync, readFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
@@ -14,6 +15,17 @@ export const clips = ['0870', '0880', '0890', '0920', '0930'].map((n) => ({
   wav: `${librivox}/sense_and_sensibility_01_austen_64kb-${n}.wav`,
   text: readFileSync(`${librivox}/sense_and_sensibility_01_austen_64kb-${n}.txt`, 'utf8').trim(),
 }));
+
+// A free TCP port on loopback (for servers a test starts).
+export function freePort() {
+  return new Promise((ok) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => ok(port));
+    });
+  });
+}
 
 export function tempDir() {
   return mkdtempSync(join(tmpdir(), 'parley-test-'));
