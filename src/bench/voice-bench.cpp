@@ -1507,7 +1507,8 @@ int voice_bench_main(const std::vector<std::string> &args) {
         return 2;
     }
     std::vector<std::string> server_args = o.server_args;
-    if (o.url.empty() && cfg.llm.model_path.empty() && cfg.profile.empty()) {
+    if (o.url.empty() && cfg.llm.model_path.empty() && cfg.llm.urls.empty() &&
+        cfg.profile.empty()) {
         const char *env = std::getenv("PARLEY_TEST_MODEL");
         std::string model = env && *env ? env : "../shared/models/stories260K.gguf";
         if (fs::exists(model)) {

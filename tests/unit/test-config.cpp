@@ -167,6 +167,20 @@ TEST(config, remote_language_models_are_a_pool_of_urls_and_take_text) {
     app_config bad;
     EXPECT_EQ(parse_args(bad, {"--llm-timeout", "0"}, nullptr), "");
     EXPECT_NE(bad.validate().find("llm-timeout"), std::string::npos);
+    // RPC workers: HOST:PORT lists, checked before any library sees them.
+    std::string err;
+    EXPECT_EQ(parse_rpc_endpoints("127.0.0.1:50052,[::1]:7,gpu-box.lan:1", &err).size(), 3u) << err;
+    for (const char *bad : {"", "host", "host:", ":80", "h:0", "h:65536", "h:8x", "a b:1", "h:1,",
+                            "h:1,,h:2", "../x:1"}) {
+        err.clear();
+        EXPECT_TRUE(parse_rpc_endpoints(bad, &err).empty()) << bad;
+        EXPECT_FALSE(err.empty()) << bad;
+    }
+    app_config rpc;
+    rpc.llm.rpc = "127.0.0.1:1";
+    EXPECT_NE(rpc.validate().find("--model"), std::string::npos);
+    rpc.llm.rpc = "nope";
+    EXPECT_NE(rpc.validate().find("HOST:PORT"), std::string::npos);
     // Not a web address: refused when the engine is made, naming it.
     llm_config l;
     l.urls = {"ftp://x"};
