@@ -13,7 +13,8 @@
 // request also asks for prompt caching and a server slot per session, so the history sent
 // unchanged from turn to turn is evaluated only where it is new.
 //
-// The prompt budget is estimated (3 bytes a token): the server's tokenizer is not at hand.
+// The prompt budget is estimated from bytes: llama-server's /tokenize on a sample at start,
+// then the servers' own prompt token counts (usage) as replies come back.
 #include "llm/llm.h"
 
 #include "core/clock.h"
@@ -41,7 +42,8 @@ namespace {
 
 using json = nlohmann::json;
 
-constexpr int BYTES_PER_TOKEN = 3; // the prompt budget's estimate
+constexpr double BYTES_PER_TOKEN = 3; // the prompt budget's first estimate
+constexpr int TOKENS_PER_MESSAGE = 8; // a message's markup in the chat template
 constexpr double HEALTH_EVERY_MS = 1000;
 constexpr size_t MAX_ERROR_BODY = 4096;
 
@@ -74,7 +76,19 @@ json message_json(const chat_message &m) {
     return out;
 }
 
+// The text a prompt's messages hold, in bytes.
+size_t text_bytes(const std::vector<chat_message> &list) {
+    size_t bytes = 0;
+    for (const chat_message &c : list) {
+        bytes += c.content.size();
+        for (const tool_call &k : c.tool_calls)
+            bytes += k.name.size() + k.arguments.size();
+    }
+    return bytes;
+}
+
 struct transfer {
+    size_t prompt_bytes = 0; // the messages' text sent
     llm_request req;
     mono_time submitted{}, started{}, first{};
     size_t member = 0;
@@ -202,6 +216,18 @@ class llm_remote : public llm_engine {
             return;
         }
         read_props(m, props.status, props.body);
+        if (m.llama_server) {
+            // Its tokenizer on a sample of prose: the budget's first estimate.
+            static const std::string SAMPLE =
+                "Once upon a time, in a quiet town by the sea, a little girl named Lily found "
+                "a shiny red ball. She asked her mother, \"Can I keep it?\" Her mother smiled.";
+            http_reply tok = http_call(m.base + "/tokenize", "application/json",
+                                       json{{"content", SAMPLE}}.dump(), api_key_, 5000, 1u << 20);
+            json j = json::parse(tok.body, nullptr, false);
+            if (tok.status == 200 && j.is_object() && j.contains("tokens") &&
+                j["tokens"].is_array())
+                calibrate(SAMPLE.size(), int(j["tokens"].size()));
+        }
         http_reply h = http_call(m.base + "/health", "", "", api_key_, 5000, 1u << 20);
         health(m, h.status, h.error);
     }
@@ -391,21 +417,18 @@ class llm_remote : public llm_engine {
         active_.push_back(std::move(t));
     }
 
-    std::string request_body(const transfer &t, const member &m) {
+    std::string request_body(transfer &t, const member &m) {
         const llm_request &r = t.req;
         int reply = std::max(16, r.max_tokens);
         int budget = std::max(16, ctx_ - reply);
         std::vector<chat_message> msgs;
         if (r.messages)
-            msgs = r.messages(budget, [](const std::vector<chat_message> &list) {
-                size_t bytes = 0;
-                for (const chat_message &c : list) {
-                    bytes += c.content.size() + 4 * BYTES_PER_TOKEN;
-                    for (const tool_call &k : c.tool_calls)
-                        bytes += k.name.size() + k.arguments.size();
-                }
-                return int(bytes / BYTES_PER_TOKEN);
-            });
+            msgs =
+                r.messages(budget, [bpt = bytes_per_token_](const std::vector<chat_message> &list) {
+                    return int(double(text_bytes(list)) / bpt) +
+                           TOKENS_PER_MESSAGE * int(list.size());
+                });
+        t.prompt_bytes = text_bytes(msgs);
         json messages = json::array();
         for (const chat_message &c : msgs)
             messages.push_back(message_json(c));
@@ -607,6 +630,7 @@ class llm_remote : public llm_engine {
             return;
         }
         if (stop == LLM_STOP_NONE) stop = LLM_STOP_EOG;
+        calibrate(t.prompt_bytes, t.result.prompt_tokens);
         // Calls the server returned as structured tool calls: the text form the pipeline reads.
         for (auto &[index, call] : t.calls) {
             if (call.name.empty()) continue;
@@ -614,6 +638,13 @@ class llm_remote : public llm_engine {
             deliver(t, tool_call_text(call));
         }
         end(it, stop, "");
+    }
+
+    // The budget's bytes per token follows what the servers count: the smallest ratio seen (a
+    // prompt's template markup makes it an underestimate, the safe side).
+    void calibrate(size_t bytes, int tokens) {
+        if (tokens <= 0 || bytes < 64) return;
+        bytes_per_token_ = std::clamp(double(bytes) / tokens, 0.5, bytes_per_token_);
     }
 
     // The same request on another member, or the error when none is left.
@@ -670,7 +701,8 @@ class llm_remote : public llm_engine {
     int slots_;
     int ctx_;
     double load_ms_ = 0;
-    std::vector<member> members_; // this engine's thread only, after the constructor
+    double bytes_per_token_ = BYTES_PER_TOKEN; // the engine's thread (and the constructor)
+    std::vector<member> members_;              // this engine's thread only, after the constructor
     std::mutex mutex_;
     std::vector<bool> slot_used_;
     std::deque<std::unique_ptr<transfer>> incoming_;
