@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <deque>
 #include <functional>
@@ -509,9 +510,7 @@ template <class Stream> class http_conn : public std::enable_shared_from_this<ht
             if (auto status = parse_error_status(ec))
                 return reply(error_response(http::request<http::string_body>{}, *status,
                                             "bad request: " + ec.message()));
-            beast::error_code ignored;
-            socket().shutdown(tcp::socket::shutdown_send, ignored);
-            return;
+            return linger_close();
         }
         http::request<http::string_body> req = parser_->release();
         if (tls_only_)
@@ -633,10 +632,7 @@ template <class Stream> class http_conn : public std::enable_shared_from_this<ht
                                   self->stream_ends_ = 0;
                                   return self->do_read();
                               }
-                              if (self->stream_ends_ == 2) {
-                                  beast::error_code ignored;
-                                  self->socket().shutdown(tcp::socket::shutdown_send, ignored);
-                              }
+                              if (self->stream_ends_ == 2) self->linger_close();
                           });
     }
 
@@ -680,13 +676,32 @@ template <class Stream> class http_conn : public std::enable_shared_from_this<ht
         auto sp = std::make_shared<http::response<http::string_body>>(std::move(res));
         http::async_write(stream_, *sp,
                           [self = shared_from_this(), sp](beast::error_code ec, size_t) {
-                              if (ec || !sp->keep_alive()) {
-                                  beast::error_code ignored;
-                                  self->socket().shutdown(tcp::socket::shutdown_send, ignored);
-                                  return;
-                              }
+                              if (ec || !sp->keep_alive()) return self->linger_close();
                               self->do_read();
                           });
+    }
+
+    // Closing with the client's bytes unread makes the kernel answer with a reset, which can
+    // destroy the reply the client has not read yet (a 413 or 431 for a request still being
+    // sent). So the send side is shut, and what the client still sends is read and dropped
+    // until it closes, for at most LINGER.
+    void linger_close() {
+        static constexpr auto LINGER = std::chrono::seconds(2);
+        beast::error_code ignored;
+        socket().shutdown(tcp::socket::shutdown_send, ignored);
+        beast::get_lowest_layer(stream_).expires_after(LINGER);
+        drain_input();
+    }
+    void drain_input() {
+        beast::get_lowest_layer(stream_).async_read_some(
+            asio::buffer(linger_buf_), [self = shared_from_this()](beast::error_code ec, size_t) {
+                if (ec) {
+                    beast::error_code ignored;
+                    self->socket().close(ignored);
+                    return;
+                }
+                self->drain_input();
+            });
     }
 
     server::impl *srv_;
@@ -697,6 +712,7 @@ template <class Stream> class http_conn : public std::enable_shared_from_this<ht
     std::deque<std::string> stream_out_; // a streamed answer's bytes not yet written
     int stream_ends_ = 0;                // 1: the stream ended, read on; 2: then close
     std::atomic<bool> stream_gone_{false};
+    std::array<char, 4096> linger_buf_;
 };
 
 // A new connection where TLS is on: its first bytes say whether it is TLS (a ClientHello) or
