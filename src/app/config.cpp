@@ -2,6 +2,7 @@
 
 #include "core/option-table.h"
 #include "net/access.h"
+#include "store/store.h"
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -31,6 +32,14 @@ option_table app_options(app_config &c) {
                  "when the store cannot be used (not a database, a newer schema), move it aside "
                  "(FILE.corrupt-TIME) and start a new one, saying so; without it the server "
                  "refuses to start");
+    t.add_string("store", c.store_url, "URL",
+                 "a PostgreSQL store that several Parley nodes share: "
+                 "postgresql://USER@HOST[:PORT]/DATABASE (a password in PGPASSWORD or ~/.pgpass, "
+                 "not in the URL); without it, the SQLite file of --db");
+    t.last().check = [&c]() -> std::string {
+        if (c.store_url.empty() || is_postgres_url(c.store_url)) return {};
+        return "--store takes a postgresql:// URL (an SQLite file is --db FILE)";
+    };
     t.add_choice("log-level", c.log_level, {"debug", "info", "warn", "error"}, "log detail");
     option_spec verbose;
     verbose.name = "verbose";
@@ -163,6 +172,9 @@ std::string app_config::validate() const {
         if (parse_rpc_endpoints(llm.rpc, &err).empty()) return err;
         if (llm.model_path.empty()) return "--rpc needs the model (--model FILE.gguf)";
     }
+    if (!store_url.empty() && db_recover)
+        return "--db-recover moves an SQLite file aside; a PostgreSQL store (--store) is never "
+               "moved";
     if (!asr.url.empty() && (asr.engine == "audio-llm" || session.direct_audio))
         return "--asr-url and the audio-llm recogniser both transcribe: give one";
     if (!llm.urls.empty() && !llm.model_path.empty())
@@ -184,7 +196,8 @@ std::string app_config::to_string() const {
     o << "host=" << server.host << " port=" << server.port
       << " model=" << (llm.model_path.empty() ? "-" : llm.model_path) << " ctx=" << llm.context
       << " slots=" << llm.slots << " asr=" << asr.engine << " tts=" << tts.engine
-      << " voice=" << session.tts.voice << " db=" << db_path;
+      << " voice=" << session.tts.voice
+      << (store_url.empty() ? " db=" + db_path : " store=" + redact_url(store_url));
     return o.str();
 }
 

@@ -3,9 +3,9 @@
 #pragma once
 
 #include "asr/asr.h"
-#include "pipeline/session.h"
 #include "llm/llm.h"
 #include "net/server.h"
+#include "pipeline/session.h"
 #include "tts/tts.h"
 
 #include <set>
@@ -22,11 +22,14 @@ struct app_config {
     session_config session;
     std::string db_path = "data/parley.db";
     bool db_recover = false; // a database that cannot be used is moved aside, not refused
+    std::string store_url;   // a PostgreSQL URL: the store several nodes share (else db_path)
     std::string log_level = "info";
     std::string wav_out;         // chat: write the spoken replies here; say: output file
     std::string profile;         // a profile of the model manifest (empty: the flags alone decide)
     std::set<std::string> given; // options set by the config file or the command line
 
+    // Where the conversations are kept: store_url, or else db_path.
+    const std::string &store_where() const { return store_url.empty() ? db_path : store_url; }
     // Empty when valid; otherwise one readable line.
     std::string validate() const;
     std::string to_string() const;

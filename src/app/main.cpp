@@ -94,12 +94,14 @@ int cmd_serve(app_config &cfg) {
     std::unique_ptr<store> db;
     try {
         std::string moved;
-        db = open_store(cfg.db_path, cfg.db_recover, &moved);
+        db = open_store(cfg.store_where(), cfg.db_recover, &moved);
         if (!moved.empty())
             log_warn("store: %s could not be used; moved aside to %s, starting a new one",
                      cfg.db_path.c_str(), moved.c_str());
     } catch (const std::exception &e) {
-        return fail(std::string(e.what()) + " (--db-recover moves it aside and starts a new one)");
+        return fail(
+            std::string(e.what()) +
+            (cfg.store_url.empty() ? " (--db-recover moves it aside and starts a new one)" : ""));
     }
     std::shared_ptr<const vad_model> vad;
     try {
@@ -127,7 +129,9 @@ int cmd_serve(app_config &cfg) {
     } catch (const std::exception &e) {
         return fail(e.what(), 1);
     }
-    log_info("stopped; %lld turns stored", (long long)db->count_turns());
+    int64_t stored = -1;
+    store_call("count the turns", [&] { stored = db->count_turns(); });
+    if (stored >= 0) log_info("stopped; %lld turns stored", (long long)stored);
     return 0;
 }
 

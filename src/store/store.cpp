@@ -39,11 +39,11 @@ struct stmt {
 
 } // namespace
 
-store::store(const std::string &path) : path_(path) {
+sqlite_store::sqlite_store(const std::string &path) : path_(path) {
     open_db();
 }
 
-void store::open_db() {
+void sqlite_store::open_db() {
     if (sqlite3_open_v2(path_.c_str(), &db_,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
                         nullptr) != SQLITE_OK) {
@@ -71,7 +71,7 @@ void store::open_db() {
 //   1: sessions (id, created_ms) and turns
 //   2: sessions.token_sha256: the hash of the session's resume token (NULL: none, its history
 //      is read with the API key only)
-void store::migrate() {
+void sqlite_store::migrate() {
     stmt v(db_, "PRAGMA user_version");
     int version = sqlite3_step(v.s) == SQLITE_ROW ? sqlite3_column_int(v.s, 0) : 0;
     if (version > STORE_SCHEMA_VERSION)
@@ -98,17 +98,17 @@ void store::migrate() {
     }
 }
 
-store::~store() {
+sqlite_store::~sqlite_store() {
     sqlite3_close(db_);
 }
 
-store::file_identity store::file_id(const std::string &path) {
+sqlite_store::file_identity sqlite_store::file_id(const std::string &path) {
     struct stat st;
     if (path == ":memory:" || path.empty() || ::stat(path.c_str(), &st) != 0) return {};
     return {true, uint64_t(st.st_dev), uint64_t(st.st_ino)};
 }
 
-template <class F> auto store::write(F &&f) {
+template <class F> auto sqlite_store::write(F &&f) {
     try {
         if (!db_) throw store_error("no database at " + path_ + " (" + failure_ + ")");
         if constexpr (std::is_void_v<decltype(f())>) {
@@ -125,17 +125,17 @@ template <class F> auto store::write(F &&f) {
     }
 }
 
-std::string store::failure() const {
+std::string sqlite_store::failure() const {
     std::lock_guard lock(m_);
     return failure_;
 }
 
-uint64_t store::generation() const {
+uint64_t sqlite_store::generation() const {
     std::lock_guard lock(m_);
     return generation_;
 }
 
-std::string store::check_file() {
+std::string sqlite_store::check_file() {
     std::lock_guard lock(m_);
     if (path_ == ":memory:" || !file_.known) return failure_;
     file_identity now = file_id(path_);
@@ -161,7 +161,7 @@ std::string store::check_file() {
     return failure_;
 }
 
-void store::exec(const char *sql) {
+void sqlite_store::exec(const char *sql) {
     char *err = nullptr;
     if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
         std::string msg = err ? err : "unknown error";
@@ -170,7 +170,7 @@ void store::exec(const char *sql) {
     }
 }
 
-void store::create_session(const std::string &id, const std::string &token_sha256) {
+void sqlite_store::create_session(const std::string &id, const std::string &token_sha256) {
     std::lock_guard lock(m_);
     write([&] {
         stmt s(db_,
@@ -186,7 +186,7 @@ void store::create_session(const std::string &id, const std::string &token_sha25
     });
 }
 
-bool store::session_exists(const std::string &id) {
+bool sqlite_store::session_exists(const std::string &id) {
     std::lock_guard lock(m_);
     if (!db_) throw store_error("no database at " + path_ + " (" + failure_ + ")");
     stmt s(db_, "SELECT 1 FROM sessions WHERE id = ?");
@@ -194,7 +194,7 @@ bool store::session_exists(const std::string &id) {
     return sqlite3_step(s.s) == SQLITE_ROW;
 }
 
-std::optional<std::string> store::session_token_hash(const std::string &id) {
+std::optional<std::string> sqlite_store::session_token_hash(const std::string &id) {
     std::lock_guard lock(m_);
     if (!db_) throw store_error("no database at " + path_ + " (" + failure_ + ")");
     stmt s(db_, "SELECT token_sha256 FROM sessions WHERE id = ?");
@@ -203,7 +203,7 @@ std::optional<std::string> store::session_token_hash(const std::string &id) {
     return s.text(0);
 }
 
-std::vector<turn_record> store::load_turns(const std::string &session_id) {
+std::vector<turn_record> sqlite_store::load_turns(const std::string &session_id) {
     std::lock_guard lock(m_);
     if (!db_) throw store_error("no database at " + path_ + " (" + failure_ + ")");
     stmt s(db_, "SELECT turn_id, user_text, reply_text, interrupted, timings, created_ms FROM turns"
@@ -223,7 +223,7 @@ std::vector<turn_record> store::load_turns(const std::string &session_id) {
     return out;
 }
 
-void store::append_turn(const std::string &session_id, const turn_record &t) {
+void sqlite_store::append_turn(const std::string &session_id, const turn_record &t) {
     std::lock_guard lock(m_);
     write([&] {
         stmt s(db_, "INSERT OR REPLACE INTO turns (session_id, turn_id, user_text, reply_text,"
@@ -243,10 +243,11 @@ void store::append_turn(const std::string &session_id, const turn_record &t) {
 std::unique_ptr<store> open_store(const std::string &path, bool recover, std::string *moved) {
     namespace fs = std::filesystem;
     if (moved) moved->clear();
+    if (is_postgres_url(path)) return make_postgres_store(path);
     if (fs::path p(path); p.has_parent_path() && path != ":memory:")
         fs::create_directories(p.parent_path());
     try {
-        return std::make_unique<store>(path);
+        return std::make_unique<sqlite_store>(path);
     } catch (const store_error &) {
         if (!recover || path == ":memory:") throw;
     }
@@ -257,10 +258,10 @@ std::unique_ptr<store> open_store(const std::string &path, bool recover, std::st
     for (const char *suffix : {"-wal", "-shm"})
         if (fs::exists(path + suffix)) fs::rename(path + suffix, aside + suffix, ec);
     if (moved) *moved = aside;
-    return std::make_unique<store>(path);
+    return std::make_unique<sqlite_store>(path);
 }
 
-int64_t store::count_turns() {
+int64_t sqlite_store::count_turns() {
     std::lock_guard lock(m_);
     if (!db_) throw store_error("no database at " + path_ + " (" + failure_ + ")");
     stmt s(db_, "SELECT COUNT(*) FROM turns");

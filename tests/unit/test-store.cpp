@@ -45,7 +45,7 @@ int user_version(const std::string &path) {
 TEST(store, new_database_has_the_current_schema_and_tokens) {
     std::string path = temp_db("new.db");
     {
-        store db(path);
+        sqlite_store db(path);
         db.create_session("s1", secret_hash("token-1"));
         db.create_session("s2");
         EXPECT_EQ(db.session_token_hash("s1"), secret_hash("token-1"));
@@ -66,7 +66,7 @@ TEST(store, a_database_from_before_versions_is_migrated_and_keeps_its_turns) {
               "INSERT INTO turns VALUES ('old', 1, 'hi', 'hello', 0, '{}', 2);");
     ASSERT_EQ(user_version(path), 0);
     {
-        store db(path);
+        sqlite_store db(path);
         EXPECT_TRUE(db.session_exists("old"));
         auto turns = db.load_turns("old");
         ASSERT_EQ(turns.size(), 1u);
@@ -75,16 +75,16 @@ TEST(store, a_database_from_before_versions_is_migrated_and_keeps_its_turns) {
         EXPECT_EQ(db.session_token_hash("old"), std::string());
     }
     EXPECT_EQ(user_version(path), STORE_SCHEMA_VERSION);
-    store again(path); // a second open changes nothing
+    sqlite_store again(path); // a second open changes nothing
     EXPECT_EQ(again.load_turns("old").size(), 1u);
 }
 
 TEST(store, a_newer_schema_is_refused_by_name) {
     std::string path = temp_db("newer.db");
-    { store db(path); }
+    { sqlite_store db(path); }
     sql(path, "PRAGMA user_version = 99");
     try {
-        store db(path);
+        sqlite_store db(path);
         FAIL() << "opened a schema from a newer Parley";
     } catch (const store_error &e) {
         EXPECT_NE(std::string(e.what()).find("newer"), std::string::npos) << e.what();
@@ -96,7 +96,7 @@ TEST(store, a_file_that_is_no_database_is_refused_with_sqlites_reason) {
     std::string path = temp_db("junk.db");
     std::ofstream(path) << std::string(4096, 'x');
     try {
-        store db(path);
+        sqlite_store db(path);
         FAIL() << "opened a file that is no database";
     } catch (const store_error &e) {
         EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
@@ -124,4 +124,20 @@ TEST(session_directory, one_holder_per_id) {
     EXPECT_EQ(d.size(), 0u);
     d.claim("t", make()); // its holder is gone at once
     EXPECT_EQ(d.claim("t", a), nullptr);
+}
+
+TEST(store, postgres_urls_are_recognised_and_shown_without_their_password) {
+    EXPECT_TRUE(is_postgres_url("postgresql://parley@db/parley"));
+    EXPECT_TRUE(is_postgres_url("postgres://db/parley"));
+    EXPECT_FALSE(is_postgres_url("data/parley.db"));
+    EXPECT_FALSE(is_postgres_url("mysql://db/parley"));
+    EXPECT_EQ(redact_url("postgresql://parley:s3cret@db:5432/parley"),
+              "postgresql://parley:***@db:5432/parley");
+    EXPECT_EQ(redact_url("postgresql://parley@db/parley"), "postgresql://parley@db/parley");
+    EXPECT_EQ(redact_url("postgresql://db/parley?user=u&password=s3cret&sslmode=require"),
+              "postgresql://db/parley?user=u&password=***&sslmode=require");
+    EXPECT_EQ(redact_url("postgresql://u:p%40ss@[::1]:5432/x"), "postgresql://u:***@[::1]:5432/x");
+    // An '@' in the path or query is no user information.
+    EXPECT_EQ(redact_url("postgresql://db:5432/x?application_name=a@b"),
+              "postgresql://db:5432/x?application_name=a@b");
 }
