@@ -3,6 +3,8 @@
 #include "core/secret.h"
 #include "net/http-request.h"
 
+#include <boost/asio/ip/address.hpp>
+
 #include <algorithm>
 #include <cctype>
 
@@ -88,6 +90,37 @@ bool carries_key(std::string_view key, std::string_view authorization, std::stri
         rest = rest.substr(comma + 1);
     }
     return found;
+}
+
+bool valid_ip_address(std::string_view addr) {
+    boost::system::error_code ec;
+    boost::asio::ip::make_address(std::string(addr), ec);
+    return !ec;
+}
+
+std::string client_address(const std::string &peer, std::string_view forwarded_for,
+                           const std::vector<std::string> &trusted) {
+    if (forwarded_for.empty() || trusted.empty()) return peer;
+    boost::system::error_code ec;
+    auto from = boost::asio::ip::make_address(peer, ec);
+    if (ec) return peer;
+    if (from.is_v6() && from.to_v6().is_v4_mapped())
+        from = boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, from.to_v6());
+    bool proxy = std::any_of(trusted.begin(), trusted.end(), [&](const std::string &t) {
+        boost::system::error_code e;
+        auto a = boost::asio::ip::make_address(t, e);
+        return !e && a == from;
+    });
+    if (!proxy) return peer;
+    size_t comma = forwarded_for.rfind(',');
+    std::string_view last =
+        comma == std::string_view::npos ? forwarded_for : forwarded_for.substr(comma + 1);
+    while (!last.empty() && (last.front() == ' ' || last.front() == '\t'))
+        last.remove_prefix(1);
+    while (!last.empty() && (last.back() == ' ' || last.back() == '\t'))
+        last.remove_suffix(1);
+    auto client = boost::asio::ip::make_address(std::string(last), ec);
+    return ec ? peer : client.to_string();
 }
 
 } // namespace parley

@@ -35,13 +35,23 @@ bool origin_allowed(std::string_view origin, std::string_view host_header, bool 
 // The token of "Authorization: Bearer TOKEN" (empty when there is none).
 std::string bearer_token(std::string_view authorization);
 
-// Does the request carry `key`: as a bearer token, ?api_key=, or a WebSocket subprotocol
-// parley-key.KEY or openai-insecure-api-key.KEY (browsers cannot set headers on a WebSocket)?
-// Constant time in the key (secrets_equal). An empty key matches nothing.
 // Is `name` one of the subprotocols in a Sec-WebSocket-Protocol list?
 bool offers_subprotocol(std::string_view offered, std::string_view name);
 
+// Does the request carry `key`: as a bearer token, ?api_key=, or a WebSocket subprotocol
+// parley-key.KEY or openai-insecure-api-key.KEY (browsers cannot set headers on a WebSocket)?
+// Constant time in the key (secrets_equal). An empty key matches nothing.
 bool carries_key(std::string_view key, std::string_view authorization, std::string_view query_key,
                  std::string_view subprotocols);
+
+// Is `addr` an IPv4 or IPv6 address (as --trusted-proxy takes)?
+bool valid_ip_address(std::string_view addr);
+
+// The client's address for limits and logs. A connection from a load balancer in `trusted`
+// (--trusted-proxy) names the client in X-Forwarded-For: its last entry is the address the
+// proxy itself saw (earlier entries come from the client and prove nothing). Anything else, or
+// an entry that is no address, leaves the connection's peer.
+std::string client_address(const std::string &peer, std::string_view forwarded_for,
+                           const std::vector<std::string> &trusted);
 
 } // namespace parley

@@ -1,5 +1,6 @@
 // The server's settings in the option table.
 #include "core/option-table.h"
+#include "net/access.h"
 #include "net/server.h"
 
 #include <fstream>
@@ -48,6 +49,16 @@ void register_server_options(option_table &t, server_options &o) {
     t.add_list("allow-host", o.allowed_hosts, "NAME",
                "also serve requests whose Host is this name (* for any; repeatable): on a "
                "loopback address only loopback names are served, against DNS rebinding");
+    t.add_list("trusted-proxy", o.trusted_proxies, "ADDR",
+               "a load balancer's address (repeatable): connections from it are counted against "
+               "the client it names in X-Forwarded-For (its last entry) for --max-sessions-per-ip "
+               "and the logs");
+    t.last().check = [&o]() -> std::string {
+        for (const std::string &a : o.trusted_proxies)
+            if (!valid_ip_address(a))
+                return "--trusted-proxy takes IP addresses; " + a.substr(0, 64) + " is not one";
+        return {};
+    };
     t.add_int("max-sessions", o.max_sessions, 0, 100000, "N",
               "open sessions at most; the next connection gets HTTP 503 with Retry-After (0: 4 "
               "per LLM slot, 32 without a model)");

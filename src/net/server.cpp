@@ -536,6 +536,7 @@ template <class Stream> class http_conn : public std::enable_shared_from_this<ht
             beast::error_code ec2;
             auto peer = socket().remote_endpoint(ec2);
             std::string ip = ec2 ? std::string() : peer.address().to_string();
+            ip = client_address(ip, req[http::field::x_forwarded_for], srv_->opt.trusted_proxies);
             if (srv_->draining) return reply(busy_response(req, 0));
             if (int refused = srv_->admit(ip)) return reply(busy_response(req, refused));
             beast::get_lowest_layer(stream_).expires_never();

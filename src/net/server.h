@@ -25,6 +25,7 @@ struct server_options {
     std::string api_key_flag, api_key_file;   // where api_key came from (one of them)
     std::vector<std::string> allowed_origins; // besides the page's own origin; "*" allows any
     std::vector<std::string> allowed_hosts;   // Host names served besides loopback ones; "*": any
+    std::vector<std::string> trusted_proxies; // load balancers whose X-Forwarded-For is believed
     // Limits: open WebSocket sessions (0: 4 per LLM slot, 32 without a model), per client
     // address (0: no limit of its own), and seconds without a message from the client before
     // its session is closed (0: never).

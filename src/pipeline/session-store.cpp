@@ -92,18 +92,35 @@ void session::flush_unsaved() {
         std::sort(unsaved_.begin(), unsaved_.end(),
                   [](const turn_record &a, const turn_record &b) { return a.turn_id < b.turn_id; });
     }
+    if (moved_) return drop_unsaved();
     std::string sid = id();
-    bool ok = row_saved_ || unsaved_.empty() || store_call("create a session", [&] {
-                                                    eng_.db->create_session(sid, token_hash_);
-                                                }).empty();
+    bool ok =
+        row_saved_ || unsaved_.empty() || store_call("create a session", [&] {
+                                              eng_.db->create_session(sid, token_hash_, holder_);
+                                          }).empty();
     if (ok) row_saved_ = true;
     size_t done = 0;
-    while (ok && done < unsaved_.size()) {
-        ok = store_call("save a turn", [&] { eng_.db->append_turn(sid, unsaved_[done]); }).empty();
-        if (ok) ++done;
+    bool held = true;
+    while (ok && held && done < unsaved_.size()) {
+        ok = store_call("save a turn", [&] {
+                 held = eng_.db->append_turn(sid, unsaved_[done], holder_);
+             }).empty();
+        if (ok && held) ++done;
     }
     unsaved_.erase(unsaved_.begin(), unsaved_.begin() + ptrdiff_t(done));
     if (eng_.stats) eng_.stats->unsaved_turns -= int64_t(done);
+    if (!held) {
+        // Resumed by another connection since (on another node, or before this one's turn
+        // ended): the conversation goes on there, and its turns must not be replaced by ours.
+        moved_ = true;
+        log_warn("store: session %s was resumed by another connection: %zu turn(s) from this "
+                 "one are not written; this connection is closed",
+                 sid.c_str(), unsaved_.size());
+        drop_unsaved();
+        error("session_taken", "another connection resumed this session; this one is closed");
+        out_->end("session_taken");
+        return;
+    }
     if (ok) {
         retry_ms_ = 0;
         return;
@@ -115,6 +132,11 @@ void session::flush_unsaved() {
         retry_pending_ = false;
         flush_unsaved();
     });
+}
+
+void session::drop_unsaved() {
+    if (eng_.stats) eng_.stats->unsaved_turns -= int64_t(unsaved_.size());
+    unsaved_.clear();
 }
 
 // Leaving the id (closed, or on to another session): a last try; what the store still refuses

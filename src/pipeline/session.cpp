@@ -4,15 +4,15 @@
 
 #include "audio/echo-canceller.h"
 #include "audio/resampler.h"
+#include "core/actor.h"
 #include "core/log.h"
 #include "core/metrics.h"
-#include "core/actor.h"
 #include "core/secret.h"
 #include "core/worker.h"
 #include "pipeline/session-directory.h"
 #include "pipeline/slot-queue.h"
-#include "store/store.h"
 #include "pipeline/turn-record.h"
+#include "store/store.h"
 
 #include <chrono>
 #include <cmath>
@@ -95,9 +95,11 @@ void session::open_now(const std::string &resume_id) {
         prev = eng_.sessions->claim(resume_id, shared_from_this());
         if (prev) prev->taken_over();
     }
+    holder_ = random_hex(8);
+    moved_ = false;
     if (!resume_id.empty() && valid_session_id(resume_id) && eng_.db) {
         std::string err = store_call("resume a session", [&] {
-            if (eng_.db->session_exists(resume_id)) {
+            if (eng_.db->claim_session(resume_id, holder_)) {
                 turns = eng_.db->load_turns(resume_id);
                 id = resume_id;
                 resumed = true;
@@ -138,8 +140,8 @@ void session::open_now(const std::string &resume_id) {
     }
     history_ = std::move(turns);
     next_turn_id_ = history_.empty() ? 1 : history_.back().turn_id + 1;
-    out_->on_event(ready_event{id, token, cfg_.audio_out_rate, resumed,
-                               int64_t(history_.size()), eng_.llm != nullptr, eng_.tts != nullptr});
+    out_->on_event(ready_event{id, token, cfg_.audio_out_rate, resumed, int64_t(history_.size()),
+                               eng_.llm != nullptr, eng_.tts != nullptr});
     take_slot();
     // Typed turns may come before any start: get speech ready with the default voice.
     if (eng_.tts && tts_wanted_ && tts_state_ == TTS_STATE_OFF) {
@@ -266,8 +268,8 @@ void session::start_now(const session_start &p) {
     }
     start_speech_output(p);
     bool hands_free = p.mode == SESSION_MODE_HANDS_FREE;
-    start_echo_canceller(hands_free && (cfg_.echo == ECHO_MODE_ON ||
-                                        (cfg_.echo == ECHO_MODE_AUTO && p.echo == CLIENT_ECHO_NONE)));
+    start_echo_canceller(hands_free && (cfg_.echo == ECHO_MODE_ON || (cfg_.echo == ECHO_MODE_AUTO &&
+                                                                      p.echo == CLIENT_ECHO_NONE)));
     vad_params vp = cfg_.vad;
     if (p.vad_threshold > 0) {
         vp.threshold = p.vad_threshold;
@@ -414,8 +416,9 @@ bool session::take_audio_credit(double seconds) {
     if (audio_credit_s_ < 0)
         audio_credit_s_ = AUDIO_BURST_S;
     else
-        audio_credit_s_ = std::min(AUDIO_BURST_S, audio_credit_s_ + ms_between(audio_credit_at_, now) /
-                                                                         1000 * AUDIO_SPEED_MAX);
+        audio_credit_s_ =
+            std::min(AUDIO_BURST_S,
+                     audio_credit_s_ + ms_between(audio_credit_at_, now) / 1000 * AUDIO_SPEED_MAX);
     audio_credit_at_ = now;
     if (seconds <= audio_credit_s_) {
         audio_credit_s_ -= seconds;
@@ -423,10 +426,9 @@ bool session::take_audio_credit(double seconds) {
     }
     if (too_fast_said_ == mono_time{} || ms_between(too_fast_said_, now) >= 1000) {
         too_fast_said_ = now;
-        error("audio_too_fast",
-              "audio faster than " + std::to_string(int(AUDIO_SPEED_MAX)) +
-                  "x real time after a " + std::to_string(int(AUDIO_BURST_S)) +
-                  " s burst: frames are dropped until it slows down");
+        error("audio_too_fast", "audio faster than " + std::to_string(int(AUDIO_SPEED_MAX)) +
+                                    "x real time after a " + std::to_string(int(AUDIO_BURST_S)) +
+                                    " s burst: frames are dropped until it slows down");
     }
     return false;
 }

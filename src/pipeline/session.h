@@ -270,6 +270,7 @@ class session : public std::enable_shared_from_this<session> {
     void save_started(const turn &t);
     void flush_unsaved();
     void flush_or_drop(const char *when);
+    void drop_unsaved(); // forgets the turns the store did not take
 
     session_engines eng_;
     session_config cfg_;
@@ -316,6 +317,10 @@ class session : public std::enable_shared_from_this<session> {
     // The store: a new session's row is written with its first turn (a session where nothing
     // was said leaves nothing); what the store refused waits in unsaved_ and is written again.
     std::string token_hash_; // the resume token's SHA-256
+    // This connection's name as the session's holder in the store (store.h): a turn is written
+    // only while no other connection, here or on another node, has resumed the session since.
+    std::string holder_;
+    bool moved_ = false; // another connection resumed the session: nothing more is written
     bool row_saved_ = false;
     uint64_t db_generation_ = 0;
     std::vector<turn_record> unsaved_;

@@ -68,15 +68,27 @@ class postgres_store : public store {
         prober_.join();
     }
 
-    void create_session(const std::string &id, const std::string &token_sha256) override {
+    void create_session(const std::string &id, const std::string &token_sha256,
+                        const std::string &holder) override {
         write([&](pqxx::connection &c) {
             pqxx::work tx(c);
-            std::optional<std::string> token;
+            std::optional<std::string> token, by;
             if (!token_sha256.empty()) token = token_sha256;
-            tx.exec("INSERT INTO sessions (id, created_ms, token_sha256) VALUES ($1, $2, $3)"
-                    " ON CONFLICT (id) DO NOTHING",
-                    pqxx::params{id, now_ms(), token});
+            if (!holder.empty()) by = holder;
+            tx.exec("INSERT INTO sessions (id, created_ms, token_sha256, holder)"
+                    " VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
+                    pqxx::params{id, now_ms(), token, by});
             tx.commit();
+        });
+    }
+
+    bool claim_session(const std::string &id, const std::string &holder) override {
+        return write([&](pqxx::connection &c) {
+            pqxx::work tx(c);
+            auto r =
+                tx.exec("UPDATE sessions SET holder = $2 WHERE id = $1", pqxx::params{id, holder});
+            tx.commit();
+            return r.affected_rows() > 0;
         });
     }
 
@@ -118,9 +130,17 @@ class postgres_store : public store {
         });
     }
 
-    void append_turn(const std::string &session_id, const turn_record &t) override {
-        write([&](pqxx::connection &c) {
+    bool append_turn(const std::string &session_id, const turn_record &t,
+                     const std::string &holder) override {
+        return write([&](pqxx::connection &c) {
             pqxx::work tx(c);
+            if (!holder.empty()) {
+                // The row's lock keeps a claim from another node out until this commits.
+                auto h = tx.exec("SELECT holder FROM sessions WHERE id = $1 FOR SHARE",
+                                 pqxx::params{session_id});
+                if (!h.empty() && !h[0][0].is_null() && h[0][0].as<std::string>() != holder)
+                    return false;
+            }
             tx.exec("INSERT INTO turns (session_id, turn_id, user_text, reply_text, interrupted,"
                     " timings, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)"
                     " ON CONFLICT (session_id, turn_id) DO UPDATE SET"
@@ -132,6 +152,7 @@ class postgres_store : public store {
                         t.timings_json.empty() ? std::string("{}") : pg_text(t.timings_json),
                         t.created_ms ? t.created_ms : now_ms()});
             tx.commit();
+            return true;
         });
     }
 
@@ -180,11 +201,17 @@ class postgres_store : public store {
         return call(std::forward<F>(f));
     }
 
-    template <class F> void write(F &&f) {
+    template <class F> std::invoke_result_t<F, pqxx::connection &> write(F &&f) {
         std::lock_guard lock(m_);
         try {
-            call(std::forward<F>(f));
-            failure_.clear();
+            if constexpr (std::is_void_v<std::invoke_result_t<F, pqxx::connection &>>) {
+                call(std::forward<F>(f));
+                failure_.clear();
+            } else {
+                auto r = call(std::forward<F>(f));
+                failure_.clear();
+                return r;
+            }
         } catch (const store_error &e) {
             failure_ = e.what();
             throw;
@@ -254,6 +281,7 @@ class postgres_store : public store {
     //   1: sessions (id, created_ms) and turns
     //   2: sessions.token_sha256: the hash of the session's resume token (NULL: none, its
     //      history is read with the API key only)
+    //   3: sessions.holder: the connection that writes the session's turns (store.h)
     void migrate() {
         for (;;) {
             pqxx::work tx(*conn_);
@@ -283,6 +311,8 @@ class postgres_store : public store {
                         " PRIMARY KEY (session_id, turn_id))");
             } else if (version == 1) {
                 tx.exec("ALTER TABLE sessions ADD COLUMN token_sha256 text");
+            } else if (version == 2) {
+                tx.exec("ALTER TABLE sessions ADD COLUMN holder text");
             }
             tx.exec("UPDATE parley_schema SET version = $1", pqxx::params{version + 1});
             tx.commit();

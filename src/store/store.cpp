@@ -71,6 +71,7 @@ void sqlite_store::open_db() {
 //   1: sessions (id, created_ms) and turns
 //   2: sessions.token_sha256: the hash of the session's resume token (NULL: none, its history
 //      is read with the API key only)
+//   3: sessions.holder: the connection that writes the session's turns (store.h)
 void sqlite_store::migrate() {
     stmt v(db_, "PRAGMA user_version");
     int version = sqlite3_step(v.s) == SQLITE_ROW ? sqlite3_column_int(v.s, 0) : 0;
@@ -94,6 +95,12 @@ void sqlite_store::migrate() {
         exec("BEGIN IMMEDIATE");
         exec("ALTER TABLE sessions ADD COLUMN token_sha256 TEXT");
         exec("PRAGMA user_version = 2");
+        exec("COMMIT");
+    }
+    if (version < 3) {
+        exec("BEGIN IMMEDIATE");
+        exec("ALTER TABLE sessions ADD COLUMN holder TEXT");
+        exec("PRAGMA user_version = 3");
         exec("COMMIT");
     }
 }
@@ -170,19 +177,36 @@ void sqlite_store::exec(const char *sql) {
     }
 }
 
-void sqlite_store::create_session(const std::string &id, const std::string &token_sha256) {
+void sqlite_store::create_session(const std::string &id, const std::string &token_sha256,
+                                  const std::string &holder) {
     std::lock_guard lock(m_);
     write([&] {
-        stmt s(db_,
-               "INSERT OR IGNORE INTO sessions (id, created_ms, token_sha256) VALUES (?, ?, ?)");
+        stmt s(db_, "INSERT OR IGNORE INTO sessions (id, created_ms, token_sha256, holder)"
+                    " VALUES (?, ?, ?, ?)");
         s.bind(1, id);
         s.bind(2, now_ms());
         if (token_sha256.empty())
             sqlite3_bind_null(s.s, 3);
         else
             s.bind(3, token_sha256);
+        if (holder.empty())
+            sqlite3_bind_null(s.s, 4);
+        else
+            s.bind(4, holder);
         if (sqlite3_step(s.s) != SQLITE_DONE)
             throw store_error(std::string("sqlite: ") + sqlite3_errmsg(db_));
+    });
+}
+
+bool sqlite_store::claim_session(const std::string &id, const std::string &holder) {
+    std::lock_guard lock(m_);
+    return write([&] {
+        stmt s(db_, "UPDATE sessions SET holder = ? WHERE id = ?");
+        s.bind(1, holder);
+        s.bind(2, id);
+        if (sqlite3_step(s.s) != SQLITE_DONE)
+            throw store_error(std::string("sqlite: ") + sqlite3_errmsg(db_));
+        return sqlite3_changes(db_) > 0;
     });
 }
 
@@ -223,20 +247,40 @@ std::vector<turn_record> sqlite_store::load_turns(const std::string &session_id)
     return out;
 }
 
-void sqlite_store::append_turn(const std::string &session_id, const turn_record &t) {
+bool sqlite_store::append_turn(const std::string &session_id, const turn_record &t,
+                               const std::string &holder) {
     std::lock_guard lock(m_);
-    write([&] {
-        stmt s(db_, "INSERT OR REPLACE INTO turns (session_id, turn_id, user_text, reply_text,"
-                    " interrupted, timings, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)");
-        s.bind(1, session_id);
-        s.bind(2, t.turn_id);
-        s.bind(3, t.user);
-        s.bind(4, t.assistant);
-        s.bind(5, int64_t(t.interrupted));
-        s.bind(6, t.timings_json.empty() ? std::string("{}") : t.timings_json);
-        s.bind(7, t.created_ms ? t.created_ms : now_ms());
-        if (sqlite3_step(s.s) != SQLITE_DONE)
-            throw store_error(std::string("sqlite: ") + sqlite3_errmsg(db_));
+    return write([&] {
+        // One transaction: another process on the same file cannot claim the session between
+        // the check and the write.
+        exec("BEGIN IMMEDIATE");
+        try {
+            if (!holder.empty()) {
+                stmt h(db_, "SELECT holder FROM sessions WHERE id = ?");
+                h.bind(1, session_id);
+                if (sqlite3_step(h.s) == SQLITE_ROW && sqlite3_column_type(h.s, 0) != SQLITE_NULL &&
+                    h.text(0) != holder) {
+                    exec("ROLLBACK");
+                    return false;
+                }
+            }
+            stmt s(db_, "INSERT OR REPLACE INTO turns (session_id, turn_id, user_text, reply_text,"
+                        " interrupted, timings, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)");
+            s.bind(1, session_id);
+            s.bind(2, t.turn_id);
+            s.bind(3, t.user);
+            s.bind(4, t.assistant);
+            s.bind(5, int64_t(t.interrupted));
+            s.bind(6, t.timings_json.empty() ? std::string("{}") : t.timings_json);
+            s.bind(7, t.created_ms ? t.created_ms : now_ms());
+            if (sqlite3_step(s.s) != SQLITE_DONE)
+                throw store_error(std::string("sqlite: ") + sqlite3_errmsg(db_));
+            exec("COMMIT");
+            return true;
+        } catch (...) {
+            sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+            throw;
+        }
     });
 }
 

@@ -26,21 +26,32 @@ struct store_error : std::runtime_error {
 
 // The schema's version: SQLite's user_version, PostgreSQL's parley_schema table (store.cpp and
 // store-postgres.cpp list the steps; both have the same tables at the same version).
-constexpr int STORE_SCHEMA_VERSION = 2;
+constexpr int STORE_SCHEMA_VERSION = 3;
 
 class store {
   public:
     virtual ~store() = default;
 
+    // A session's turns are written by one holder at a time: the connection, on whichever node,
+    // that resumed it last. A holder is any string unique to that connection (empty: none, the
+    // write is not checked). This fences off a node that still runs the session after its
+    // client went to another node (a drain, a network cut): its late writes would otherwise
+    // replace turns written since, under the same turn ids.
+    //
     // token_sha256: secret_hash() of the session's resume token (empty: none).
-    virtual void create_session(const std::string &id, const std::string &token_sha256 = {}) = 0;
+    virtual void create_session(const std::string &id, const std::string &token_sha256 = {},
+                                const std::string &holder = {}) = 0;
     virtual bool session_exists(const std::string &id) = 0;
+    // Makes `holder` the session's holder; false when there is no such session.
+    virtual bool claim_session(const std::string &id, const std::string &holder) = 0;
     // The stored hash of the session's resume token: nullopt when there is no such session,
     // empty when it has none.
     virtual std::optional<std::string> session_token_hash(const std::string &id) = 0;
     virtual std::vector<turn_record> load_turns(const std::string &session_id) = 0;
-    // Durable when it returns (committed); writing the same turn again replaces it.
-    virtual void append_turn(const std::string &session_id, const turn_record &turn) = 0;
+    // Durable when it returns (committed); writing the same turn again replaces it. False (and
+    // nothing written) when the session has another holder than `holder`.
+    virtual bool append_turn(const std::string &session_id, const turn_record &turn,
+                             const std::string &holder = {}) = 0;
     virtual int64_t count_turns() = 0;
 
     // Why the last write failed; empty when it succeeded (/health).
@@ -67,11 +78,14 @@ class sqlite_store : public store {
     sqlite_store(const sqlite_store &) = delete;
     sqlite_store &operator=(const sqlite_store &) = delete;
 
-    void create_session(const std::string &id, const std::string &token_sha256 = {}) override;
+    void create_session(const std::string &id, const std::string &token_sha256 = {},
+                        const std::string &holder = {}) override;
     bool session_exists(const std::string &id) override;
+    bool claim_session(const std::string &id, const std::string &holder) override;
     std::optional<std::string> session_token_hash(const std::string &id) override;
     std::vector<turn_record> load_turns(const std::string &session_id) override;
-    void append_turn(const std::string &session_id, const turn_record &turn) override;
+    bool append_turn(const std::string &session_id, const turn_record &turn,
+                     const std::string &holder = {}) override;
     int64_t count_turns() override;
     std::string failure() const override;
     std::string check_file() override;

@@ -58,8 +58,8 @@ test('an empty database gets the schema; every finished turn is in PostgreSQL be
   const s = await startServer(['--store', db.url]);
   try {
     assert.match(s.log(), /store=postgresql:\/\/parley@127\.0\.0\.1:\d+\/t\d+/);
-    assert.equal(db.sql('SELECT version FROM parley_schema'), '2');
-    assert.equal(db.sql("SELECT string_agg(column_name, ',' ORDER BY column_name) FROM information_schema.columns WHERE table_name = 'sessions'"), 'created_ms,id,token_sha256');
+    assert.equal(db.sql('SELECT version FROM parley_schema'), '3');
+    assert.equal(db.sql("SELECT string_agg(column_name, ',' ORDER BY column_name) FROM information_schema.columns WHERE table_name = 'sessions'"), 'created_ms,holder,id,token_sha256');
     const { c, ready } = await open(s);
     for (const text of ['Hello there.', 'Tell me about the sea.', 'And the boats?']) {
       const done = await turn(c, text);
@@ -88,8 +88,8 @@ test('a database at the previous schema is brought up to date and its conversati
     INSERT INTO turns VALUES ('0123456789abcdef0123456789abcdef', 1, 'What is your name?', 'I am a little cat.', false, '{}', 1700000000000);`);
   const s = await startServer(['--store', db.url, '--api-key', 'k']);
   try {
-    assert.equal(db.sql('SELECT version FROM parley_schema'), '2');
-    assert.equal(db.sql("SELECT count(*) FROM information_schema.columns WHERE table_name = 'sessions' AND column_name = 'token_sha256'"), '1');
+    assert.equal(db.sql('SELECT version FROM parley_schema'), '3');
+    assert.equal(db.sql("SELECT count(*) FROM information_schema.columns WHERE table_name = 'sessions' AND column_name IN ('token_sha256', 'holder')"), '2');
     // The old session resumes with its turn and goes on from it.
     const c = await Client.open(`${s.ws}?session_id=0123456789abcdef0123456789abcdef&api_key=k`);
     const ready = (await c.waitType('ready')).json;
@@ -108,7 +108,7 @@ test('a database at the previous schema is brought up to date and its conversati
   db.sql('UPDATE parley_schema SET version = 99');
   const r = spawnSync(bin, ['serve', '--port', '0', '--store', db.url], { encoding: 'utf8', timeout: 30000 });
   assert.notEqual(r.status, 0);
-  assert.match(r.stderr, /schema is version 99, newer than this Parley's \(2\)/);
+  assert.match(r.stderr, /schema is version 99, newer than this Parley's \(3\)/);
   assert.match(r.stderr, /PostgreSQL at postgresql:\/\/parley@127\.0\.0\.1/);
   assert.equal(db.sql('SELECT count(*) FROM turns'), '2');
 });
@@ -117,7 +117,7 @@ test('two nodes starting together on an empty database migrate it once', async (
   const db = database();
   const [a, b] = await Promise.all([startServer(['--store', db.url]), startServer(['--store', db.url])]);
   try {
-    assert.equal(db.sql('SELECT version FROM parley_schema'), '2');
+    assert.equal(db.sql('SELECT version FROM parley_schema'), '3');
     assert.equal(db.sql('SELECT count(*) FROM parley_schema'), '1');
     // A conversation started on one node resumes on the other with its whole history.
     const one = await open(a);
@@ -130,6 +130,33 @@ test('two nodes starting together on an empty database migrate it once', async (
     assert.equal((await turn(two.c, 'Goodbye.')).turn_id, 3);
     const hist = await (await fetchHistory(a.url, one.ready.session_id, one.ready.resume_token)).json();
     assert.deepEqual(hist.turns.map((t) => t.user), ['Hello there.', 'What a nice day.', 'Goodbye.']);
+    await two.c.close();
+  } finally {
+    await Promise.all([a.stop(), b.stop()]);
+  }
+});
+
+test('a session resumed on another node: the node that had it writes nothing more, and its client is told (session_taken)', async () => {
+  const db = database();
+  const [a, b] = await Promise.all([startServer(['--store', db.url]), startServer(['--store', db.url])]);
+  try {
+    const one = await open(a);
+    await turn(one.c, 'Hello there.');
+    // The client's network changed: it resumed on node b while node a still holds the old
+    // connection (it has not noticed yet).
+    const two = await open(b, one.ready.session_id);
+    assert.equal(two.ready.turns, 1);
+    const mine = await turn(two.c, 'I am on the other node now.');
+    // Node a runs a turn on the stale connection: the store refuses it, the connection ends.
+    const from = one.c.msgs.length;
+    one.c.send({ type: 'text', text: 'A late turn on the old node.' });
+    const e = await one.c.waitFor((m) => m.json && m.json.type === 'error' && m.json.code === 'session_taken', { from });
+    assert.match(e.json.message, /another connection resumed this session/);
+    await one.c.closed;
+    assert.match(a.log(), /was resumed by another connection: \d+ turn\(s\) from this one are not written/);
+    assert.equal(db.sql(`SELECT string_agg(turn_id || ':' || user_text, ',' ORDER BY turn_id) FROM turns WHERE session_id = '${one.ready.session_id}'`),
+      `1:Hello there.,${mine.turn_id}:I am on the other node now.`);
+    assert.equal((await turn(two.c, 'Still here?')).turn_id, mine.turn_id + 1);
     await two.c.close();
   } finally {
     await Promise.all([a.stop(), b.stop()]);

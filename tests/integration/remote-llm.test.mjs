@@ -4,46 +4,15 @@
 // session) and when it hangs up (a cut reply closes its request). Failures: a server killed
 // with kill -9 in the middle of a reply, a pool member that answers 500, a server that never
 // answers.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createServer, request } from 'node:http';
 import { existsSync } from 'node:fs';
-import { startServer, Client, model, freePort } from '../lib/parley.mjs';
+import { startServer, Client } from '../lib/parley.mjs';
+import { LLAMA_SERVER, llamaServer } from '../lib/cluster.mjs';
 
-const LLAMA_SERVER = '/usr/bin/llama-server';
 const haveServer = existsSync(LLAMA_SERVER);
 const skip = haveServer ? false : 'no llama-server (llama.cpp-tools)';
-const servers = new Set();
-after(() => {
-  for (const p of servers) p.kill('SIGKILL');
-});
-
-async function waitHealthy(url, ms = 30000) {
-  const until = Date.now() + ms;
-  for (;;) {
-    try {
-      const r = await fetch(`${url}/health`);
-      if (r.status === 200) return;
-    } catch {}
-    if (Date.now() > until) throw new Error(`${url} did not become healthy`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-// llama-server with the test model; --ignore-eos makes replies run to max_tokens (long enough
-// to be cut in the middle).
-async function llamaServer({ port, ctx = 4096, slots = 4, extra = [] } = {}) {
-  port = port || (await freePort());
-  const proc = spawn(LLAMA_SERVER, ['-m', model, '--host', '127.0.0.1', '--port', String(port), '-c', String(ctx), '-np', String(slots), '-t', '1', '--no-webui', ...extra], { stdio: ['ignore', 'ignore', 'pipe'] });
-  servers.add(proc);
-  let log = '';
-  proc.stderr.on('data', (d) => (log = (log + d).slice(-4000)));
-  const exited = new Promise((ok) => proc.on('exit', (code, signal) => { servers.delete(proc); ok({ code, signal }); }));
-  const url = `http://127.0.0.1:${port}`;
-  await Promise.race([waitHealthy(url), exited.then(() => { throw new Error(`llama-server exited:\n${log}`); })]);
-  return { proc, port, url, exited, log: () => log };
-}
 
 // Forwards to `target`, keeping each request's body and how it ended (answered whole, or the
 // client hung up first).

@@ -21,7 +21,8 @@ TEST(secret, random_hex_is_128_bits_of_fresh_hex) {
 
 TEST(secret, hash_and_constant_time_compare) {
     // FIPS 180-2's "abc".
-    EXPECT_EQ(secret_hash("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    EXPECT_EQ(secret_hash("abc"),
+              "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     EXPECT_TRUE(secrets_equal("sekret", "sekret"));
     EXPECT_FALSE(secrets_equal("sekret", "sekreT"));
     EXPECT_FALSE(secrets_equal("sekret", "sekret2"));
@@ -29,10 +30,11 @@ TEST(secret, hash_and_constant_time_compare) {
 }
 
 TEST(access, loopback_names_and_addresses) {
-    for (const char *h : {"localhost", "LOCALHOST", "127.0.0.1", "127.1.2.3", "::1", "app.localhost"})
+    for (const char *h :
+         {"localhost", "LOCALHOST", "127.0.0.1", "127.1.2.3", "::1", "app.localhost"})
         EXPECT_TRUE(is_loopback(h)) << h;
-    for (const char *h : {"127.0.0.1.evil.example", "128.0.0.1", "evil.example", "0.0.0.0", "127.x.0.1",
-                          "", "localhost.evil.example"})
+    for (const char *h : {"127.0.0.1.evil.example", "128.0.0.1", "evil.example", "0.0.0.0",
+                          "127.x.0.1", "", "localhost.evil.example"})
         EXPECT_FALSE(is_loopback(h)) << h;
 }
 
@@ -71,8 +73,10 @@ TEST(access, origin_must_be_the_page_own_scheme_included) {
     EXPECT_FALSE(origin_allowed("null", "127.0.0.1:8000", false, none));
     EXPECT_FALSE(origin_allowed("http://evil.example:8000", "127.0.0.1:8000", false, none));
     EXPECT_FALSE(origin_allowed("http://127.0.0.1:8001", "127.0.0.1:8000", false, none));
-    EXPECT_TRUE(origin_allowed("https://app.example", "127.0.0.1:8000", false, {"https://app.example"}));
-    EXPECT_FALSE(origin_allowed("http://app.example", "127.0.0.1:8000", false, {"https://app.example"}));
+    EXPECT_TRUE(
+        origin_allowed("https://app.example", "127.0.0.1:8000", false, {"https://app.example"}));
+    EXPECT_FALSE(
+        origin_allowed("http://app.example", "127.0.0.1:8000", false, {"https://app.example"}));
     EXPECT_TRUE(origin_allowed("http://anything.example", "127.0.0.1:8000", false, {"*"}));
 }
 
@@ -88,4 +92,24 @@ TEST(access, api_key_in_any_of_its_places) {
     EXPECT_FALSE(carries_key("K1", "Bearer K1x", "K", "parley-key.K1x, xparley-key.K1"));
     EXPECT_FALSE(carries_key("K1", "", "", ""));
     EXPECT_FALSE(carries_key("", "Bearer ", "", "parley-key."));
+}
+
+TEST(access, a_trusted_proxy_names_the_client_by_its_last_forwarded_entry) {
+    std::vector<std::string> proxies{"10.0.0.5", "::1"};
+    // From the proxy: the last entry, the one the proxy appended (earlier ones are the
+    // client's word).
+    EXPECT_EQ(client_address("10.0.0.5", "1.2.3.4", proxies), "1.2.3.4");
+    EXPECT_EQ(client_address("10.0.0.5", "6.6.6.6, 1.2.3.4", proxies), "1.2.3.4");
+    EXPECT_EQ(client_address("10.0.0.5", "6.6.6.6,2001:db8::7 ", proxies), "2001:db8::7");
+    EXPECT_EQ(client_address("::1", "1.2.3.4", proxies), "1.2.3.4");
+    EXPECT_EQ(client_address("::ffff:10.0.0.5", "1.2.3.4", proxies), "1.2.3.4");
+    // Not from a trusted proxy, no header, or an entry that is no address: the peer.
+    EXPECT_EQ(client_address("10.0.0.6", "1.2.3.4", proxies), "10.0.0.6");
+    EXPECT_EQ(client_address("10.0.0.5", "", proxies), "10.0.0.5");
+    EXPECT_EQ(client_address("10.0.0.5", "1.2.3.4, unknown", proxies), "10.0.0.5");
+    EXPECT_EQ(client_address("10.0.0.5", "1.2.3.4", {}), "10.0.0.5");
+    EXPECT_TRUE(valid_ip_address("10.0.0.5"));
+    EXPECT_TRUE(valid_ip_address("fe80::1"));
+    EXPECT_FALSE(valid_ip_address("proxy.local"));
+    EXPECT_FALSE(valid_ip_address(""));
 }

@@ -79,6 +79,35 @@ TEST(store, a_database_from_before_versions_is_migrated_and_keeps_its_turns) {
     EXPECT_EQ(again.load_turns("old").size(), 1u);
 }
 
+TEST(store, a_session_resumed_elsewhere_takes_no_more_turns_from_its_old_holder) {
+    std::string path = temp_db("holder.db");
+    sqlite_store db(path);
+    turn_record t;
+    t.turn_id = 1;
+    t.user = "hi";
+    t.assistant = "hello";
+    db.create_session("s", {}, "node-a");
+    EXPECT_TRUE(db.append_turn("s", t, "node-a"));
+    // Resumed by another connection (another node, or a reconnect here).
+    EXPECT_TRUE(db.claim_session("s", "node-b"));
+    t.turn_id = 2;
+    t.user = "the new holder's turn";
+    EXPECT_TRUE(db.append_turn("s", t, "node-b"));
+    // The old holder's late write of the same turn id is refused; nothing is replaced.
+    turn_record stale = t;
+    stale.user = "the old holder's cut turn";
+    stale.interrupted = true;
+    EXPECT_FALSE(db.append_turn("s", stale, "node-a"));
+    auto turns = db.load_turns("s");
+    ASSERT_EQ(turns.size(), 2u);
+    EXPECT_EQ(turns[1].user, "the new holder's turn");
+    EXPECT_FALSE(turns[1].interrupted);
+    EXPECT_EQ(db.failure(), ""); // refused is not failing
+    // Writes without a holder (tools) and sessions from before holders are not checked.
+    EXPECT_TRUE(db.append_turn("s", stale));
+    EXPECT_FALSE(db.claim_session("nope", "node-a"));
+}
+
 TEST(store, a_newer_schema_is_refused_by_name) {
     std::string path = temp_db("newer.db");
     { sqlite_store db(path); }
