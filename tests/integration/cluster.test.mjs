@@ -8,7 +8,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { bin, Client, clips, fetchHistory, freePort, voiceTurn, reportPlayedOut, tempDir } from '../lib/parley.mjs';
+import { createServer } from 'node:http';
+import { bin, Client, clips, fetchHistory, freePort, voiceTurn, reportPlayedOut, tempDir, startServer } from '../lib/parley.mjs';
 import { startPostgres } from '../lib/postgres.mjs';
 import { haveCluster, llamaServer, startHaproxy, waitHealthy } from '../lib/cluster.mjs';
 
@@ -200,5 +201,36 @@ test('cluster: 8 voice clients over HAProxy; one node killed (kill -9), the othe
     for (const nd of nodes) if (nd.proc.exitCode === null && nd.proc.signalCode === null) nd.proc.kill('SIGKILL');
     await Promise.all(llms.map((l) => l.stop()));
     await pg.stop();
+  }
+});
+
+test('HAProxy (deploy/haproxy.cfg) sends a session that a draining node refuses with 503 to another node', { skip: haveCluster ? false : 'needs haproxy', timeout: 120000 }, async () => {
+  // Node 1 is a node in the middle of draining: healthy to a check that came just before, and
+  // every WebSocket upgrade answered 503 server_draining.
+  let refused = 0;
+  const draining = createServer((req, res) => res.end('{"status":"ok"}'));
+  draining.on('upgrade', (req, socket) => {
+    refused++;
+    const body = '{"code":"server_draining"}';
+    socket.end(`HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
+  });
+  await new Promise((ok) => draining.listen(0, '127.0.0.1', ok));
+  const s = await startServer([]);
+  const lb = await startHaproxy([`127.0.0.1:${draining.address().port}`, `127.0.0.1:${s.port}`]);
+  const clients = [];
+  try {
+    await until('HAProxy to see both up', async () => Object.values(await lb.states()).join() === 'UP,UP', 15000);
+    for (let i = 0; i < 10; i++) {
+      const c = await Client.open(lb.ws);
+      clients.push(c);
+      await c.waitType('ready');
+    }
+    assert.ok(refused >= 1, 'the first session went to the draining node first');
+    assert.equal(Number(/^parley_sessions (\S+)/m.exec(await (await fetch(`${s.url}/metrics`)).text())[1]), 10, 'every session reached the other node');
+  } finally {
+    for (const c of clients) c.ws.close();
+    await lb.stop();
+    await s.stop();
+    draining.close();
   }
 });
