@@ -12,5 +12,7 @@ RUN touch /.parley-sysroot && scripts/setup && cmake -S . -B build -G Ninja -DBU
 # The Silero VAD model for hands-free turns comes from this npm package (no browser needed).
 RUN npm ci --omit=dev --no-audit --no-fund --loglevel=error
 EXPOSE 8000
+# One image for every role of a cluster (docs/deploy.md): this command is a Parley node; give
+# another command for llama-server, HAProxy (deploy/haproxy.cfg) or build/parley rpc-worker.
 # Listening beyond loopback needs an API key: docker run -e PARLEY_API_KEY=... (see docs/configuration.md).
 CMD ["sh", "-c", "exec build/parley serve --host 0.0.0.0 --api-key \"${PARLEY_API_KEY:?set PARLEY_API_KEY}\" ${PARLEY_ARGS:-}"]

@@ -16,7 +16,7 @@ MIRROR ?= $(abspath $(wildcard ../shared/models))
 ARGS ?=
 RUN := scripts/run
 
-.PHONY: setup build serve test test-model unit integration e2e fuzz soak bench bench-memory bench-engines bench-rest format clean
+.PHONY: setup build serve test test-model unit integration e2e fuzz soak bench bench-memory bench-engines bench-rest bench-cluster format clean
 
 setup:
 	@scripts/setup
@@ -80,6 +80,11 @@ bench: build node_modules/.parley-stamp
 	@$(RUN) node bench/handsfree.mjs
 
 # Memory check: 500 push-to-talk turns as fast as the server takes them (about 6 min here).
+# Capacity of one node against two behind HAProxy with PostgreSQL and two llama-servers
+# (bench/cluster.mjs drives parley bench --url); bench/out/cluster.json.
+bench-cluster: build node_modules/.parley-stamp
+	@$(RUN) node bench/cluster.mjs $(ARGS)
+
 bench-memory: build node_modules/.parley-stamp
 	@$(RUN) build/parley bench --clients 1 --turns 500 --pace 0 --mode push_to_talk --no-bare \
 		--out bench/out/memory.json --html bench/out/memory.html $(ARGS)

@@ -177,6 +177,8 @@ std::string app_config::validate() const {
                "moved";
     if (!asr.url.empty() && (asr.engine == "audio-llm" || session.direct_audio))
         return "--asr-url and the audio-llm recogniser both transcribe: give one";
+    if (llm.remote_shared && llm.urls.empty())
+        return "--llm-shared is about --llm-url servers: give them";
     if (!llm.urls.empty() && !llm.model_path.empty())
         return "--llm-url and --model both name a language model: give one";
     if (!llm.urls.empty() && (session.direct_audio || asr.engine == "audio-llm"))

@@ -78,6 +78,11 @@ void register_llm_options(option_table &t, llm_config &c) {
     t.add_string("llm-model", c.remote_model, "NAME", "model name sent to --llm-url");
     t.add_int("llm-timeout", c.remote_timeout_s, 1, 3600, "S",
               "a --llm-url request that gets nothing for this long fails", "1..3600 seconds");
+    t.add_switch("llm-shared", c.remote_shared,
+                 "other Parley nodes use the same --llm-url servers: send no slot of the server "
+                 "(id_slot) with a request; the server picks the slot that has the conversation "
+                 "cached (without it, each session keeps one slot of each llama-server, as only "
+                 "one node may)");
     t.add_switch("no-warmup", c.warmup, "skip the model's warm-up run at start", false);
 }
 

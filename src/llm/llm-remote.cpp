@@ -134,8 +134,10 @@ class llm_remote : public llm_engine {
         if (smallest > 0) ctx_ = std::min(ctx_, smallest);
         // A session keeps a server slot (id_slot) while every llama-server has one for it;
         // sessions beyond that go to whichever slot is free.
-        for (const member &m : members_)
-            if (m.llama_server && m.server_slots > 0) slots_ = std::min(slots_, m.server_slots);
+        if (!config.remote_shared)
+            for (const member &m : members_)
+                if (m.llama_server && m.server_slots > 0) slots_ = std::min(slots_, m.server_slots);
+        shared_ = config.remote_shared;
         slot_used_.assign(size_t(std::max(0, slots_)), false);
         load_ms_ = ms_between(t0, mono_now());
         multi_ = curl_multi_init();
@@ -353,9 +355,15 @@ class llm_remote : public llm_engine {
             }
     }
 
+    // The member with the fewest requests in flight. Among equals, the session's own: slot s
+    // goes to member s mod N while the load is even, so sessions spread over the pool and each
+    // keeps returning to the server that has its conversation in its prompt cache.
     int pick(const transfer &t) {
         int best = -1;
-        for (size_t i = 0; i < members_.size(); ++i) {
+        size_t n = members_.size();
+        size_t home = t.req.slot >= 0 ? size_t(t.req.slot) % n : 0;
+        for (size_t k = 0; k < n; ++k) {
+            size_t i = (home + k) % n;
             const member &m = members_[i];
             if (!m.up || std::find(t.tried.begin(), t.tried.end(), i) != t.tried.end()) continue;
             if (best < 0 || m.in_flight < members_[size_t(best)].in_flight) best = int(i);
@@ -462,7 +470,7 @@ class llm_remote : public llm_engine {
             body["repeat_last_n"] = s.repeat_last_n;
             body["cache_prompt"] = true;
             // A session keeps its server slot (its KV cache) while the server has one for each.
-            if (r.slot >= 0 && r.slot < m.server_slots) body["id_slot"] = r.slot;
+            if (!shared_ && r.slot >= 0 && r.slot < m.server_slots) body["id_slot"] = r.slot;
         }
         return body.dump(-1, ' ', false, json::error_handler_t::replace);
     }
@@ -699,6 +707,7 @@ class llm_remote : public llm_engine {
     std::string api_key_, model_;
     long timeout_ms_;
     int slots_;
+    bool shared_ = false; // --llm-shared: no id_slot
     int ctx_;
     double load_ms_ = 0;
     double bytes_per_token_ = BYTES_PER_TOKEN; // the engine's thread (and the constructor)

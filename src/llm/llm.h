@@ -200,6 +200,9 @@ struct llm_config {
     std::string api_key;       // their bearer token
     std::string remote_model;  // the "model" sent (empty: the server's own)
     int remote_timeout_s = 60; // a request that gets no byte for this long fails
+    // Other Parley nodes use the same servers: no slot of theirs is this node's (no id_slot);
+    // each server picks the slot whose cached prompt matches the conversation best.
+    bool remote_shared = false;
     // Sampling takes the top-k (greedy: the few best) candidates from the logits in one pass
     // before llama.cpp's sampler chain; false gives the chain the whole vocabulary (same tokens,
     // slower with large vocabularies; kept to check that).

@@ -126,7 +126,7 @@ async function until(what, check, ms = 60000) {
 test('cluster: 8 voice clients over HAProxy; one node killed (kill -9), the other drained (SIGTERM): every conversation resumes on the other node with its whole history, no finished turn missing from PostgreSQL', { skip: haveCluster ? false : 'needs llama-server and haproxy (scripts/packages.txt)', timeout: 600000 }, async () => {
   const pg = await startPostgres();
   const llms = await Promise.all([llamaServer({ slots: CLIENTS, ctx: 8192 }), llamaServer({ slots: CLIENTS, ctx: 8192 })]);
-  const args = ['--store', pg.url, '--llm-url', llms[0].url, '--llm-url', llms[1].url, '--trusted-proxy', '127.0.0.1', '--max-tokens', '40', '--drain-seconds', '30'];
+  const args = ['--store', pg.url, '--llm-url', llms[0].url, '--llm-url', llms[1].url, '--llm-shared', '--trusted-proxy', '127.0.0.1', '--max-tokens', '40', '--drain-seconds', '30'];
   const ports = [await freePort(), await freePort()];
   const nodes = await Promise.all(ports.map((p) => startNode(p, args)));
   const lb = await startHaproxy(ports.map((p) => `127.0.0.1:${p}`));

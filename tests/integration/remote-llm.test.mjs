@@ -94,6 +94,30 @@ test('replies stream from llama-server: the history goes back unchanged, cached,
   }
 });
 
+test('--llm-shared (several nodes on one server): no id_slot; the server still finds each conversation in its cache', { skip }, async () => {
+  const llama = await llamaServer({ slots: 4 });
+  const proxy = await recordingProxy(llama.url);
+  const args = ['--llm-url', proxy.url, '--llm-shared', '--tts', 'none', '--temperature', '0', '--max-tokens', '24'];
+  const [a, b] = await Promise.all([startServer(args, { withModel: false }), startServer(args, { withModel: false })]);
+  try {
+    const ca = await Client.open(a.ws);
+    const cb = await Client.open(b.ws);
+    await Promise.all([ca.waitType('ready'), cb.waitType('ready')]);
+    // Two nodes, one session each: a slot per session would be slot 0 on both.
+    await Promise.all([textTurn(ca, 'Once upon a time there was a little dog.'), textTurn(cb, 'The sun was hot and the sea was blue.')]);
+    const second = await Promise.all([textTurn(ca, 'What did the dog do next?'), textTurn(cb, 'Who swam in the sea?')]);
+    const chats = proxy.chats();
+    assert.equal(chats.length, 4);
+    for (const c of chats) assert.equal(c.body.id_slot, undefined, 'no slot chosen by a node');
+    for (const t of second) assert.ok(t.done.timings.cached_tokens > 0, JSON.stringify(t.done.timings));
+    await Promise.all([ca.close(), cb.close()]);
+  } finally {
+    await Promise.all([a.stop(), b.stop()]);
+    proxy.close();
+    llama.proc.kill('SIGKILL');
+  }
+});
+
 test('an interrupted reply closes its request at once, and the server stops generating', { skip }, async () => {
   const llama = await llamaServer({ ctx: 8192, slots: 2, extra: ['--ignore-eos'] });
   const proxy = await recordingProxy(llama.url);

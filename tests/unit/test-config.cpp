@@ -164,6 +164,22 @@ TEST(config, remote_language_models_are_a_pool_of_urls_and_take_text) {
     app_config hear = c;
     hear.asr.engine = "audio-llm";
     EXPECT_NE(hear.validate().find("takes text"), std::string::npos);
+    app_config shared = c;
+    EXPECT_EQ(parse_args(shared, {"--llm-shared"}, nullptr), "");
+    EXPECT_TRUE(shared.llm.remote_shared);
+    EXPECT_EQ(shared.validate(), "");
+    app_config alone;
+    EXPECT_EQ(parse_args(alone, {"--llm-shared"}, nullptr), "");
+    EXPECT_NE(alone.validate().find("--llm-shared"), std::string::npos);
+    app_config proxy;
+    EXPECT_EQ(
+        parse_args(proxy, {"--trusted-proxy", "10.0.0.10", "--trusted-proxy", "::1"}, nullptr), "");
+    EXPECT_EQ(proxy.validate(), "");
+    EXPECT_EQ(parse_args(proxy, {"--trusted-proxy", "lb.local"}, nullptr), "");
+    EXPECT_NE(proxy.validate().find("--trusted-proxy takes IP addresses"), std::string::npos);
+    app_config store_url;
+    EXPECT_EQ(parse_args(store_url, {"--store", "data/x.db"}, nullptr), "");
+    EXPECT_NE(store_url.validate().find("--store takes a postgresql:// URL"), std::string::npos);
     app_config bad;
     EXPECT_EQ(parse_args(bad, {"--llm-timeout", "0"}, nullptr), "");
     EXPECT_NE(bad.validate().find("llm-timeout"), std::string::npos);
