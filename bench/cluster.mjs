@@ -7,10 +7,10 @@
 // figure (the same bound for both); a setup's capacity is the most clients it served within it.
 // Every process's CPU (user + system) is read from /proc around each run and divided by the
 // turns served, so the capacity of N machines can be predicted from the CPU a turn costs.
-//   node bench/cluster.mjs [--clients 1,2,3,4,6,8] [--turns 3] [--setups one,two]
-// Prints a table; writes bench/out/cluster.json.
+//   node bench/cluster.mjs [--clients 1,2,3,4,6,8] [--turns 3] [--setups one,two] [--bound-ms MS]
+// Prints a table; writes bench/out/cluster.json (and the logs of the nodes and llama-servers, cluster-{node,llama}-N.log).
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { bin, freePort, model, repo, tempDir } from '../tests/lib/parley.mjs';
@@ -53,11 +53,16 @@ function postgresPid(dir) {
   return Number(readFileSync(join(dir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]);
 }
 
+let nodesStarted = 0;
 async function startNode(args) {
   const port = await freePort();
+  const logFile = join(repo, `bench/out/cluster-node-${++nodesStarted}.log`);
   const proc = spawn(bin, ['serve', '--host', '127.0.0.1', '--port', String(port), ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
-  proc.stderr.on('data', (d) => (log = (log + d).slice(-8000)));
+  proc.stderr.on('data', (d) => {
+    log = (log + d).slice(-8000);
+    appendFileSync(logFile, d);
+  });
   const url = `http://127.0.0.1:${port}`;
   await Promise.race([waitHealthy(url, 60000), new Promise((_, fail) => proc.on('exit', () => fail(new Error('node exited:\n' + log))))]);
   return { proc, port, url, ws: `ws://127.0.0.1:${port}/ws`, stop: () => new Promise((ok) => { proc.on('exit', ok); proc.kill('SIGINT'); }) };
@@ -88,10 +93,13 @@ async function measure(name, ws, processes) {
   return rows;
 }
 
-let bound = 0;
+let bound = Number(opt('bound-ms', '0'));
+
 const capacity = (rows) => rows.filter((r) => r.p95 <= bound && !r.failed).reduce((a, r) => Math.max(a, r.clients), 0);
 const results = {};
 mkdirSync(join(repo, 'bench/out'), { recursive: true });
+for (const f of readdirSync(join(repo, 'bench/out'), { withFileTypes: true }))
+  if (/^cluster-(node|llama)-\d+\.log$/.test(f.name)) rmSync(join(repo, 'bench/out', f.name));
 
 if (setups.includes('one')) {
   const node = await startNode(['--model', model, '--db', join(tempDir(), 'one.db')]);
@@ -104,7 +112,7 @@ if (setups.includes('one')) {
 
 if (setups.includes('two')) {
   const pg = await startPostgres();
-  const llms = await Promise.all([llamaServer({ slots: 8, ctx: 16384 }), llamaServer({ slots: 8, ctx: 16384 })]);
+  const llms = await Promise.all([1, 2].map((n) => llamaServer({ slots: 8, ctx: 16384, logFile: join(repo, `bench/out/cluster-llama-${n}.log`) })));
   const args = ['--store', pg.url, '--llm-url', llms[0].url, '--llm-url', llms[1].url, '--llm-shared', '--trusted-proxy', '127.0.0.1'];
   const nodes = [await startNode(args), await startNode(args)];
   const lb = await startHaproxy(nodes.map((n) => `127.0.0.1:${n.port}`));
@@ -117,7 +125,7 @@ if (setups.includes('two')) {
       { name: 'haproxy', pid: lb.proc.pid },
       { name: 'postgresql', pid: postgresPid(pg.dir), children: true },
     ];
-    if (!bound) bound = Infinity; // no one-node figure: report the ramp only
+    if (!bound) bound = Infinity; // no one-node figure (nor --bound-ms): report the ramp only
     results.two = await measure('two', lb.ws, processes);
   } finally {
     await lb.stop();

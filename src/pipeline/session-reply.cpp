@@ -6,6 +6,7 @@
 #include "audio/echo-canceller.h"
 #include "audio/resampler.h"
 #include "core/actor.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/secret.h"
@@ -201,9 +202,7 @@ void session::add_message(message_role role, std::string text) {
         pending_user_.clear();
         rec.assistant = text;
         rec.timings_json = "{}";
-        rec.created_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                             std::chrono::system_clock::now().time_since_epoch())
-                             .count();
+        rec.created_ms = unix_ms();
         history_.push_back(rec);
         save_turn(rec);
     });

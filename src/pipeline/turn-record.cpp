@@ -62,9 +62,7 @@ turn_record turn_record_of(const turn_account &t, const turn_timings &timings, b
     }
     rec.interrupted = interrupted;
     rec.timings_json = turn_timings_json(timings);
-    rec.created_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                         std::chrono::system_clock::now().time_since_epoch())
-                         .count();
+    rec.created_ms = unix_ms();
     return rec;
 }
 

@@ -9,6 +9,7 @@
 // but not acknowledged is harmless to repeat.
 #include "store/store.h"
 
+#include "core/clock.h"
 #include "core/log.h"
 #include "text/utf8.h"
 
@@ -23,12 +24,6 @@
 namespace parley {
 
 namespace {
-
-int64_t now_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
 
 // PostgreSQL's text takes valid UTF-8 without NUL bytes: what is not is stored as U+FFFD, a NUL
 // dropped (SQLite keeps the bytes as they are).
@@ -77,7 +72,7 @@ class postgres_store : public store {
             if (!holder.empty()) by = holder;
             tx.exec("INSERT INTO sessions (id, created_ms, token_sha256, holder)"
                     " VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
-                    pqxx::params{id, now_ms(), token, by});
+                    pqxx::params{id, unix_ms(), token, by});
             tx.commit();
         });
     }
@@ -150,7 +145,7 @@ class postgres_store : public store {
                     pqxx::params{
                         session_id, t.turn_id, pg_text(t.user), pg_text(t.assistant), t.interrupted,
                         t.timings_json.empty() ? std::string("{}") : pg_text(t.timings_json),
-                        t.created_ms ? t.created_ms : now_ms()});
+                        t.created_ms ? t.created_ms : unix_ms()});
             tx.commit();
             return true;
         });

@@ -2,6 +2,7 @@
 
 #include <sqlite3.h>
 
+#include "core/clock.h"
 #include "core/log.h"
 
 #include <sys/stat.h>
@@ -13,12 +14,6 @@
 namespace parley {
 
 namespace {
-
-int64_t now_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
 
 struct stmt {
     sqlite3_stmt *s = nullptr;
@@ -184,7 +179,7 @@ void sqlite_store::create_session(const std::string &id, const std::string &toke
         stmt s(db_, "INSERT OR IGNORE INTO sessions (id, created_ms, token_sha256, holder)"
                     " VALUES (?, ?, ?, ?)");
         s.bind(1, id);
-        s.bind(2, now_ms());
+        s.bind(2, unix_ms());
         if (token_sha256.empty())
             sqlite3_bind_null(s.s, 3);
         else
@@ -272,7 +267,7 @@ bool sqlite_store::append_turn(const std::string &session_id, const turn_record 
             s.bind(4, t.assistant);
             s.bind(5, int64_t(t.interrupted));
             s.bind(6, t.timings_json.empty() ? std::string("{}") : t.timings_json);
-            s.bind(7, t.created_ms ? t.created_ms : now_ms());
+            s.bind(7, t.created_ms ? t.created_ms : unix_ms());
             if (sqlite3_step(s.s) != SQLITE_DONE)
                 throw store_error(std::string("sqlite: ") + sqlite3_errmsg(db_));
             exec("COMMIT");
@@ -295,7 +290,7 @@ std::unique_ptr<store> open_store(const std::string &path, bool recover, std::st
     } catch (const store_error &) {
         if (!recover || path == ":memory:") throw;
     }
-    std::string aside = path + ".corrupt-" + std::to_string(now_ms() / 1000);
+    std::string aside = path + ".corrupt-" + std::to_string(unix_ms() / 1000);
     std::error_code ec;
     fs::rename(path, aside, ec);
     if (ec) throw store_error("cannot move " + path + " aside: " + ec.message());

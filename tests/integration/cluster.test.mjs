@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:http';
-import { bin, Client, clips, fetchHistory, freePort, voiceTurn, reportPlayedOut, tempDir, startServer } from '../lib/parley.mjs';
+import { bin, Client, clips, fetchHistory, freePort, voiceTurn, reportPlayedOut, tempDir, startServer, until } from '../lib/parley.mjs';
 import { startPostgres } from '../lib/postgres.mjs';
 import { haveCluster, llamaServer, startHaproxy, waitHealthy } from '../lib/cluster.mjs';
 
@@ -95,11 +95,11 @@ class Talker {
     for (const m of this.c.msgs.slice(from)) if (m.json && m.json.type === 'error' && m.json.code !== 'server_draining') this.errors.push(`${m.json.code}: ${m.json.message}`);
   }
 
-  // Turns until `until()` says stop, reconnecting whenever the connection ends.
-  async run(until) {
+  // Turns until `done()` says stop, reconnecting whenever the connection ends.
+  async run(done) {
     await this.connect();
     this.c.send({ type: 'start', sample_rate: 16000, tts: true });
-    while (!until(this)) {
+    while (!done()) {
       try {
         await this.turn();
         await sleep(50);
@@ -113,15 +113,6 @@ class Talker {
   }
 }
 
-async function until(what, check, ms = 60000) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await check();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
 
 test('cluster: 8 voice clients over HAProxy; one node killed (kill -9), the other drained (SIGTERM): every conversation resumes on the other node with its whole history, no finished turn missing from PostgreSQL', { skip: haveCluster ? false : 'needs llama-server and haproxy (scripts/packages.txt)', timeout: 600000 }, async () => {
   const pg = await startPostgres();

@@ -7,20 +7,10 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { startServer, fetchHistory, Client, bin } from '../lib/parley.mjs';
+import { startServer, fetchHistory, Client, bin, until } from '../lib/parley.mjs';
 import { startPostgres } from '../lib/postgres.mjs';
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-async function until(what, check, ms = 15000) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await check();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
 
 async function turn(c, text) {
   const from = c.msgs.length;
@@ -57,7 +47,8 @@ test('an empty database gets the schema; every finished turn is in PostgreSQL be
   const db = database();
   const s = await startServer(['--store', db.url]);
   try {
-    assert.match(s.log(), /store=postgresql:\/\/parley@127\.0\.0\.1:\d+\/t\d+/);
+    // The start line names the store (its password, if any, hidden).
+    await until('the whole start line', () => /store=postgresql:\/\/parley@127\.0\.0\.1:\d+\/t\d+\)/.test(s.log()));
     assert.equal(db.sql('SELECT version FROM parley_schema'), '3');
     assert.equal(db.sql("SELECT string_agg(column_name, ',' ORDER BY column_name) FROM information_schema.columns WHERE table_name = 'sessions'"), 'created_ms,holder,id,token_sha256');
     const { c, ready } = await open(s);

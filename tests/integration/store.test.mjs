@@ -6,20 +6,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { startServer, fetchHistory, Client, tempDir } from '../lib/parley.mjs';
+import { startServer, fetchHistory, Client, tempDir, until } from '../lib/parley.mjs';
 
 const { DatabaseSync } = await import('node:sqlite');
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-async function until(what, check, ms = 10000) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await check();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
 
 async function turn(c, text) {
   const from = c.msgs.length;

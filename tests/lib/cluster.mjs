@@ -2,7 +2,7 @@
 // loopback ports: Debian's llama-server with the test model, and HAProxy running
 // deploy/haproxy.cfg.
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { model, freePort, repo, tempDir } from './parley.mjs';
 
@@ -34,11 +34,15 @@ export async function waitHealthy(url, ms = 30000, path = '/health') {
 }
 
 // llama-server with the test model (one thread, `slots` slots sharing `ctx` tokens).
-export async function llamaServer({ port, ctx = 4096, slots = 4, threads = 1, extra = [] } = {}) {
+// `logFile`: its log is also appended there.
+export async function llamaServer({ port, ctx = 4096, slots = 4, threads = 1, extra = [], logFile } = {}) {
   port = port || (await freePort());
   const proc = track(spawn(LLAMA_SERVER, ['-m', model, '--host', '127.0.0.1', '--port', String(port), '-c', String(ctx), '-np', String(slots), '-t', String(threads), '--no-webui', ...extra], { stdio: ['ignore', 'ignore', 'pipe'] }));
   let log = '';
-  proc.stderr.on('data', (d) => (log = (log + d).slice(-4000)));
+  proc.stderr.on('data', (d) => {
+    log = (log + d).slice(-4000);
+    if (logFile) appendFileSync(logFile, d);
+  });
   const exited = new Promise((ok) => proc.on('exit', (code, signal) => ok({ code, signal })));
   const url = `http://127.0.0.1:${port}`;
   await Promise.race([waitHealthy(url), exited.then(() => { throw new Error(`llama-server exited:\n${log}`); })]);

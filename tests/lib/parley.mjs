@@ -108,6 +108,17 @@ export function fetchHistory(url, sessionId, token) {
   return fetch(`${url}/sessions/${sessionId}`, { headers: token ? { Authorization: `Bearer ${token}` } : {} });
 }
 
+// Resolves with check()'s first truthy value, asking every 100 ms; throws after `ms`.
+export async function until(what, check, ms = 10000) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 // A WebSocket client that keeps every message in order: {text, json} or {binary: Buffer}.
 export class Client {
   constructor(url, protocols) {
