@@ -8,8 +8,9 @@
 // Every process's CPU (user + system) is read from /proc around each run and divided by the
 // turns served, so the capacity of N machines can be predicted from the CPU a turn costs.
 //   node bench/cluster.mjs [--clients 1,2,3,4,6,8] [--turns 3] [--setups one,two] [--bound-ms MS]
+//                          [--node-args "ARGS"]
 // Prints a table; writes bench/out/cluster.json (and the logs of the nodes and llama-servers, cluster-{node,llama}-N.log).
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { appendFileSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
@@ -24,6 +25,8 @@ const opt = (name, def) => {
 const ramp = opt('clients', '1,2,3,4,6,8').split(',').map(Number);
 const turns = Number(opt('turns', '3'));
 const setups = opt('setups', 'one,two').split(',');
+// More options for every Parley node (e.g. --node-args "--log-level debug").
+const nodeArgs = opt('node-args', '').split(' ').filter(Boolean);
 const TICK = 100; // clock ticks per second (/proc/PID/stat)
 
 // CPU seconds of a process and, with `children`, of every process it started that is still
@@ -69,8 +72,12 @@ async function startNode(args) {
 }
 
 // One `parley bench` run of `clients` clients; returns its p95/median and the turns it served.
-function benchRun(ws, clients, out) {
-  execFileSync(bin, ['bench', '--url', ws, '--clients', String(clients), '--turns', String(turns), '--warmup', '1', '--no-bare', '--out', out, '--html', out.replace(/\.json$/, '.html')], { stdio: ['ignore', 'ignore', 'inherit'], timeout: 900000 });
+// Started asynchronously: this process must go on reading the servers' logs meanwhile (a pipe
+// nobody reads fills up, and a server that writes its log into it stops).
+async function benchRun(ws, clients, out) {
+  const proc = spawn(bin, ['bench', '--url', ws, '--clients', String(clients), '--turns', String(turns), '--warmup', '1', '--no-bare', '--out', out, '--html', out.replace(/\.json$/, '.html')], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const code = await new Promise((ok) => proc.on('exit', ok));
+  if (code !== 0) throw new Error(`parley bench exited with ${code}`);
   const run = JSON.parse(readFileSync(out, 'utf8')).runs[0];
   const st = run.summary.stages_ms.end_of_speech_to_first_audio || {};
   return { p95: st.p95, median: st.median, turns: run.summary.turns, failed: run.summary.failed };
@@ -81,7 +88,7 @@ async function measure(name, ws, processes) {
   const dir = join(repo, 'bench/out');
   for (const clients of ramp) {
     const before = processes.map((p) => cpuSeconds(p.pid, p.children));
-    const r = benchRun(ws, clients, join(dir, `cluster-${name}-${clients}.json`));
+    const r = await benchRun(ws, clients, join(dir, `cluster-${name}-${clients}.json`));
     const after = processes.map((p) => cpuSeconds(p.pid, p.children));
     r.clients = clients;
     r.cpu_ms_per_turn = Object.fromEntries(processes.map((p, i) => [p.name, ((after[i] - before[i]) * 1000) / Math.max(1, r.turns)]));
@@ -102,7 +109,7 @@ for (const f of readdirSync(join(repo, 'bench/out'), { withFileTypes: true }))
   if (/^cluster-(node|llama)-\d+\.log$/.test(f.name)) rmSync(join(repo, 'bench/out', f.name));
 
 if (setups.includes('one')) {
-  const node = await startNode(['--model', model, '--db', join(tempDir(), 'one.db')]);
+  const node = await startNode(['--model', model, '--db', join(tempDir(), 'one.db'), ...nodeArgs]);
   try {
     results.one = await measure('one', node.ws, [{ name: 'parley', pid: node.proc.pid }]);
   } finally {
@@ -113,7 +120,7 @@ if (setups.includes('one')) {
 if (setups.includes('two')) {
   const pg = await startPostgres();
   const llms = await Promise.all([1, 2].map((n) => llamaServer({ slots: 8, ctx: 16384, logFile: join(repo, `bench/out/cluster-llama-${n}.log`) })));
-  const args = ['--store', pg.url, '--llm-url', llms[0].url, '--llm-url', llms[1].url, '--llm-shared', '--trusted-proxy', '127.0.0.1'];
+  const args = ['--store', pg.url, '--llm-url', llms[0].url, '--llm-url', llms[1].url, '--llm-shared', '--trusted-proxy', '127.0.0.1', ...nodeArgs];
   const nodes = [await startNode(args), await startNode(args)];
   const lb = await startHaproxy(nodes.map((n) => `127.0.0.1:${n.port}`));
   try {

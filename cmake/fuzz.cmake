@@ -26,6 +26,7 @@ add_library(parley_fuzz_parsers STATIC
     src/tts/tts-options.cpp
     src/net/native-protocol.cpp
     src/store/turn-timings-json.cpp
+    src/store/store-url.cpp
     src/text/utf8.cpp
     src/audio/audio-file.cpp
     src/audio/audio-ffmpeg.cpp

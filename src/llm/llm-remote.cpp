@@ -421,6 +421,8 @@ class llm_remote : public llm_engine {
         curl_easy_setopt(e, CURLOPT_PRIVATE, t.get());
         t->last_byte = mono_now();
         m.in_flight++;
+        log_debug("llm: request (slot %d) to %s, %d in flight there%s", t->req.slot, m.base.c_str(),
+                  m.in_flight, t->req.pause && t->req.pause->load() ? ", held" : "");
         curl_multi_add_handle(multi_, e);
         active_.push_back(std::move(t));
     }
@@ -583,6 +585,7 @@ class llm_remote : public llm_engine {
             }
             bool pause = t.req.pause && t.req.pause->load();
             if (pause != t.paused) {
+                log_debug("llm: request (slot %d) %s", t.req.slot, pause ? "paused" : "goes on");
                 curl_easy_pause(t.easy, pause ? CURLPAUSE_RECV : CURLPAUSE_CONT);
                 t.paused = pause;
                 t.last_byte = now;
@@ -693,6 +696,9 @@ class llm_remote : public llm_engine {
     }
 
     void finish(transfer &t, llm_stop stop, const std::string &error) {
+        log_debug("llm: request (slot %d) ends: %s after %.1f ms (first token %.1f ms)", t.req.slot,
+                  llm_stop_name(stop), ms_between(t.submitted, mono_now()),
+                  t.result.first_token_ms);
         t.result.stop_reason = stop;
         t.result.error = error;
         if (t.started.time_since_epoch().count() == 0) {
