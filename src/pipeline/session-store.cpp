@@ -51,6 +51,10 @@ void session::check_drained() {
     if (!draining_ || (current_ && !current_->finished() && !current_->held())) return;
     error("server_draining", "this server is going down: reconnect, and the conversation goes "
                              "on (resume this session) on another one");
+    {
+        std::lock_guard lock(door_);
+        drained_ = true;
+    }
     std::function<void()> ready = std::move(draining_);
     draining_ = nullptr;
     ready();

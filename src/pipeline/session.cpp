@@ -57,20 +57,20 @@ std::string session::id() const {
 
 void session::post(std::function<void()> task) {
     std::lock_guard lock(door_);
-    if (closed_ || !worker_) return;
+    if (closed_ || drained_ || !worker_) return;
     worker_->post(std::move(task));
 }
 
 void session::post_at(mono_time when, std::function<void()> task) {
     std::lock_guard lock(door_);
-    if (closed_ || !worker_) return;
+    if (closed_ || drained_ || !worker_) return;
     worker_->post_by(when, std::move(task));
 }
 
 // Control inputs go ahead of the audio queued before them (the earliest deadline).
 void session::post_control(std::function<void()> task) {
     std::lock_guard lock(door_);
-    if (closed_ || !worker_) return;
+    if (closed_ || drained_ || !worker_) return;
     worker_->post_by(mono_time{}, std::move(task));
 }
 

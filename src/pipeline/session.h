@@ -167,7 +167,8 @@ class session : public std::enable_shared_from_this<session> {
     void store_changed();
     // Any thread: the server is going down. Once no reply is being written (the one in
     // progress finished and stored), the client gets a server_draining error (reconnect: the
-    // conversation resumes wherever the session's store is) and `ready` runs, on the actor.
+    // conversation resumes wherever the session's store is) and `ready` runs, on the actor;
+    // from then on the session acts on nothing more (the connection is closing).
     void drain(std::function<void()> ready);
 
   private:
@@ -282,6 +283,9 @@ class session : public std::enable_shared_from_this<session> {
     // The door: the actors, until close().
     std::mutex door_;
     bool closed_ = false;
+    // Told server_draining: the connection is closing, and nothing more it sends is acted on
+    // (a turn started now would be cut by the close, its work wasted).
+    bool drained_ = false;
     std::unique_ptr<actor> worker_; // the session's own queue, on the sessions' pool
     // The recogniser's end-of-utterance passes run here, so that the session's actor goes on
     // taking the microphone's frames (the echo canceller and barge-in need them in time).

@@ -87,13 +87,6 @@ class postgres_store : public store {
         });
     }
 
-    bool session_exists(const std::string &id) override {
-        return read([&](pqxx::connection &c) {
-            pqxx::nontransaction tx(c);
-            return !tx.exec("SELECT 1 FROM sessions WHERE id = $1", pqxx::params{id}).empty();
-        });
-    }
-
     std::optional<std::string> session_token_hash(const std::string &id) override {
         return read([&](pqxx::connection &c) -> std::optional<std::string> {
             pqxx::nontransaction tx(c);

@@ -205,14 +205,6 @@ bool sqlite_store::claim_session(const std::string &id, const std::string &holde
     });
 }
 
-bool sqlite_store::session_exists(const std::string &id) {
-    std::lock_guard lock(m_);
-    if (!db_) throw store_error("no database at " + path_ + " (" + failure_ + ")");
-    stmt s(db_, "SELECT 1 FROM sessions WHERE id = ?");
-    s.bind(1, id);
-    return sqlite3_step(s.s) == SQLITE_ROW;
-}
-
 std::optional<std::string> sqlite_store::session_token_hash(const std::string &id) {
     std::lock_guard lock(m_);
     if (!db_) throw store_error("no database at " + path_ + " (" + failure_ + ")");

@@ -41,7 +41,6 @@ class store {
     // token_sha256: secret_hash() of the session's resume token (empty: none).
     virtual void create_session(const std::string &id, const std::string &token_sha256 = {},
                                 const std::string &holder = {}) = 0;
-    virtual bool session_exists(const std::string &id) = 0;
     // Makes `holder` the session's holder; false when there is no such session.
     virtual bool claim_session(const std::string &id, const std::string &holder) = 0;
     // The stored hash of the session's resume token: nullopt when there is no such session,
@@ -80,7 +79,6 @@ class sqlite_store : public store {
 
     void create_session(const std::string &id, const std::string &token_sha256 = {},
                         const std::string &holder = {}) override;
-    bool session_exists(const std::string &id) override;
     bool claim_session(const std::string &id, const std::string &holder) override;
     std::optional<std::string> session_token_hash(const std::string &id) override;
     std::vector<turn_record> load_turns(const std::string &session_id) override;

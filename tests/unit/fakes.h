@@ -49,17 +49,21 @@ class recording_output : public ws_output {
     }
 
     // Waits until pred(messages) holds (5 s at most).
-    bool wait(const std::function<bool(const std::vector<out_msg> &)> &pred) {
+    bool wait(const std::function<bool(const std::vector<out_msg> &)> &pred,
+              std::chrono::milliseconds limit = std::chrono::seconds(5)) {
         std::unique_lock lock(m_);
-        return cv_.wait_for(lock, std::chrono::seconds(5), [&] { return pred(msgs_); });
+        return cv_.wait_for(lock, limit, [&] { return pred(msgs_); });
     }
-    bool wait_type(const std::string &type, int count = 1) {
-        return wait([&](const auto &ms) {
-            int n = 0;
-            for (auto &m : ms)
-                n += !m.binary && m.j["type"] == type;
-            return n >= count;
-        });
+    bool wait_type(const std::string &type, int count = 1,
+                   std::chrono::milliseconds limit = std::chrono::seconds(5)) {
+        return wait(
+            [&](const auto &ms) {
+                int n = 0;
+                for (auto &m : ms)
+                    n += !m.binary && m.j["type"] == type;
+                return n >= count;
+            },
+            limit);
     }
     std::vector<out_msg> all() {
         std::lock_guard lock(m_);

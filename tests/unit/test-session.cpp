@@ -241,6 +241,31 @@ TEST(session, text_chunks_carry_word_timings_within_their_audio) {
     EXPECT_GE(with_words, 2);
 }
 
+TEST(session, a_drain_lets_the_reply_finish_then_acts_on_nothing_more) {
+    rig r(reply, false, std::chrono::milliseconds(20));
+    r.send({{"type", "text"}, {"text", "hi"}});
+    ASSERT_TRUE(r.out->wait_type("text_chunk"));
+    std::promise<void> told;
+    r.s->drain([&] { told.set_value(); });
+    ASSERT_EQ(told.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready);
+    // The reply in progress came whole, and only then the error.
+    auto msgs = r.out->all();
+    int done_at = -1, error_at = -1;
+    for (size_t i = 0; i < msgs.size(); ++i) {
+        if (msgs[i].binary) continue;
+        if (msgs[i].j["type"] == "response_done") done_at = int(i);
+        if (msgs[i].j["type"] == "error" && msgs[i].j["code"] == "server_draining")
+            error_at = int(i);
+    }
+    ASSERT_GE(done_at, 0);
+    EXPECT_GT(error_at, done_at);
+    EXPECT_EQ(r.out->of_type("response_done")[0]["text"], "Hello there. How are you? Fine.");
+    // What the client sends before the close starts nothing.
+    r.send({{"type", "text"}, {"text", "one more"}});
+    EXPECT_FALSE(r.out->wait_type("response_done", 2, std::chrono::milliseconds(500)));
+    EXPECT_EQ(r.out->of_type("text_chunk").size(), 3u);
+}
+
 TEST(session, bad_input_gets_errors_and_the_session_keeps_working) {
     rig r(reply);
     r.s->on_binary(std::string(640, '\0'));
