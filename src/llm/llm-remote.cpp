@@ -14,7 +14,9 @@
 // unchanged from turn to turn is evaluated only where it is new.
 //
 // The prompt budget is estimated from bytes: llama-server's /tokenize on a sample at start,
-// then the servers' own prompt token counts (usage) as replies come back.
+// then the servers' own prompt token counts (usage) as replies come back. A prompt llama-server
+// finds too long for its slot (its words tokenize worse than any before) is sent again, cut to
+// the ratio the server counted.
 #include "llm/llm.h"
 
 #include "core/clock.h"
@@ -102,6 +104,7 @@ struct transfer {
     bool got_bytes = false;
     bool delivered = false; // a piece went to on_piece
     bool paused = false;
+    int refits = 0; // sent again with the history cut to what the server counted
     mono_time last_byte{};
     llm_result result;
     std::map<int, tool_call> calls; // streamed tool calls by index
@@ -389,8 +392,10 @@ class llm_remote : public llm_engine {
         t->tried.push_back(size_t(i));
         member &m = members_[size_t(i)];
         if (t->body.empty()) {
-            t->started = mono_now();
-            t->result.queue_ms = ms_between(t->submitted, t->started);
+            if (t->started.time_since_epoch().count() == 0) {
+                t->started = mono_now();
+                t->result.queue_ms = ms_between(t->submitted, t->started);
+            }
             t->body = request_body(*t, m);
         }
         t->easy = curl_easy_init();
@@ -624,6 +629,20 @@ class llm_remote : public llm_engine {
                 j["error"].contains("message") && j["error"]["message"].is_string())
                 message = j["error"]["message"];
             if (message.size() > 300) message.resize(300);
+            // llama-server counted more prompt tokens than a slot holds: the budget's estimate
+            // was short for this prompt's words (a rarer vocabulary than before). It learns
+            // this prompt's ratio and the request goes again, its history cut to fit.
+            if (status == 400 && !t.delivered && t.refits < 2 && j.is_object() &&
+                j["error"].is_object() &&
+                j["error"].value("type", "") == "exceed_context_size_error" &&
+                j["error"].contains("n_prompt_tokens") &&
+                j["error"]["n_prompt_tokens"].is_number_integer()) {
+                int counted = j["error"]["n_prompt_tokens"].get<int>();
+                log_info("llm: %s counted %d prompt tokens, more than the budget's estimate for "
+                         "%zu bytes: sent again with less history",
+                         m.base.c_str(), counted, t.prompt_bytes);
+                return refit(it, counted);
+            }
             if (status >= 500) {
                 m.up = false;
                 m.why_down = "HTTP " + std::to_string(status);
@@ -655,7 +674,27 @@ class llm_remote : public llm_engine {
     // prompt's template markup makes it an underestimate, the safe side).
     void calibrate(size_t bytes, int tokens) {
         if (tokens <= 0 || bytes < 64) return;
-        bytes_per_token_ = std::clamp(double(bytes) / tokens, 0.5, bytes_per_token_);
+        lower_ratio(double(bytes) / tokens);
+    }
+    void lower_ratio(double bytes_per_token) {
+        bytes_per_token_ = std::min(bytes_per_token_, std::max(0.5, bytes_per_token));
+    }
+
+    // The same request again, its messages chosen anew with the ratio of the prompt the server
+    // refused (`counted` tokens).
+    void refit(std::vector<std::unique_ptr<transfer>>::iterator it, int counted) {
+        std::unique_ptr<transfer> t = std::move(*it);
+        detach(*t);
+        active_.erase(it);
+        if (counted > 0 && t->prompt_bytes > 0) lower_ratio(double(t->prompt_bytes) / counted);
+        t->refits++;
+        t->tried.pop_back(); // the member is fine: any may take it
+        t->body.clear();
+        t->pending.clear();
+        t->raw.clear();
+        t->events = t->got_bytes = false;
+        t->errbuf[0] = 0;
+        start(std::move(t));
     }
 
     // The same request on another member, or the error when none is left.

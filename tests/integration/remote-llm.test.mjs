@@ -118,6 +118,45 @@ test('--llm-shared (several nodes on one server): no id_slot; the server still f
   }
 });
 
+test('a turn whose words tokenize worse than any before (llama-server: the prompt exceeds its slot) is sent again with less history and answered', { skip }, async () => {
+  // One slot of 1024 tokens. The first turn is prose (about 2.2 bytes a token with this model's
+  // vocabulary: the budget learns that); the second is made-up words (about 1.2), so the
+  // prompt with the first turn in it, estimated at the prose's ratio, does not fit the slot,
+  // and without it does.
+  const llama = await llamaServer({ slots: 1, ctx: 1024 });
+  const proxy = await recordingProxy(llama.url);
+  const s = await startServer(['--llm-url', proxy.url, '--tts', 'none', '--temperature', '0', '--max-tokens', '16'], { withModel: false });
+  try {
+    const c = await Client.open(s.ws);
+    await c.waitType('ready');
+    const one = await textTurn(c, 'Once upon a time, in a quiet town by the sea, a little girl named Lily found a shiny red ball. She asked her mother if she could keep it, and her mother smiled and said yes. ' +
+      'Lily played with the ball all day long. She threw it high in the sky and ran after it on the sand. When the sun went down, she took the ball home and put it next to her bed.');
+    assert.deepEqual(one.errors, []);
+    let words = '';
+    for (let i = 0, x = 7; words.length < 1000; i++) {
+      x = (x * 1103515245 + 12345) % 2147483648;
+      words += i % 6 === 5 ? ' ' : String.fromCharCode(97 + ((x >> 16) % 26));
+    }
+    const two = await textTurn(c, words);
+    assert.deepEqual(two.errors, [], 'answered, not an error');
+    assert.ok(two.done.timings.generated_tokens > 0, JSON.stringify(two.done.timings));
+    const chats = proxy.chats();
+    assert.equal(chats.length, 3, 'the second turn went twice');
+    assert.match(chats[1].response, /exceed_context_size_error/);
+    assert.ok(chats[2].body.messages.length < chats[1].body.messages.length, 'sent again with less history');
+    assert.equal(chats[2].body.messages.at(-1).content, words);
+    // The ratio is learnt: a third turn of such words goes once.
+    const three = await textTurn(c, words.split(' ').reverse().join(' '));
+    assert.deepEqual(three.errors, []);
+    assert.equal(proxy.chats().length, 4);
+    await c.close();
+  } finally {
+    await s.stop();
+    proxy.close();
+    llama.proc.kill('SIGKILL');
+  }
+});
+
 test('an interrupted reply closes its request at once, and the server stops generating', { skip }, async () => {
   const llama = await llamaServer({ ctx: 8192, slots: 2, extra: ['--ignore-eos'] });
   const proxy = await recordingProxy(llama.url);
