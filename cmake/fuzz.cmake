@@ -47,6 +47,48 @@ target_link_options(parley_fuzz_parsers PUBLIC -fsanitize=address,undefined)
 target_link_libraries(parley_fuzz_parsers PUBLIC
     PkgConfig::SNDFILE PkgConfig::SOXR PkgConfig::FFMPEG nlohmann_json::nlohmann_json Boost::headers OpenSSL::Crypto)
 
+# The Realtime endpoint runs over a real session (scripted engines): the pipeline's sources
+# and the libraries of its VAD and echo canceller.
+pkg_check_modules(ONNXRUNTIME REQUIRED IMPORTED_TARGET libonnxruntime)
+pkg_check_modules(WEBRTC_AUDIO_PROCESSING REQUIRED webrtc-audio-processing-1)
+find_package(Threads REQUIRED)
+set_source_files_properties(src/audio/echo-canceller.cpp PROPERTIES
+    COMPILE_OPTIONS "${WEBRTC_AUDIO_PROCESSING_CFLAGS}")
+add_library(parley_fuzz_session STATIC
+    src/net/realtime-protocol.cpp
+    src/net/openai-rest.cpp
+    src/pipeline/playout.cpp
+    src/pipeline/session.cpp
+    src/pipeline/session-interruptions.cpp
+    src/pipeline/session-reply.cpp
+    src/pipeline/session-store.cpp
+    src/pipeline/session-directory.cpp
+    src/pipeline/slot-queue.cpp
+    src/pipeline/session-turn-taking.cpp
+    src/pipeline/turn-record.cpp
+    src/core/log.cpp
+    src/core/actor.cpp
+    src/core/worker.cpp
+    src/core/metrics.cpp
+    src/core/base64.cpp
+    src/core/onnx.cpp
+    src/audio/g711.cpp
+    src/audio/vad.cpp
+    src/audio/echo-canceller.cpp
+    src/llm/conversation.cpp
+    src/asr/asr.cpp
+    src/tts/tts.cpp
+    src/text/phrase-chunker.cpp
+    src/text/subtitles.cpp)
+target_compile_options(parley_fuzz_session PRIVATE -fsanitize=fuzzer-no-link)
+target_link_libraries(parley_fuzz_session PUBLIC parley_fuzz_parsers PkgConfig::ONNXRUNTIME
+    ${WEBRTC_AUDIO_PROCESSING_LINK_LIBRARIES} Threads::Threads)
+
+add_executable(fuzz-realtime tests/fuzz/fuzz-realtime.cpp)
+target_link_libraries(fuzz-realtime PRIVATE parley_fuzz_session)
+target_compile_options(fuzz-realtime PRIVATE -fsanitize=fuzzer)
+target_link_options(fuzz-realtime PRIVATE -fsanitize=fuzzer)
+
 foreach(name protocol audio manifest config http multipart tools)
     add_executable(fuzz-${name} tests/fuzz/fuzz-${name}.cpp)
     target_link_libraries(fuzz-${name} PRIVATE parley_fuzz_parsers)
