@@ -40,8 +40,9 @@ struct llm_error : std::runtime_error {
 struct chat_message {
     std::string role; // "system", "user", "assistant" or "tool"
     std::string content;
-    std::vector<tool_call> tool_calls; // an assistant's calls
-    std::string tool_call_id;          // a tool's message: the call it answers
+    // Defaulted, so that {role, content} is a whole message (no missing-initializer warning).
+    std::vector<tool_call> tool_calls = {}; // an assistant's calls
+    std::string tool_call_id = {};          // a tool's message: the call it answers
 };
 
 struct sampling_params {

@@ -95,7 +95,7 @@ TEST(protocol, encodes_events) {
     json d = json::parse(encode_event(reply_done_event{2, "reply", tt, LLM_STOP_EOG}));
     EXPECT_EQ(d["timings"]["first_text_ms"], 1.5);
     // Invalid UTF-8 from an engine never breaks the JSON.
-    EXPECT_NO_THROW(json::parse(encode_event(transcript_event{"a\xff", false, 0})));
+    EXPECT_TRUE(json::accept(encode_event(transcript_event{"a\xff", false, 0})));
 }
 
 TEST(protocol, hands_free_start_vad_overrides_and_echo) {
