@@ -26,6 +26,14 @@ async function textOnly(c) {
   return ready;
 }
 
+// Another writer of the server's database: it waits its turn while the server writes (SQLite
+// takes one writer at a time) rather than failing at once with SQLITE_BUSY.
+function writer(db) {
+  const other = new DatabaseSync(db);
+  other.exec('PRAGMA busy_timeout = 10000');
+  return other;
+}
+
 const unsaved = async (url) => Number(/^parley_store_unsaved_turns (\S+)/m.exec(await (await fetch(`${url}/metrics`)).text())[1]);
 
 test('a store that refuses a turn: the client is told, /health says 503 and why, the turn is kept and written when the store takes it again', async () => {
@@ -36,7 +44,7 @@ test('a store that refuses a turn: the client is told, /health says 503 and why,
     const { session_id: sid, resume_token: token } = await textOnly(c);
     await turn(c, 'Hello there.');
     // The schema changes under the server: the turns' table vanishes.
-    let other = new DatabaseSync(db);
+    let other = writer(db);
     const schema = other.prepare("SELECT sql FROM sqlite_master WHERE name = 'turns'").get().sql;
     other.exec('DROP TABLE turns');
     other.close();
@@ -59,7 +67,7 @@ test('a store that refuses a turn: the client is told, /health says 503 and why,
     await c2.waitType('ready');
     await turn(c2, 'Hi.');
     // The table comes back: the kept turns are written without anyone asking.
-    other = new DatabaseSync(db);
+    other = writer(db);
     other.exec(schema);
     other.close();
     await until('the store to take the kept turns', async () => (await unsaved(s.url)) === 0);
