@@ -683,30 +683,35 @@ class llm_remote : public llm_engine {
     // The same request again, its messages chosen anew with the ratio of the prompt the server
     // refused (`counted` tokens).
     void refit(std::vector<std::unique_ptr<transfer>>::iterator it, int counted) {
-        std::unique_ptr<transfer> t = std::move(*it);
-        detach(*t);
-        active_.erase(it);
+        std::unique_ptr<transfer> t = take(it);
         if (counted > 0 && t->prompt_bytes > 0) lower_ratio(double(t->prompt_bytes) / counted);
         t->refits++;
         t->tried.pop_back(); // the member is fine: any may take it
-        t->body.clear();
-        t->pending.clear();
-        t->raw.clear();
-        t->events = t->got_bytes = false;
-        t->errbuf[0] = 0;
-        start(std::move(t));
+        t->body.clear();     // made anew with the lower ratio
+        resend(std::move(t));
     }
 
     // The same request on another member, or the error when none is left.
     void retry(std::vector<std::unique_ptr<transfer>>::iterator it, const std::string &why = {}) {
-        std::unique_ptr<transfer> t = std::move(*it);
-        detach(*t);
-        active_.erase(it);
+        std::unique_ptr<transfer> t = take(it);
         if (pick(*t) < 0) {
             std::string what =
                 why.empty() ? why_none() : "llm " + members_[t->member].base + ": " + why;
             return finish(*t, LLM_STOP_ERROR, what);
         }
+        resend(std::move(t));
+    }
+
+    // A transfer out of the active ones, its connection let go.
+    std::unique_ptr<transfer> take(std::vector<std::unique_ptr<transfer>>::iterator it) {
+        std::unique_ptr<transfer> t = std::move(*it);
+        detach(*t);
+        active_.erase(it);
+        return t;
+    }
+
+    // Starts a taken transfer again, as if nothing had come back yet.
+    void resend(std::unique_ptr<transfer> t) {
         t->pending.clear();
         t->raw.clear();
         t->events = t->got_bytes = false;
